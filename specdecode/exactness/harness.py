@@ -1,0 +1,378 @@
+"""The exactness harness: exact N-token output distributions of every verification method.
+
+Pass criterion (verification-math.md): from a context, repeat speculative steps until at
+least N tokens exist and keep the first N; their joint distribution must equal the
+product of the target's conditionals. A *step* (draft + verify) is enumerated exactly by
+``enumerate_outcomes``; steps are chained by dynamic programming over contexts, so
+tokens are never conditioned on how many were accepted.
+
+Each method appears twice where it has both: the batched torch implementation (run on
+float64 tensors with batch 1) and the scalar reference (run on the raw model values,
+Fractions included). Gumbel-coupled sampling is enumerated on its reference only (its
+torch noise is continuous); its torch path is tested by seeded equality and Monte Carlo.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Callable
+
+import torch
+
+from ..verify import chain, multidraft
+from ..verify import reference as ref
+from ..verify.gumbel import gumbel_verify  # noqa: F401  (documented companion)
+from .enumerate import enumerate_outcomes
+from .models import OneHotModel, model_pairs
+
+
+class DeterministicDrafter(OneHotModel):
+    """A drafter that proposes its argmax without sampling: verified with q = None."""
+
+
+@dataclass(frozen=True)
+class Case:
+    pair: str
+    target: object
+    draft: object
+    V: int
+    k: int  # draft length (chain), or depth of a tree / sequence length
+    N: int  # tokens whose joint distribution is compared
+    K: int = 1  # number of drafts (multi-draft methods)
+    branching: tuple = ()  # tree shape, children per depth
+
+    @property
+    def label(self) -> str:
+        extra = f" K={self.K}" if self.K > 1 else ""
+        extra += f" tree={self.branching}" if self.branching else ""
+        return f"{self.pair} V={self.V} k={self.k} N={self.N}{extra}"
+
+
+Step = Callable[[Case, tuple, object], tuple]
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    impl: str  # "torch" or "reference"
+    step: Step
+    cases: Callable[[], list]
+    lossy: bool = False
+    greedy_target: bool = False
+    note: str = ""
+
+
+# ------------------------------------------------------------------ helpers
+
+def _t(rows) -> torch.Tensor:
+    return torch.tensor([[float(v) for v in r] for r in rows], dtype=torch.float64)
+
+
+def draft_chain(case: Case, ctx: tuple, rng, k: int):
+    """Sample k draft tokens autoregressively from the draft model; returns (xs, qs, ps)."""
+    xs, qs = [], []
+    det = isinstance(case.draft, DeterministicDrafter)
+    for _ in range(k):
+        q = case.draft.probs(ctx + tuple(xs))
+        qs.append(q)
+        xs.append(ref.argmax_ref(q) if det else rng.categorical(q))
+    ps = [case.target.probs(ctx + tuple(xs[:i])) for i in range(k + 1)]
+    return xs, (None if det else qs), ps
+
+
+def _fast_chain(fn):
+    def step(case, ctx, rng):
+        xs, qs, ps = draft_chain(case, ctx, rng, case.k)
+        p = _t(ps)[None]
+        q = None if qs is None else _t(qs)[None]
+        res = fn(p, q, torch.tensor([xs]), rng, validate=False)
+        return tuple(res.emitted(0))
+
+    return step
+
+
+def _ref_tokenwise(case, ctx, rng):
+    xs, qs, ps = draft_chain(case, ctx, rng, case.k)
+    return tuple(ref.tokenwise_ref(ps, qs, xs, rng))
+
+
+def _ref_block(case, ctx, rng):
+    xs, qs, ps = draft_chain(case, ctx, rng, case.k)
+    return tuple(ref.block_ref(ps, qs, xs, rng))
+
+
+def _ref_greedy(case, ctx, rng):
+    xs, _, ps = draft_chain(case, ctx, rng, case.k)
+    return tuple(ref.greedy_ref(ps, xs))
+
+
+def _ref_typical(case, ctx, rng):
+    xs, _, ps = draft_chain(case, ctx, rng, case.k)
+    return tuple(ref.typical_ref(ps, xs, rng))
+
+
+def _ref_gumbel(case, ctx, rng):
+    return tuple(ref.gumbel_ref(lambda pre: case.target.probs(ctx + tuple(pre)),
+                                lambda pre: case.draft.probs(ctx + tuple(pre)), case.k, rng))
+
+
+def sample_candidates(q, K, rng, replacement=True):
+    xs, s = [], list(q)
+    for _ in range(K):
+        if sum(s) == 0:
+            break
+        x = rng.categorical(s)
+        xs.append(x)
+        if not replacement:
+            s[x] = 0 * s[x]
+    return xs
+
+
+def _ref_select(method, replacement=True):
+    def step(case, ctx, rng):
+        p, q = case.target.probs(ctx), case.draft.probs(ctx)
+        xs = sample_candidates(q, case.K, rng, replacement)
+        if method == "spectr":
+            return (ref.spectr_select_ref(p, q, xs, rng)[0],)
+        return (ref.rrs_select_ref(p, q, xs, rng, replacement)[0],)
+
+    return step
+
+
+def _fast_select(method, replacement=True):
+    def step(case, ctx, rng):
+        p, q = case.target.probs(ctx), case.draft.probs(ctx)
+        xs = sample_candidates(q, case.K, rng, replacement)
+        pt, qt, c = _t([p]), _t([q]), torch.tensor([xs])
+        if method == "spectr":
+            tok, _ = multidraft.spectr_select(pt, qt, c, rng, validate=False)
+        else:
+            tok, _ = multidraft.rrs_select(pt, qt, c, rng, replacement=replacement, validate=False)
+        return (int(tok[0]),)
+
+    return step
+
+
+def sample_tree(case: Case, ctx: tuple, rng, replacement: bool):
+    """Draft a tree: every node at depth d gets branching[d] children drawn from q(node)."""
+    parents, tokens, paths = [-1], [-1], [()]
+    frontier = [0]
+    for b in case.branching:
+        nxt = []
+        for n in frontier:
+            q = case.draft.probs(ctx + paths[n])
+            for x in sample_candidates(q, b, rng, replacement):
+                parents.append(n)
+                tokens.append(x)
+                paths.append(paths[n] + (x,))
+                nxt.append(len(tokens) - 1)
+        frontier = nxt
+    return parents, tokens, paths
+
+
+def _tree_step(method, impl):
+    replacement = method != "rrs-wor"
+
+    def step(case, ctx, rng):
+        parents, tokens, paths = sample_tree(case, ctx, rng, replacement)
+        if impl == "reference":
+            kids = multidraft.children_lists(parents)
+            out, _ = ref.tree_ref(lambda n: case.target.probs(ctx + paths[n]),
+                                  lambda n: case.draft.probs(ctx + paths[n]), kids, tokens, rng, method)
+            return tuple(out)
+        p = _t([case.target.probs(ctx + pa) for pa in paths])
+        q = _t([case.draft.probs(ctx + pa) for pa in paths])
+        res = multidraft.verify_tree(p, q, torch.tensor(parents), torch.tensor(tokens), rng, method=method, validate=False)
+        return tuple(res.tokens)
+
+    return step
+
+
+def _seq_step(method, impl):
+    """K i.i.d. draft sequences of length k (SpecTr's sequence form) through verify_sequences."""
+
+    def step(case, ctx, rng):
+        drafts = []
+        for _ in range(case.K):
+            xs, _, _ = draft_chain(case, ctx, rng, case.k)
+            drafts.append(xs)
+        if impl == "reference":
+            parents, tokens, where = multidraft.chains_to_tree(drafts)
+            path = lambda n: ctx + tuple(drafts[where[n][0]][: where[n][1]]) if n else ctx  # noqa: E731
+            out, _ = ref.tree_ref(lambda n: case.target.probs(path(n)), lambda n: case.draft.probs(path(n)),
+                                  multidraft.children_lists(parents), tokens, rng, method)
+            return tuple(out)
+        p = torch.stack([_t([case.target.probs(ctx + tuple(d[:i])) for i in range(case.k + 1)]) for d in drafts])[None]
+        q = torch.stack([_t([case.draft.probs(ctx + tuple(d[:i])) for i in range(case.k)]) for d in drafts])[None]
+        res = multidraft.verify_sequences(p, q, torch.tensor([drafts]), rng, method=method, validate=False)
+        return tuple(res.emitted(0))
+
+    return step
+
+
+# -------------------------------------------------------------------- suites
+
+CHAIN_SIZES = [(2, 1, 3), (2, 2, 3), (2, 4, 2), (3, 1, 3), (3, 2, 2), (3, 3, 2), (4, 2, 2), (5, 1, 2)]
+CHAIN_SIZES_FAST = [(2, 1, 3), (2, 3, 2), (3, 2, 2), (4, 1, 2), (5, 1, 2)]
+
+
+def _pairs(V, deterministic=True):
+    pairs = model_pairs(V)
+    if deterministic:
+        pairs.append(("deterministic drafter (q=None)", pairs[0][1], DeterministicDrafter(V, 18)))
+    return pairs
+
+
+def chain_cases(sizes=CHAIN_SIZES, deterministic=True):
+    return [Case(name, t, d, V, k, N) for V, k, N in sizes for name, t, d in _pairs(V, deterministic)]
+
+
+def select_cases(Ks=(1, 2, 3), Vs=(2, 3, 4)):
+    return [Case(name, t, d, V, 1, 2, K=K) for V in Vs for K in Ks for name, t, d in _pairs(V, False)]
+
+
+def tree_cases(shapes=((2, 1), (2, 2), (3,)), Vs=(2, 3)):
+    return [Case(name, t, d, V, len(b), 2, K=b[0], branching=b) for V in Vs for b in shapes for name, t, d in _pairs(V, False)]
+
+
+def seq_cases(Vs=(2, 3)):
+    return [Case(name, t, d, V, L, 2, K=K) for V in Vs for K, L in ((2, 1), (2, 2), (3, 1)) for name, t, d in _pairs(V, False)]
+
+
+def methods() -> list[Method]:
+    fast_chain = lambda: chain_cases(CHAIN_SIZES_FAST)  # noqa: E731
+    return [
+        Method("tokenwise", "torch", _fast_chain(chain.tokenwise_verify), fast_chain),
+        Method("tokenwise", "reference", _ref_tokenwise, chain_cases),
+        Method("greedy", "torch", _fast_chain(chain.greedy_verify), fast_chain, greedy_target=True),
+        Method("greedy", "reference", _ref_greedy, chain_cases, greedy_target=True),
+        Method("block", "torch", _fast_chain(chain.block_verify), fast_chain),
+        Method("block", "reference", _ref_block, chain_cases),
+        Method("spectr (token)", "torch", _fast_select("spectr"), lambda: select_cases(Ks=(2, 3), Vs=(2, 3))),
+        Method("spectr (token)", "reference", _ref_select("spectr"), select_cases),
+        Method("spectr (sequences)", "torch", _seq_step("spectr", "torch"), lambda: seq_cases(Vs=(2,))),
+        Method("spectr (sequences)", "reference", _seq_step("spectr", "reference"), seq_cases),
+        Method("spectr (tree)", "reference", _tree_step("spectr", "reference"), lambda: tree_cases(Vs=(2,))),
+        Method("rrs (token)", "torch", _fast_select("rrs"), select_cases),
+        Method("rrs (token)", "reference", _ref_select("rrs"), select_cases),
+        Method("rrs-wor (token)", "torch", _fast_select("rrs", False), select_cases),
+        Method("rrs-wor (token)", "reference", _ref_select("rrs", False), select_cases),
+        Method("rrs (tree)", "torch", _tree_step("rrs", "torch"), lambda: tree_cases(shapes=((2, 1), (3,)))),
+        Method("rrs (tree)", "reference", _tree_step("rrs", "reference"), tree_cases),
+        Method("rrs-wor (tree)", "torch", _tree_step("rrs-wor", "torch"), tree_cases),
+        Method("rrs-wor (tree)", "reference", _tree_step("rrs-wor", "reference"), tree_cases),
+        Method("gumbel-coupled", "reference", _ref_gumbel, chain_cases,
+               note="torch path: seeded spec == seeded plain (tests)"),
+        Method("typical (Medusa)", "torch", _fast_chain(chain.typical_verify), fast_chain, lossy=True),
+        Method("typical (Medusa)", "reference", _ref_typical, chain_cases, lossy=True),
+    ]
+
+
+# --------------------------------------------------------------- distributions
+
+def n_token_distribution(step: Callable, case: Case, ctx: tuple = ()) -> dict:
+    """Exact joint distribution of the first case.N tokens produced by repeating ``step``."""
+    step_cache: dict = {}
+
+    def step_dist(c):
+        if c not in step_cache:
+            step_cache[c] = enumerate_outcomes(lambda rng: tuple(step(case, c, rng)))
+        return step_cache[c]
+
+    def rec(c, n):
+        out: dict = defaultdict(int)
+        for toks, w in step_dist(c).items():
+            if len(toks) == 0:
+                raise AssertionError(f"a step emitted no token at context {c}")
+            if len(toks) >= n:
+                out[toks[:n]] += w
+            else:
+                for rest, w2 in rec(c + toks, n - len(toks)).items():
+                    out[toks + rest] += w * w2
+        return out
+
+    return dict(rec(ctx, case.N))
+
+
+def target_distribution(case: Case, greedy: bool = False, ctx: tuple = ()) -> dict:
+    dist = {(): 1}
+    for _ in range(case.N):
+        nxt: dict = defaultdict(int)
+        for seq, w in dist.items():
+            p = case.target.probs(ctx + seq)
+            if greedy:
+                nxt[seq + (ref.argmax_ref(p),)] += w
+            else:
+                for x, px in enumerate(p):
+                    if px > 0:
+                        nxt[seq + (x,)] += w * px
+        dist = dict(nxt)
+    return dist
+
+
+def compare(out: dict, target: dict) -> tuple[float, float]:
+    """-> (max |P_out - P_target| over outcomes, total variation)."""
+    keys = set(out) | set(target)
+    diffs = [abs(float(Fraction(out.get(s, 0)) - Fraction(target.get(s, 0))) if _exact(out.get(s, 0), target.get(s, 0))
+                 else float(out.get(s, 0)) - float(target.get(s, 0))) for s in keys]
+    return max(diffs, default=0.0), 0.5 * sum(diffs)
+
+
+def _exact(a, b) -> bool:
+    return isinstance(a, (Fraction, int)) and isinstance(b, (Fraction, int))
+
+
+@dataclass
+class Row:
+    method: str
+    impl: str
+    lossy: bool
+    cases: int = 0
+    max_err: float = 0.0
+    max_tv: float = 0.0
+    worst_case: str = ""
+    seconds: float = 0.0
+    note: str = ""
+    errors: list = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.lossy or (self.max_err < 1e-12 and not self.errors)
+
+    def as_dict(self) -> dict:
+        return {"method": self.method, "impl": self.impl, "lossy": self.lossy, "cases": self.cases,
+                "max_abs_error": self.max_err, "max_tv": self.max_tv, "worst_case": self.worst_case,
+                "seconds": round(self.seconds, 2), "passed": self.passed, "note": self.note}
+
+
+def run_method(m: Method, cases: list | None = None, progress=None) -> Row:
+    row = Row(m.name, m.impl, m.lossy, note=m.note)
+    t0 = time.perf_counter()
+    for case in (m.cases() if cases is None else cases):
+        if m.impl == "torch" and case.pair == "fractions":
+            pass  # runs on float64 conversions of the same Fractions
+        out = n_token_distribution(m.step, case)
+        err, tv = compare(out, target_distribution(case, greedy=m.greedy_target))
+        row.cases += 1
+        if err >= row.max_err:
+            row.max_err, row.worst_case = err, case.label
+        row.max_tv = max(row.max_tv, tv)
+        if progress:
+            progress()
+    row.seconds = time.perf_counter() - t0
+    return row
+
+
+def run_all(selected: list[str] | None = None, progress_factory=None) -> list[Row]:
+    ms = [m for m in methods() if not selected or m.name.split(" ")[0] in selected or m.name in selected]
+    rows = []
+    for m in ms:
+        cases = m.cases()
+        bar = progress_factory(len(cases), f"{m.name} [{m.impl}]") if progress_factory else None
+        rows.append(run_method(m, cases, progress=(bar.update if bar else None)))
+        if bar:
+            bar.close()
+    return rows

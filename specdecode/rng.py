@@ -1,0 +1,82 @@
+"""Randomness for verification, routed through exactly two calls.
+
+Every verification method draws its randomness through ``bernoulli(a)`` (True with
+probability ``a``, realised as ``u < a`` with ``u ~ U[0, 1)``) and ``categorical(w)``
+(index ``i`` with probability ``w_i / sum(w)``). Routing all randomness through these
+two calls is what lets :mod:`specdecode.exactness` replay a method down every branch
+and compute its exact output distribution.
+
+This module does not seed anything and never touches torch's or Python's global RNG:
+callers pass an explicit ``torch.Generator`` (or ``random.Random``).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Protocol, Sequence, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class RNG(Protocol):
+    def bernoulli(self, a):  # a: tensor [...] of probabilities -> bool tensor [...]
+        ...
+
+    def categorical(self, w):  # w: tensor [..., V] of weights -> long tensor [...]
+        ...
+
+
+class TorchRNG:
+    """Production randomness backed by an explicit ``torch.Generator``."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def bernoulli(self, a: torch.Tensor) -> torch.Tensor:
+        # a: [...] probabilities in [0, 1]; strict '<' with u in [0, 1) so a = 0 never fires
+        u = torch.rand(a.shape, generator=self.generator, dtype=torch.float64, device=a.device)
+        return u < a
+
+    def categorical(self, w: torch.Tensor) -> torch.Tensor:
+        # w: [..., V] non-negative weights with a positive sum per row
+        flat = w.reshape(-1, w.shape[-1]).to(torch.float64)
+        idx = torch.multinomial(flat, 1, generator=self.generator)
+        return idx.reshape(w.shape[:-1])
+
+
+class PyRNG:
+    """Randomness for the scalar reference implementations, backed by ``random.Random``."""
+
+    def __init__(self, rnd: random.Random):
+        self.rnd = rnd
+
+    def bernoulli(self, a) -> bool:
+        return self.rnd.random() < a
+
+    def categorical(self, w: Sequence) -> int:
+        total = sum(w)
+        u = self.rnd.random() * float(total)
+        cum = 0.0
+        last = 0
+        for i, wi in enumerate(w):
+            if wi <= 0:
+                continue
+            cum += float(wi)
+            last = i
+            if u < cum:
+                return i
+        return last  # rounding left u just above the float sum: the last positive cell
+
+
+def as_rng(rng) -> RNG:
+    """Accept a ``torch.Generator`` (the public API) or anything following the RNG protocol."""
+    if isinstance(rng, torch.Generator):
+        return TorchRNG(rng)
+    if isinstance(rng, random.Random):
+        return PyRNG(rng)
+    if hasattr(rng, "bernoulli") and hasattr(rng, "categorical"):
+        return rng
+    raise TypeError(
+        f"rng must be a torch.Generator (or an object with bernoulli/categorical), got {type(rng).__name__}"
+    )

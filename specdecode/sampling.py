@@ -1,0 +1,94 @@
+"""Sampling utilities: the *warped* distributions that both target and draft must use.
+
+``logits_to_probs`` applies temperature, top-k, top-p and min-p (in that order, as
+Hugging Face does) and returns the distribution a token is actually sampled from. The
+speculative identity only holds if the verifier uses the same warped p' and q' that
+the target and drafter sample from. Temperature 0 means greedy: the warped
+distribution is one-hot on the argmax (lowest index on ties).
+
+This module does not sample with global state: ``sample`` takes an explicit RNG.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .rng import as_rng
+from .validation import check_int
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+
+    def __post_init__(self):
+        t = self.temperature
+        if not isinstance(t, (int, float)) or t != t or t < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {t!r}")
+        if self.top_k is not None:
+            check_int("top_k", self.top_k, 1)
+        if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.min_p is not None and not (isinstance(self.min_p, (int, float)) and 0 <= self.min_p <= 1):
+            raise ValueError(f"min_p must be in [0, 1], got {self.min_p!r}")
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.temperature == 0
+
+    def describe(self) -> str:
+        parts = [f"T={self.temperature:g}"]
+        if self.top_k is not None:
+            parts.append(f"top_k={self.top_k}")
+        if self.top_p is not None:
+            parts.append(f"top_p={self.top_p:g}")
+        if self.min_p is not None:
+            parts.append(f"min_p={self.min_p:g}")
+        return " ".join(parts)
+
+
+GREEDY = SamplingConfig(temperature=0.0)
+
+
+def warp_logits(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    """logits: [..., V] -> warped logits [..., V] (removed tokens at -inf). Requires T > 0."""
+    x = logits / cfg.temperature
+    neg_inf = torch.tensor(float("-inf"), dtype=x.dtype, device=x.device)
+    if cfg.top_k is not None and cfg.top_k < x.shape[-1]:
+        kth = torch.topk(x, cfg.top_k, dim=-1).values[..., -1:]
+        x = torch.where(x < kth, neg_inf, x)
+    if cfg.top_p is not None and cfg.top_p < 1:
+        sorted_x, order = torch.sort(x, dim=-1, descending=False, stable=True)
+        cum = sorted_x.softmax(-1).cumsum(-1)
+        remove_sorted = cum <= (1 - cfg.top_p)
+        remove_sorted[..., -1] = False  # always keep the most likely token
+        remove = remove_sorted.scatter(-1, order, remove_sorted)
+        x = x.masked_fill(remove, float("-inf"))
+    if cfg.min_p is not None and cfg.min_p > 0:
+        probs = x.softmax(-1)
+        thresh = cfg.min_p * probs.max(-1, keepdim=True).values
+        x = x.masked_fill(probs < thresh, float("-inf"))
+    return x
+
+
+def logits_to_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    """logits: [..., V] -> warped probabilities [..., V] (one-hot argmax when T = 0)."""
+    if cfg.is_greedy:
+        idx = logits.argmax(-1, keepdim=True)
+        return torch.zeros_like(logits).scatter_(-1, idx, 1.0)
+    return warp_logits(logits, cfg).softmax(-1)
+
+
+def sample(probs: torch.Tensor, rng) -> torch.Tensor:
+    """probs: [..., V] -> sampled token ids [...] drawn with the explicit ``rng`` (a torch.Generator)."""
+    return as_rng(rng).categorical(probs)
+
+
+def greedy(logits_or_probs: torch.Tensor) -> torch.Tensor:
+    """[..., V] -> argmax ids [...] (lowest index on ties)."""
+    return logits_or_probs.argmax(-1)
