@@ -46,9 +46,13 @@ def cmd_exactness(args) -> int:
         progress = lambda total, desc: tqdm(total=total, desc=desc, leave=False, file=sys.stderr)  # noqa: E731
     rows = harness.run_all(args.method or None, progress)
     mrows = [run_mutant(m) for m in mutants()] if args.mutants else []
-    ok = all(r.passed for r in rows) and all(m.caught for m in mrows)
+    reseed = _reseeding_check() if args.mutants else None
+    ok = all(r.passed for r in rows) and all(m.caught for m in mrows) and (reseed is None or not reseed[1].passed)
     if args.json:
-        print(json.dumps({"methods": [r.as_dict() for r in rows], "mutants": [m.as_dict() for m in mrows], "passed": ok}, indent=1))
+        extra = {} if reseed is None else {"reseeding_bug": {"chi2_p_value": reseed[1].p_value, "tv": reseed[1].tv,
+                                                               "caught": not reseed[1].passed}}
+        print(json.dumps({"methods": [r.as_dict() for r in rows], "mutants": [m.as_dict() for m in mrows], **extra,
+                          "passed": ok}, indent=1))
         return 0 if ok else 1
     print(f"{'method':<20} {'impl':<10} {'cases':>5}  {'max |P_out - P_target|':>22}  {'result':<14} worst case")
     for r in rows:
@@ -64,10 +68,23 @@ def cmd_exactness(args) -> int:
         print(f"\n{'injected bug':<52} {'cases':>5} {'max TV':>8} {'doc TV':>7}  caught")
         for m in mrows:
             print(f"{m.name:<52} {m.cases:>5} {m.max_tv:>8.4f} {m.doc_tv:>7.3g}  {'yes' if m.caught else 'NO'}")
-        print("(doc TV: the value the math doc reports for its own example; ours is the max over our cases)")
+        good, bad = reseed
+        print(f"{'re-seeding the RNG inside the loop (Monte Carlo)':<52} {bad.n:>5} {bad.tv:>8.4f} {'-':>7}  "
+              f"{'yes' if not bad.passed else 'NO'} (chi2 p = {bad.p_value:.1e}; correct loop p = {good.p_value:.2f})")
+        print("(doc TV: the value the math doc reports for its own example; ours is the max over our cases;\n"
+              " the re-seeding row counts samples, not cases: an enumeration has no seed to re-use)")
     total = sum(r.seconds for r in rows)
     print(f"\n{'all exact methods within 1e-12' if ok else 'FAILURES above'} ({total:.0f} s)")
     return 0 if ok else 1
+
+
+def _reseeding_check():
+    from .exactness import harness, montecarlo
+    from .exactness.models import model_pairs
+    from .verify import tokenwise_verify
+
+    name, t, d = model_pairs(3)[0]
+    return montecarlo.reseeding_bug_check(tokenwise_verify, harness.Case(name, t, d, 3, 2, 3), n_samples=20000)
 
 
 # ------------------------------------------------------------ distribution
