@@ -30,6 +30,16 @@ def cmd_simulate(args) -> int:
         raise ValueError(f"--draft-cost must be >= 0, got {args.draft_cost}")
     st = run_demo(args.draft_length, args.target_length, args.acceptance_rate, args.seed)
     print(format_demo(st, args.draft_length, args.target_length, args.acceptance_rate, args.draft_cost))
+    if args.check_steps:
+        from .theory import expected_tokens_per_step
+
+        k, a = args.draft_length, args.acceptance_rate
+        long = run_demo(k, int(args.check_steps * expected_tokens_per_step(a, k)), a, args.seed + 1)
+        counts = [len(out) for _, _, out, _ in long.steps]
+        mean = sum(counts) / len(counts)
+        se = (sum((c - mean) ** 2 for c in counts) / (len(counts) - 1)) ** 0.5 / len(counts) ** 0.5
+        print(f"\nLong-run check ({len(counts)} more steps): {mean:.3f} ± {se:.3f} tokens per target call "
+              f"vs formula {expected_tokens_per_step(a, k):.3f}")
     return 0
 
 
@@ -115,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--acceptance-rate", "-a", type=float, default=0.75, help="alpha = sum min(p,q) per position (default 0.75)")
     s.add_argument("--draft-cost", type=float, default=0.1, help="draft forward cost as a fraction of the target's (default 0.1)")
     s.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    s.add_argument("--check-steps", type=int, default=2000, help="extra simulated steps for a tight tokens-per-call check (0 = off)")
     s.set_defaults(func=cmd_simulate)
 
     e = sub.add_parser("exactness", help="enumerate exact output distributions of every verification method",

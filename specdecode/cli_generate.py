@@ -21,8 +21,11 @@ def add_generation_args(ap) -> None:
     ap.add_argument("--drafter", default="prompt-lookup", help="model:NAME | prompt-lookup | early-exit:N | none (default prompt-lookup)")
     ap.add_argument("-k", type=int, default=4, help="draft tokens per step, 0-64 (the upper bound with --adaptive; default 4)")
     ap.add_argument("--adaptive", action="store_true", help="choose k each step from the running alpha and measured costs")
-    ap.add_argument("--method", default="tokenwise", choices=["tokenwise", "block", "greedy", "gumbel", "typical"],
-                    help="verification method (typical is LOSSY; temperature 0 always verifies greedily)")
+    ap.add_argument("--method", default=None, choices=["tokenwise", "block", "greedy", "gumbel", "typical", "spectr", "rrs", "rrs-wor"],
+                    help="verification method: chains tokenwise (default) | block | greedy | gumbel | typical (LOSSY); "
+                         "trees spectr (default) | rrs | rrs-wor. Temperature 0 always verifies greedily")
+    ap.add_argument("--tree", help="tree speculation with a model drafter: static:B1,B2,... (children per depth) or "
+                                   "dynamic:N (node budget); one target pass verifies the whole tree")
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default 0)")
     ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--top-p", type=float, default=None)
@@ -60,6 +63,11 @@ def cmd_generate(args) -> int:
         raise ValueError(f"-k must be in [0, 64], got {args.k}")
     sampling = _sampling(args)
     texts = _prompts(args)
+    if args.tree:
+        return _generate_tree(args, sampling, texts)
+    args.method = args.method or "tokenwise"
+    if args.method in ("spectr", "rrs", "rrs-wor"):
+        raise ValueError(f"--method {args.method} verifies trees: add --tree static:... or dynamic:N")
     setup = build(args.model, args.drafter, sampling, args.dtype)
     tok = setup.tokenizer
     prompts = [encode_prompt(tok, t, not args.no_chat) for t in texts]
@@ -101,6 +109,38 @@ def cmd_generate(args) -> int:
               f"{COLORS['bonus']}bonus{RESET} plain")
     print(f"\n[{args.drafter}, k={args.k}{' adaptive' if args.adaptive else ''}, {config.effective_method}, {sampling.describe()}]")
     print(format_stats(out.stats))
+    return 0
+
+
+def _generate_tree(args, sampling, texts) -> int:
+    from .engine.tree import TreeDrafter, TreeGenerator, TreeShape
+    from .models.registry import parse_drafter
+
+    shape = TreeShape.parse(args.tree)
+    method = args.method or "spectr"
+    if method not in ("spectr", "rrs", "rrs-wor"):
+        raise ValueError(f"--tree verifies with --method spectr, rrs or rrs-wor, got {method}")
+    kind, name = parse_drafter(args.drafter)
+    if kind != "model":
+        raise ValueError("--tree needs a draft model: --drafter model:NAME")
+    setup = build(args.model, args.drafter, sampling, args.dtype)
+    mode = "topm" if sampling.is_greedy else ("wor" if method == "rrs-wor" else "iid")
+    drafter = TreeDrafter(setup.generator.drafter.lm, sampling, shape, mode)
+    gen = TreeGenerator(setup.target, drafter, method)
+    tok = setup.tokenizer
+    config = GenerationConfig(max_new_tokens=args.max_new_tokens, sampling=sampling, eos_token_ids=eos_ids(tok))
+    g = torch.Generator().manual_seed(args.seed)
+    decode = (lambda ids: tok.decode(ids, skip_special_tokens=True)) if hasattr(tok, "convert_ids_to_tokens") else tok.decode
+    records = []
+    for text in texts:
+        out = gen.generate(encode_prompt(tok, text, not args.no_chat), config, g)
+        records.append({"prompt": text, "text": decode(out.tokens[0]), "tokens": out.tokens[0], "stats": out.stats.as_dict()})
+        if not args.json:
+            print(decode(out.tokens[0]))
+            print(f"\n[tree {args.tree}, {method if not sampling.is_greedy else 'greedy'}, {sampling.describe()}]")
+            print(format_stats(out.stats))
+    if args.json:
+        print(json.dumps({"model": args.model, "drafter": args.drafter, "tree": args.tree, "method": method, "outputs": records}))
     return 0
 
 

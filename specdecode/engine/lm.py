@@ -171,3 +171,79 @@ class CausalLM:
             if layer.keys is not None and layer.keys.numel():
                 return layer.keys.shape[2]
         return 0
+
+
+class TreeSegment:
+    """Tree tokens appended after a row's verified prefix (batch 1): node parents and depths.
+
+    Node i of the segment sits at cache index ``base + i`` and position ``base + depth[i]``;
+    parents[i] is the segment index of its parent (-1 = attached to the verified prefix).
+    """
+
+    def __init__(self, base: int):
+        self.base = base
+        self.parents: list[int] = []
+        self.depths: list[int] = []
+
+    def add(self, parents: list[int]) -> list[int]:
+        ids = []
+        for par in parents:
+            self.parents.append(par)
+            self.depths.append(0 if par < 0 else self.depths[par] + 1)
+            ids.append(len(self.parents) - 1)
+        return ids
+
+    def ancestors(self, i: int) -> list[int]:
+        out = []
+        while i >= 0:
+            out.append(i)
+            i = self.parents[i]
+        return out
+
+
+@torch.inference_mode()
+def extend_tree(lm: CausalLM, seg: TreeSegment, tokens: list[int], parents: list[int]) -> torch.Tensor:
+    """Append tree nodes (batch 1) in one forward pass with a tree attention mask.
+
+    tokens/parents: the new nodes; parents index the segment (earlier or new nodes, -1 = the
+    prefix). Each node attends to the verified prefix and to its ancestors only. Returns float32
+    logits [n, V]. Keep the accepted path afterwards with ``keep_path``.
+    """
+    if not lm.is_hf or lm.batch_size != 1:
+        raise ValueError("tree attention needs a Hugging Face model and batch size 1")
+    if lm.physical != seg.base + len(seg.parents):
+        raise ValueError("the tree segment does not match the cache")
+    ids = seg.add(parents)
+    n, total = len(ids), seg.base + len(seg.parents)
+    if total > lm.max_length:
+        raise ValueError(f"the tree needs {total} positions but the model's context is {lm.max_length} tokens")
+    allow = torch.zeros(n, total, dtype=torch.bool)
+    allow[:, : seg.base] = True
+    for r, i in enumerate(ids):
+        for a in seg.ancestors(i):
+            allow[r, seg.base + a] = True
+    neg = torch.finfo(lm.dtype).min
+    mask = torch.zeros(1, 1, n, total, dtype=lm.dtype).masked_fill(~allow[None, None], neg)
+    pos = torch.tensor([[seg.base + seg.depths[i] for i in ids]])
+    t0 = time.perf_counter()
+    logits = lm.model(input_ids=torch.tensor([tokens]), attention_mask=mask, position_ids=pos,
+                      past_key_values=lm.cache, use_cache=True).logits[0].float()
+    lm.forward_time += time.perf_counter() - t0
+    lm.forward_calls += 1
+    lm.physical = total
+    lm.lengths = [total]
+    return logits
+
+
+@torch.inference_mode()
+def keep_path(lm: CausalLM, seg: TreeSegment, path: list[int]) -> None:
+    """Keep the verified prefix plus the segment nodes on ``path`` (root first), dropping the rest."""
+    for t, node in enumerate(path):
+        src, dst = seg.base + node, seg.base + t
+        if src != dst:
+            for layer in lm.cache.layers:
+                layer.keys[:, :, dst] = layer.keys[:, :, src]
+                layer.values[:, :, dst] = layer.values[:, :, src]
+    new = seg.base + len(path)
+    lm._crop(range(len(lm.cache.layers)), new)
+    lm.lengths = [new]

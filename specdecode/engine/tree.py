@@ -1,0 +1,243 @@
+"""Tree speculation in the engine (batch 1): a draft tree verified by ONE target pass.
+
+The drafter grows a tree from the draft model, one draft forward per depth over the whole
+frontier (tree attention on the draft's cache): a *static* shape (children per depth) or a
+*dynamic* one that gives children to the most probable frontier nodes within a node
+budget (EAGLE-2 style; the number of children is fixed before they are drawn, which keeps
+verification exact). Children are drawn i.i.d. from q (SpecTr K-SEQ, RRS), without
+replacement (RRS-wor), or, at temperature 0, as the distinct top-m tokens (greedy trees:
+i.i.d. drafts at T = 0 would all be the same token). The target scores every node in one
+forward pass with a tree attention mask and per-node position ids; only the accepted
+path's cache entries are kept.
+
+Not here: the selection rules themselves (``specdecode.verify.multidraft``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..rng import TorchRNG
+from ..sampling import SamplingConfig, logits_to_probs
+from ..verify.multidraft import children_lists, verify_tree
+from .generate import GenerationConfig, GenerationOutput
+from .lm import CausalLM, TreeSegment, extend_tree, keep_path
+from .stats import GenerationStats
+
+TREE_METHODS = ("spectr", "rrs", "rrs-wor", "greedy")
+
+
+@dataclass(frozen=True)
+class TreeShape:
+    branching: tuple = ()  # static: children per node at each depth
+    budget: int = 0  # dynamic: total draft nodes
+    max_depth: int = 8
+
+    @staticmethod
+    def parse(spec: str) -> "TreeShape":
+        kind, _, arg = spec.partition(":")
+        if kind == "static":
+            try:
+                br = tuple(int(x) for x in arg.split(",") if x.strip())
+            except ValueError:
+                br = ()
+            if not br or any(b < 1 for b in br):
+                raise ValueError(f"--tree static:B1,B2,... needs branching factors >= 1 per depth, got {spec!r}")
+            shape = TreeShape(branching=br)
+        elif kind == "dynamic":
+            try:
+                budget = int(arg)
+            except ValueError:
+                budget = 0
+            if budget < 1:
+                raise ValueError(f"--tree dynamic:N needs a node budget N >= 1, got {spec!r}")
+            shape = TreeShape(budget=budget)
+        else:
+            raise ValueError(f"--tree must be static:B1,B2,... or dynamic:N, got {spec!r}")
+        if shape.num_nodes > 1024:
+            raise ValueError(f"the tree {spec!r} has {shape.num_nodes} nodes; keep it under 1024")
+        return shape
+
+    @property
+    def num_nodes(self) -> int:
+        if self.budget:
+            return self.budget
+        total, width = 0, 1
+        for b in self.branching:
+            width *= b
+            total += width
+        return total
+
+    @property
+    def depth(self) -> int:
+        return len(self.branching) if self.branching else min(self.max_depth, self.budget)
+
+
+@dataclass
+class DraftTree:
+    tokens: list  # [N] node tokens, node 0 = the root (the last verified token)
+    parents: list  # [N] parents, parents[0] = -1
+    q: torch.Tensor  # [N, V] distribution each node's children were drawn from (zeros for leaves)
+
+
+class TreeDrafter:
+    """Grows draft trees from a draft model with its own KV cache."""
+
+    def __init__(self, lm: CausalLM, cfg: SamplingConfig, shape: TreeShape, mode: str):
+        if mode not in ("iid", "wor", "topm"):
+            raise ValueError(f"mode must be iid, wor or topm, got {mode!r}")
+        self.lm, self.cfg, self.shape, self.mode = lm, cfg, shape, mode
+        self.time_spent, self.calls = 0.0, 0
+
+    def begin(self, prompt: list[int]) -> None:
+        self.lm.reset(1)
+        self.lm.extend([prompt[:-1]])
+
+    def _children(self, q: torch.Tensor, count: int, rng: TorchRNG) -> list[int]:
+        if self.mode == "topm":
+            return q.topk(min(count, int((q > 0).sum()))).indices.tolist()
+        if self.mode == "iid":
+            return rng.categorical(q.expand(count, -1)).tolist()
+        s, out = q.clone(), []
+        for _ in range(min(count, int((q > 0).sum()))):
+            x = int(rng.categorical(s[None])[0])
+            out.append(x)
+            s[x] = 0
+        return out
+
+    def propose(self, seq: list[int], rng: TorchRNG) -> DraftTree:
+        t0 = time.perf_counter()
+        lm = self.lm
+        logits = lm.extend([seq[lm.lengths[0]:]])
+        self.calls += 1
+        base = lm.lengths[0]
+        seg = TreeSegment(base)
+        V = lm.vocab_size
+        tokens, parents, qs, score = [seq[-1]], [-1], [logits_to_probs(logits[0, -1], self.cfg)], [1.0]
+        frontier = [0]
+        used = 0
+        for depth in range(self.shape.depth):
+            counts = self._allocate(frontier, score, depth, used)
+            new = []
+            for node, c in zip(frontier, counts):
+                for x in self._children(qs[node], c, rng) if c else []:
+                    tokens.append(int(x))
+                    parents.append(node)
+                    score.append(score[node] * float(qs[node][x]))
+                    qs.append(None)
+                    new.append(len(tokens) - 1)
+            used += len(new)
+            if not new:
+                break
+            frontier = new
+            last = depth == self.shape.depth - 1 or (self.shape.budget and used >= self.shape.budget)
+            if not last:
+                lg = extend_tree(lm, seg, [tokens[n] for n in new], [parents[n] - 1 for n in new])
+                self.calls += 1
+                for j, n in enumerate(new):
+                    qs[n] = logits_to_probs(lg[j], self.cfg)
+            else:
+                break
+        lm.rollback([base])
+        q = torch.stack([x if x is not None else torch.zeros(V) for x in qs])
+        self.time_spent += time.perf_counter() - t0
+        return DraftTree(tokens, parents, q)
+
+    def _allocate(self, frontier, score, depth, used) -> list[int]:
+        if self.shape.branching:
+            return [self.shape.branching[depth]] * len(frontier)
+        left = self.shape.budget - used
+        order = sorted(range(len(frontier)), key=lambda i: -score[frontier[i]])
+        counts = [0] * len(frontier)
+        for rank, i in enumerate(order[:4]):  # the 4 most probable frontier nodes grow
+            c = min(2 if rank == 0 else 1, left)
+            counts[i], left = c, left - c
+        return counts
+
+
+def greedy_tree_walk(p: torch.Tensor, tree: DraftTree) -> tuple[list[int], list[int]]:
+    """Longest path whose tokens match the target's argmax. p: [N, V]."""
+    kids = children_lists(tree.parents)
+    node, out, path = 0, [], []
+    while True:
+        y = int(p[node].argmax())
+        out.append(y)
+        nxt = next((c for c in kids[node] if tree.tokens[c] == y), None)
+        if nxt is None:
+            return out, path
+        path.append(nxt)
+        node = nxt
+
+
+class TreeGenerator:
+    """Tree speculative generation (batch 1) with a TreeDrafter; same outputs/stats types as the chain engine."""
+
+    def __init__(self, target: CausalLM, drafter: TreeDrafter, method: str):
+        if method not in TREE_METHODS:
+            raise ValueError(f"tree method must be one of {', '.join(TREE_METHODS)}, got {method!r}")
+        if drafter.lm.vocab_size != target.vocab_size:
+            raise ValueError("the draft model's vocabulary differs from the target's")
+        self.target, self.drafter, self.method = target, drafter, method
+
+    @torch.inference_mode()
+    def generate(self, prompt: list[int], config: GenerationConfig, generator: torch.Generator) -> GenerationOutput:
+        if not prompt:
+            raise ValueError("the prompt is empty")
+        if len(prompt) + config.max_new_tokens + self.drafter.shape.num_nodes + 1 > self.target.max_length:
+            raise ValueError(f"prompt ({len(prompt)} tokens) + max_new_tokens + tree nodes exceeds the context of "
+                             f"{self.target.max_length} tokens")
+        cfg = config.sampling
+        method = "greedy" if cfg.is_greedy else self.method
+        rng = TorchRNG(generator)
+        stats = GenerationStats()
+        t_start = time.perf_counter()
+        seq, new, kinds = list(prompt), [], []
+        self.target.reset(1)
+        t0 = time.perf_counter()
+        self.target.extend([prompt[:-1]])
+        self.drafter.begin(prompt)
+        stats.prefill_time = time.perf_counter() - t0
+        d0 = self.drafter.time_spent
+        reason = "length"
+        while True:
+            tree = self.drafter.propose(seq, rng)
+            seg = TreeSegment(self.target.lengths[0])
+            tt = time.perf_counter()
+            logits = extend_tree(self.target, seg, tree.tokens, [par for par in tree.parents])
+            stats.target_time += time.perf_counter() - tt
+            stats.target_calls += 1
+            if not torch.isfinite(logits).all():
+                raise ValueError(f"the target model produced NaN/inf logits at step {stats.steps + 1}")
+            if method == "greedy":
+                out, path = greedy_tree_walk(logits, tree)
+            else:
+                p = logits_to_probs(logits, cfg)
+                res = verify_tree(p, tree.q.to(p.dtype), torch.tensor(tree.parents), torch.tensor(tree.tokens), rng,
+                                  method=method, validate=False)
+                out, path = res.tokens, res.path
+            keep_path(self.target, seg, [0] + path)
+            stats.steps += 1
+            depth = self.drafter.shape.depth
+            stats.record_step(depth, len(path), len(out))
+            stats.proposed += len(tree.tokens) - 1 - depth  # count every draft node as proposed
+            leaf = not children_lists(tree.parents)[([0] + path)[-1]]
+            kk = ["accepted"] * len(path) + ["bonus" if leaf else "recovered"]
+            room = config.max_new_tokens - len(new)
+            for i, t in enumerate(out):
+                if t in config.eos_token_ids:
+                    out, kk, reason = out[: i + 1], kk[: i + 1], "eos"
+                    break
+            out, kk = out[:room], kk[:room]
+            seq += out
+            new += out
+            kinds += kk
+            stats.new_tokens += len(out)
+            if reason == "eos" or len(new) >= config.max_new_tokens:
+                break
+        stats.draft_time = self.drafter.time_spent - d0
+        stats.draft_calls = self.drafter.calls
+        stats.total_time = time.perf_counter() - t_start
+        return GenerationOutput([new], [kinds], stats, [reason])

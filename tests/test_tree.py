@@ -1,0 +1,95 @@
+"""Tree speculation in the engine: tree attention, greedy equality, Monte Carlo exactness, bad input."""
+
+import pytest
+import torch
+
+from specdecode.engine import CausalLM, GenerationConfig, SpeculativeGenerator
+from specdecode.engine.lm import TreeSegment, extend_tree, keep_path
+from specdecode.engine.tree import TreeDrafter, TreeGenerator, TreeShape
+from specdecode.models.registry import _tiny_llama
+from specdecode.sampling import SamplingConfig, logits_to_probs
+
+GREEDY = SamplingConfig(0.0)
+PROMPT = [1, 2, 3, 4, 5, 1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def target():
+    return CausalLM(_tiny_llama(1), name="t")
+
+
+def test_tree_attention_matches_sequential_forward(target):
+    target.reset(1)
+    target.extend([PROMPT[:-1]])
+    seg = TreeSegment(target.lengths[0])
+    # root = last prompt token; two branches: [7, 8] and [9]
+    logits = extend_tree(target, seg, [PROMPT[-1], 7, 9, 8], [-1, 0, 0, 1])
+    ref = CausalLM(_tiny_llama(1), name="ref")
+    for path, node in [([7], 1), ([9], 2), ([7, 8], 3)]:
+        ref.reset(1)
+        want = ref.extend([PROMPT + path])[0, -1]
+        assert torch.allclose(logits[node], want, atol=1e-4)
+    keep_path(target, seg, [0, 1, 3])  # keep root, 7, 8
+    assert target.lengths == [len(PROMPT) + 2]
+    nxt = target.extend([[5]])[0, -1]
+    ref.reset(1)
+    assert torch.allclose(nxt, ref.extend([PROMPT + [7, 8, 5]])[0, -1], atol=1e-4)
+
+
+def _plain(target, n=24):
+    return SpeculativeGenerator(target).generate([PROMPT], GenerationConfig(max_new_tokens=n, k=0, sampling=GREEDY),
+                                                 torch.Generator()).tokens[0]
+
+
+@pytest.mark.parametrize("spec", ["static:2,2,1", "static:3", "static:1,1,1,1", "dynamic:12"])
+@pytest.mark.parametrize("draft_seed", [1, 2])
+def test_greedy_tree_equals_plain(target, spec, draft_seed):
+    d = CausalLM(_tiny_llama(draft_seed), name="d")
+    gen = TreeGenerator(target, TreeDrafter(d, GREEDY, TreeShape.parse(spec), "topm"), "spectr")
+    out = gen.generate(PROMPT, GenerationConfig(max_new_tokens=24, sampling=GREEDY), torch.Generator().manual_seed(0))
+    assert out.tokens[0] == _plain(target)
+    if draft_seed == 1:  # the draft is the target: every path node is accepted
+        assert out.stats.tokens_per_target_call > 1.5
+
+
+V = 6
+
+
+@pytest.mark.parametrize("method,spec", [("spectr", "static:3,1"), ("rrs", "static:2,2"), ("rrs-wor", "dynamic:5")])
+def test_tree_sampling_first_tokens_follow_target(method, spec):
+    cfg = SamplingConfig(1.0)
+    target = CausalLM(_tiny_llama(3, vocab_size=V), name="t")
+    d = CausalLM(_tiny_llama(4, vocab_size=V), name="d")
+    mode = "wor" if method == "rrs-wor" else "iid"
+    gen = TreeGenerator(target, TreeDrafter(d, cfg, TreeShape.parse(spec), mode), method)
+    prompt, n = [1, 2, 3, 1, 2], 1500
+    g = torch.Generator().manual_seed(5)
+    counts: dict = {}
+    for _ in range(n):
+        toks = tuple(gen.generate(prompt, GenerationConfig(max_new_tokens=2, sampling=cfg), g).tokens[0][:2])
+        counts[toks] = counts.get(toks, 0) + 1
+    with torch.no_grad():
+        p1 = logits_to_probs(target.model(torch.tensor([prompt])).logits[0, -1].double(), cfg)
+        exact = {}
+        for x in range(V):
+            p2 = logits_to_probs(target.model(torch.tensor([prompt + [x]])).logits[0, -1].double(), cfg)
+            for y in range(V):
+                exact[(x, y)] = float(p1[x] * p2[y])
+    tv = 0.5 * sum(abs(counts.get(s, 0) / n - w) for s, w in exact.items())
+    bound = 0.5 * ((len(exact) - 1) / n) ** 0.5 + (13.8 / (2 * n)) ** 0.5
+    assert tv <= bound, (tv, bound)
+
+
+@pytest.mark.parametrize("spec,word", [("static:2,0", "branching"), ("static:", "branching"), ("dynamic:0", "budget"),
+                                       ("dynamic:x", "budget"), ("cone:3", "static"), ("static:64,64", "1024")])
+def test_bad_tree_specs(spec, word):
+    with pytest.raises(ValueError, match=word):
+        TreeShape.parse(spec)
+
+
+def test_tree_larger_than_context():
+    small = CausalLM(_tiny_llama(1), name="t")  # context 512
+    d = CausalLM(_tiny_llama(2), name="d")
+    gen = TreeGenerator(small, TreeDrafter(d, GREEDY, TreeShape.parse("dynamic:600"), "topm"), "spectr")
+    with pytest.raises(ValueError, match="context"):
+        gen.generate(PROMPT, GenerationConfig(max_new_tokens=8, sampling=GREEDY), torch.Generator())
