@@ -72,6 +72,33 @@ def optimal_k(alpha: float, c: float, k_max: int = 64) -> int:
     return best
 
 
+def expected_tokens_positional(accept: Sequence[float], k: int) -> float:
+    """E[tokens per step] when draft position i is accepted with probability accept[i-1] given that
+    positions 1..i-1 were: 1 + sum_j prod_{i<=j} accept[i-1]. Equals expected_tokens_per_step when
+    every accept[i] = alpha (acceptance of real drafters is often bursty, e.g. prompt lookup)."""
+    check_int("k", k, 0)
+    if len(accept) < k:
+        raise ValueError(f"accept must give at least k = {k} conditional acceptance rates, got {len(accept)}")
+    total, run = 1.0, 1.0
+    for i in range(k):
+        run *= accept[i]
+        total += run
+    return total
+
+
+def optimal_k_positional(accept: Sequence[float], c: float, k_max: int) -> int:
+    """argmax_k expected_tokens_positional(accept, k) / (k c + 1) over 0..k_max (0 = plain decoding)."""
+    best, best_s = 0, 1.0
+    total, run = 1.0, 1.0
+    for k in range(1, min(k_max, len(accept)) + 1):
+        run *= accept[k - 1]
+        total += run
+        s = total / (k * c + 1)
+        if s > best_s + 1e-15:
+            best, best_s = k, s
+    return best
+
+
 def expected_target_calls(n_tokens: int, alpha: float, k: int) -> float:
     """Exact E[target calls to produce n_tokens]: E_n = 1 + sum_j P(G=j) E_{n-j}, E_m = 0 for m <= 0.
 

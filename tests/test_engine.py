@@ -231,3 +231,15 @@ def test_engine_monte_carlo_catches_an_injected_bug(small, monkeypatch):
     monkeypatch.setattr(chain, "residual", lambda p_sel, q_sel: p_sel)
     with pytest.raises(AssertionError):
         test_first_tokens_distribution_equals_plain_sampling(small, SamplingConfig(1.0), "tokenwise", "model")
+
+
+def test_stop_strings(target):
+    from specdecode.models.registry import ByteTokenizer
+
+    tok = ByteTokenizer(96)
+    want = plain(target, [PROMPTS[0]], GREEDY, n=24)[0]
+    stop = tok.decode(want[3:5])
+    gen = SpeculativeGenerator(target, PromptLookupDrafter(), tok)
+    out = gen.generate([PROMPTS[0]], GenerationConfig(max_new_tokens=24, k=4, sampling=GREEDY, stop_strings=(stop,)),
+                       torch.Generator().manual_seed(0))
+    assert out.finish_reasons == ["stop"] and stop in tok.decode(out.tokens[0]) and len(out.tokens[0]) < 24

@@ -78,3 +78,15 @@ def test_acceptance_rate_and_gumbel_bound():
 def test_bad_input(call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_positional_reduces_to_geometric():
+    for alpha, k in [(0.8, 5), (0.3, 2), (0.95, 10)]:
+        assert T.expected_tokens_positional([alpha] * k, k) == pytest.approx(T.expected_tokens_per_step(alpha, k))
+    for alpha, c in [(0.8, 0.05), (0.6, 0.1), (0.2, 0.5)]:
+        assert T.optimal_k_positional([alpha] * 64, c, 64) == T.optimal_k(alpha, c, 64)
+
+
+def test_positional_prefers_long_drafts_when_bursty():
+    bursty = [0.6] + [0.98] * 15  # prompt lookup: once the first token matches, the span usually continues
+    assert T.optimal_k_positional(bursty, 0.09, 16) > T.optimal_k(0.6, 0.09, 16)

@@ -93,3 +93,19 @@ def test_tree_larger_than_context():
     gen = TreeGenerator(small, TreeDrafter(d, GREEDY, TreeShape.parse("dynamic:600"), "topm"), "spectr")
     with pytest.raises(ValueError, match="context"):
         gen.generate(PROMPT, GenerationConfig(max_new_tokens=8, sampling=GREEDY), torch.Generator())
+
+
+def test_get_k_candidates_iid_sequences():
+    from specdecode.engine.tree import get_k_candidates
+
+    d = CausalLM(_tiny_llama(2), name="d")
+    ids, probs = get_k_candidates(d, PROMPT, k=3, K=4, cfg=SamplingConfig(1.0), generator=torch.Generator().manual_seed(0))
+    assert len(ids) == 4 and all(len(c) == 3 for c in ids) and probs[0].shape == (3, d.vocab_size)
+    ref = CausalLM(_tiny_llama(2), name="ref")
+    for chain, q in zip(ids, probs):  # each q is the draft's warped distribution along that chain
+        ref.reset(1)
+        logits = ref.extend([PROMPT + chain[:-1]])[0, -3:]
+        assert torch.allclose(q, logits_to_probs(logits, SamplingConfig(1.0)), atol=1e-5)
+        assert all(q[i, t] > 0 for i, t in enumerate(chain))
+    with pytest.raises(ValueError, match="K"):
+        get_k_candidates(d, PROMPT, k=3, K=0, cfg=SamplingConfig(1.0), generator=torch.Generator())

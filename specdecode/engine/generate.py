@@ -20,7 +20,7 @@ import torch
 
 from ..rng import TorchRNG
 from ..sampling import SamplingConfig, logits_to_probs
-from ..theory import optimal_k
+from ..theory import optimal_k_positional
 from ..validation import check_int
 from ..verify import CounterGumbel, block_verify, greedy_verify, gumbel_sample, gumbel_verify, tokenwise_verify, typical_verify
 from .drafters import Drafter, NoDrafter
@@ -61,15 +61,22 @@ class GenerationOutput:
 
 
 class AdaptiveK:
-    """Per-row online alpha (exponentially forgotten accept counts, Beta(2,2)-like prior) and the
-    measured cost ratio c = (draft time per token + extra verify time per token) / target time
-    per pass; k = optimal_k(alpha, c, k_max) each step (0 = plain decoding when alpha <= c).
-    Rows at k = 0 probe with k = 1 every ``probe_every`` steps to keep alpha fresh."""
+    """Per-row online acceptance and measured costs -> k each step.
 
-    def __init__(self, batch: int, k_max: int, decay: float = 0.9, probe_every: int = 8):
-        self.k_max, self.decay, self.probe_every = k_max, decay, probe_every
+    Each row keeps exponentially forgotten counts of accepted / checked drafts overall (its alpha)
+    and per draft position i (the conditional rate a_i = P(accept i | accepted 1..i-1), shrunk
+    towards alpha). With every a_i = alpha this is k = optimal_k(alpha, c); keeping a_i per position
+    lets bursty drafters (prompt lookup copies whole spans) use long drafts. c = (draft time per
+    token + extra verify time per token) / target time per pass, measured. k = 0 (plain decoding)
+    when no k beats it; rows at k = 0 probe with k = 1 every ``probe_every`` steps.
+    """
+
+    def __init__(self, batch: int, k_max: int, decay: float = 0.9, probe_every: int = 8, shrink: float = 2.0):
+        self.k_max, self.decay, self.probe_every, self.shrink = k_max, decay, probe_every, shrink
         self.acc = [1.0] * batch
         self.chk = [2.0] * batch
+        self.pos_acc = [[0.0] * k_max for _ in range(batch)]
+        self.pos_chk = [[0.0] * k_max for _ in range(batch)]
         self.idle = [0] * batch
         self.t_obs: list[tuple[int, float]] = []  # (tokens fed, seconds) per target pass
         self.draft_tok_time = 0.0
@@ -77,12 +84,19 @@ class AdaptiveK:
     def alpha(self, b: int) -> float:
         return self.acc[b] / self.chk[b]
 
+    def position_rates(self, b: int) -> list[float]:
+        a = self.alpha(b)
+        return [(self.pos_acc[b][i] + self.shrink * a) / (self.pos_chk[b][i] + self.shrink) for i in range(self.k_max)]
+
     def observe(self, b: int, k: int, n_accepted: int) -> None:
         if k == 0:
             return
         checked = n_accepted + (n_accepted < k)
         self.acc[b] = self.decay * self.acc[b] + n_accepted
         self.chk[b] = self.decay * self.chk[b] + checked
+        for i in range(min(checked, self.k_max)):
+            self.pos_acc[b][i] = self.decay * self.pos_acc[b][i] + (i < n_accepted)
+            self.pos_chk[b][i] = self.decay * self.pos_chk[b][i] + 1
 
     def cost_ratio(self) -> float:
         obs = self.t_obs[-64:]
@@ -99,7 +113,7 @@ class AdaptiveK:
         return (self.draft_tok_time + slope) / t1
 
     def choose(self, b: int) -> int:
-        k = optimal_k(min(max(self.alpha(b), 0.0), 1.0), self.cost_ratio(), self.k_max)
+        k = optimal_k_positional(self.position_rates(b), self.cost_ratio(), self.k_max)
         if k == 0:
             self.idle[b] += 1
             if self.idle[b] >= self.probe_every:

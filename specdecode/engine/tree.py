@@ -241,3 +241,32 @@ class TreeGenerator:
         stats.draft_calls = self.drafter.calls
         stats.total_time = time.perf_counter() - t_start
         return GenerationOutput([new], [kinds], stats, [reason])
+
+
+def get_k_candidates(lm: CausalLM, seq: list[int], k: int, K: int, cfg: SamplingConfig,
+                     generator: torch.Generator) -> tuple[list[list[int]], list[torch.Tensor]]:
+    """Seed 003's ``get_k_candidates``: K i.i.d. draft sequences of length k from a draft model.
+
+    Returns (candidate_ids_list: K lists of k tokens, candidate_probs_list: K tensors [k, V], the
+    warped q each token was drawn from). Drawn as a static tree K,1,...,1 in one draft forward per
+    depth (duplicates kept: they are separate i.i.d. drafts). At temperature 0 the K drafts would all
+    be identical; use a top-m tree (``TreeDrafter(mode="topm")``) instead.
+    """
+    if K < 1 or k < 1:
+        raise ValueError(f"K (number of drafts) and k (draft length) must be >= 1, got K={K}, k={k}")
+    lm.reset(1)
+    lm.extend([seq[:-1]])
+    tree = TreeDrafter(lm, cfg, TreeShape(branching=(K,) + (1,) * (k - 1)), "iid").propose(seq, TorchRNG(generator))
+    kids = children_lists(tree.parents)
+    ids, probs = [], []
+    for first in kids[0]:
+        chain, qs, node, parent = [], [], first, 0
+        while True:
+            chain.append(tree.tokens[node])
+            qs.append(tree.q[parent])
+            if not kids[node]:
+                break
+            parent, node = node, kids[node][0]
+        ids.append(chain)
+        probs.append(torch.stack(qs))
+    return ids, probs
