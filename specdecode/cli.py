@@ -88,6 +88,31 @@ def cmd_exactness(args) -> int:
     return 0 if ok else 1
 
 
+def cmd_bench(args) -> int:
+    from pathlib import Path
+
+    from .bench.report import write_report
+    from .bench.run import run_sweep
+
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"--out {out} is not a writable folder ({exc.strerror})")
+    records = out / "records.jsonl"
+    if not args.report_only:
+        run_sweep(out, args.quick, args.model, args.dtype, progress=sys.stderr.isatty())
+    if not records.exists():
+        raise ValueError(f"no records in {out}: run without --report-only first")
+    path = write_report(records, out)
+    print(path.read_text().split("## All configurations")[0])
+    print(f"report: {path} and {out / 'report.html'}")
+    return 0
+
+
 def _reseeding_check():
     from .exactness import harness, montecarlo
     from .exactness.models import model_pairs
@@ -162,6 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     dm.add_argument("--max-new-tokens", type=int, default=96)
     dm.set_defaults(func=cmd_demo)
+
+    bn = sub.add_parser("bench", help="sweep drafters x k x temperature x method x task on the real model; JSONL + report with plots",
+                        description="Runs the benchmark sweep (our prompt set, 7 categories) with interleaved baselines (our "
+                                    "plain decoding, HF generate, HF prompt lookup, HF early-exit assisted generation), writes "
+                                    "one JSONL record per run to OUT/records.jsonl (resumable: existing records are skipped) "
+                                    "and a markdown + HTML report with PNG plots.")
+    bn.add_argument("--out", required=True, help="output folder (records.jsonl, report.md, report.html, *.png)")
+    bn.add_argument("--quick", action="store_true", help="a few minutes: 1 prompt per task, k in {2,4,8,adaptive}, T in {0, 0.8}")
+    bn.add_argument("--model", default="smollm2-135m")
+    bn.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    bn.add_argument("--report-only", action="store_true", help="only rebuild the report from the existing records")
+    bn.set_defaults(func=cmd_bench)
 
     from .bench_generate import add_bench_args, cmd_bench_generate
 

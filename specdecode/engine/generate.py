@@ -20,7 +20,6 @@ import torch
 
 from ..rng import TorchRNG
 from ..sampling import SamplingConfig, logits_to_probs
-from ..theory import optimal_k_positional
 from ..validation import check_int
 from ..verify import CounterGumbel, block_verify, greedy_verify, gumbel_sample, gumbel_verify, tokenwise_verify, typical_verify
 from .drafters import Drafter, NoDrafter
@@ -40,6 +39,7 @@ class GenerationConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     eos_token_ids: tuple = ()
     stop_strings: tuple = ()
+    measure_overlap: bool = False  # record sum_x min(p, q) at every checked draft position (exact alpha)
 
     def __post_init__(self):
         check_int("max_new_tokens", self.max_new_tokens, 1)
@@ -65,10 +65,12 @@ class AdaptiveK:
 
     Each row keeps exponentially forgotten counts of accepted / checked drafts overall (its alpha)
     and per draft position i (the conditional rate a_i = P(accept i | accepted 1..i-1), shrunk
-    towards alpha). With every a_i = alpha this is k = optimal_k(alpha, c); keeping a_i per position
-    lets bursty drafters (prompt lookup copies whole spans) use long drafts. c = (draft time per
-    token + extra verify time per token) / target time per pass, measured. k = 0 (plain decoding)
-    when no k beats it; rows at k = 0 probe with k = 1 every ``probe_every`` steps.
+    towards alpha). k maximises E[G(k)] / (T(k+1) + k t_draft), with T(n) the measured time of a
+    target pass over n tokens and t_draft the measured draft time per token. With every a_i = alpha
+    and T linear in n this is exactly k = optimal_k(alpha, c); per-position rates let bursty drafters
+    (prompt lookup copies whole spans) use long drafts, and the measured T(n) follows CPU kernels
+    whose cost is not linear (here a pass over 2-3 tokens costs more than one over 5). k = 0 (plain
+    decoding) when nothing beats it; rows at k = 0 probe every ``probe_every`` steps.
     """
 
     def __init__(self, batch: int, k_max: int, decay: float = 0.9, probe_every: int = 8, shrink: float = 2.0):
@@ -78,7 +80,7 @@ class AdaptiveK:
         self.pos_acc = [[0.0] * k_max for _ in range(batch)]
         self.pos_chk = [[0.0] * k_max for _ in range(batch)]
         self.idle = [0] * batch
-        self.t_obs: list[tuple[int, float]] = []  # (tokens fed, seconds) per target pass
+        self.t_by_n: dict[int, float] = {}  # tokens fed -> seconds per target pass (EMA)
         self.draft_tok_time = 0.0
 
     def alpha(self, b: int) -> float:
@@ -98,27 +100,51 @@ class AdaptiveK:
             self.pos_acc[b][i] = self.decay * self.pos_acc[b][i] + (i < n_accepted)
             self.pos_chk[b][i] = self.decay * self.pos_chk[b][i] + 1
 
-    def cost_ratio(self) -> float:
-        obs = self.t_obs[-64:]
-        if len(obs) < 2:
-            return 0.05
-        n = torch.tensor([o[0] for o in obs], dtype=torch.float64)
-        t = torch.tensor([o[1] for o in obs], dtype=torch.float64)
-        if float(n.std()) > 0:
-            slope = float(((n - n.mean()) * (t - t.mean())).sum() / ((n - n.mean()) ** 2).sum())
-        else:
-            slope = 0.015 * float(t.mean())
-        slope = max(slope, 0.0)
-        t1 = max(float(t.mean()) - slope * (float(n.mean()) - 1), 1e-6)
-        return (self.draft_tok_time + slope) / t1
+    def observe_pass(self, n_fed: int, seconds: float) -> None:
+        """Target pass over n_fed tokens took ``seconds`` (kept per n: on CPUs the cost is not linear in n)."""
+        old = self.t_by_n.get(n_fed)
+        self.t_by_n[n_fed] = seconds if old is None else 0.7 * old + 0.3 * seconds
+
+    def pass_cost(self, n: int) -> float:
+        """Estimated seconds of a target pass over n tokens: measured if seen, else interpolated."""
+        if n in self.t_by_n:
+            return self.t_by_n[n]
+        seen = sorted(self.t_by_n)
+        if not seen:
+            return 1.0 + 0.015 * (n - 1)
+        lo = [m for m in seen if m < n]
+        hi = [m for m in seen if m > n]
+        if lo and hi:
+            a, b = lo[-1], hi[0]
+            return self.t_by_n[a] + (self.t_by_n[b] - self.t_by_n[a]) * (n - a) / (b - a)
+        base = self.t_by_n[seen[0]]
+        if lo:  # extrapolate up with a slope of 1.5% of the smallest pass per token (optimistic: it gets measured)
+            return self.t_by_n[lo[-1]] + 0.015 * base * (n - lo[-1])
+        return self.t_by_n[hi[0]]
+
+    def best_k(self, b: int, k_min: int = 0) -> int:
+        """argmax_k E[G(k)] / (T(k+1) + k t_draft) with E[G(k)] from the per-position acceptance rates."""
+        rates = self.position_rates(b)
+        best, best_rate = 0, -1.0
+        total, run = 1.0, 1.0
+        for k in range(0, self.k_max + 1):
+            if k > 0:
+                run *= rates[k - 1]
+                total += run
+            if k < k_min:
+                continue
+            r = total / (self.pass_cost(k + 1) + k * self.draft_tok_time)
+            if r > best_rate * (1 + 1e-9):
+                best, best_rate = k, r
+        return best
 
     def choose(self, b: int) -> int:
-        k = optimal_k_positional(self.position_rates(b), self.cost_ratio(), self.k_max)
+        k = self.best_k(b)
         if k == 0:
             self.idle[b] += 1
-            if self.idle[b] >= self.probe_every:
+            if self.idle[b] >= self.probe_every and self.k_max > 0:
                 self.idle[b] = 0
-                return 1
+                return self.best_k(b, k_min=1)  # probe with the cheapest useful draft length
         else:
             self.idle[b] = 0
         return k
@@ -183,7 +209,7 @@ class SpeculativeGenerator:
             logits = self.target.extend(feed)  # [B, n_max, V]
             stats.target_time += time.perf_counter() - tt
             if ctrl:
-                ctrl.t_obs.append((max(len(f) for f in feed), time.perf_counter() - tt))
+                ctrl.observe_pass(max(len(f) for f in feed), time.perf_counter() - tt)
                 drafted = sum(counts)
                 if drafted:
                     per_tok = draft_dt / drafted
@@ -193,6 +219,8 @@ class SpeculativeGenerator:
                 raise ValueError(f"the target model produced NaN/inf logits at step {stats.steps + 1}")
             p = logits_to_probs(logits, cfg) if method not in ("greedy",) else logits
             emitted = self._verify(method, p, prop, counts, feed, seqs, rng, noise)
+            if config.measure_overlap:
+                self._record_overlap(stats, logits, cfg, prop, emitted, feed)
             lengths = [len(seqs[b]) - 1 + (1 + n if feed[b] else 0) for b, (n, _) in enumerate(emitted)]
             self.target.rollback(lengths)
             self.drafter.observe([n for n, _ in emitted])
@@ -274,6 +302,23 @@ class SpeculativeGenerator:
             for j, b in enumerate(rows):
                 out[b] = (int(res.num_accepted[j]), res.emitted(j))
         return out
+
+    @staticmethod
+    def _record_overlap(stats, logits, cfg, prop, emitted, feed):
+        """sum_x min(p_i, q_i) at each checked draft position (accepted ones and the first rejected)."""
+        for b, (n, _) in enumerate(emitted):
+            k = len(prop.tokens[b])
+            if not feed[b] or k == 0:
+                continue
+            checked = min(n + 1, k)
+            p = logits_to_probs(logits[b, :checked], cfg)  # [checked, V]
+            if prop.q[b] is None:
+                x = torch.tensor(prop.tokens[b][:checked])
+                ov = p.gather(1, x[:, None]).squeeze(1)
+            else:
+                ov = torch.minimum(p, prop.q[b][:checked].to(p.dtype)).sum(-1)
+            stats.overlap_sum += float(ov.sum())
+            stats.overlap_count += checked
 
     @staticmethod
     def _noise(noise, rows, seqs, n, V):

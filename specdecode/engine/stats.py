@@ -30,6 +30,8 @@ class GenerationStats:
     per_position_accepted: list = field(default_factory=list)
     rejection_positions: list = field(default_factory=list)  # histogram: index i = rejections at draft position i
     k_history: list = field(default_factory=list)  # histogram of the k used per row-step
+    overlap_sum: float = 0.0  # sum over checked draft positions of sum_x min(p, q) (GenerationConfig.measure_overlap)
+    overlap_count: int = 0
 
     def record_step(self, k: int, n_accepted: int, emitted: int) -> None:
         """One row's step: k drafts proposed, n_accepted accepted, emitted tokens kept."""
@@ -63,6 +65,11 @@ class GenerationStats:
         return self.accepted / checked if checked else 0.0
 
     @property
+    def alpha_exact(self) -> float:
+        """Mean of sum_x min(p, q) over the checked draft positions (NaN if not measured)."""
+        return self.overlap_sum / self.overlap_count if self.overlap_count else float("nan")
+
+    @property
     def tokens_per_target_call(self) -> float:
         return self.new_tokens / self.row_steps if self.row_steps else 0.0
 
@@ -81,7 +88,7 @@ class GenerationStats:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d.update(acceptance_rate=self.acceptance_rate, alpha_estimate=self.alpha_estimate,
+        d.update(acceptance_rate=self.acceptance_rate, alpha_estimate=self.alpha_estimate, alpha_exact=self.alpha_exact,
                  tokens_per_target_call=self.tokens_per_target_call, tokens_per_second=self.tokens_per_second,
                  overhead_time=self.overhead_time, overhead_fraction=self.overhead_fraction)
         return d

@@ -1,0 +1,201 @@
+"""The sweep behind ``specdecode bench``: every configuration on every prompt, one JSONL record each.
+
+Prompts form the outer loop and configurations the inner one, so each prompt's configurations
+run close together in time (interleaved A/B) and speedups are ratios measured in the same run.
+Baselines (our plain decoding, HF ``generate``, HF prompt lookup and HF early-exit assisted
+generation where HF has them) run on the same prompts. Records already in the JSONL file are
+skipped, so an interrupted sweep resumes. Runs in this process (timings on a 2-core machine
+are distorted by parallel workers).
+
+Not here: the report (``bench.report``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..engine import CausalLM, EarlyExitDrafter, GenerationConfig, NoDrafter, PromptLookupDrafter, SpeculativeGenerator
+from ..models.registry import load_model, load_tokenizer
+from ..sampling import SamplingConfig
+from ..theory import expected_tokens_per_step, speedup
+from .tasks import TASKS
+
+
+@dataclass(frozen=True)
+class Config:
+    drafter: str  # "none" | "prompt-lookup" | "early-exit:N" | "hf" | "hf-prompt-lookup" | "hf-early-exit:N"
+    k: int = 0
+    adaptive: bool = False
+    temperature: float = 0.0
+    method: str = "tokenwise"
+    study: str = "sweep"  # "sweep" | "quality"
+
+    @property
+    def label(self) -> str:
+        if self.drafter.startswith("hf"):
+            return self.drafter
+        if self.drafter == "none":
+            return "plain"
+        return f"{self.drafter} k={'adaptive' if self.adaptive else self.k} {self.method}"
+
+
+def sweep(quick: bool) -> tuple[list[Config], dict]:
+    """-> (configurations, settings). Quick: a few minutes; full: the whole grid of the issue."""
+    if quick:
+        temps, ks, methods = (0.0, 0.8), (2, 4, 8), ("tokenwise",)
+        prompts, max_new = 1, 48
+        ee = ["early-exit:20"]
+        quality = [10, 20, 26]
+    else:
+        temps, ks, methods = (0.0, 0.5, 0.8, 1.0, 1.2), tuple(range(1, 11)), ("tokenwise", "block", "gumbel")
+        prompts, max_new = 3, 96
+        ee = ["early-exit:20"]
+        quality = [6, 10, 14, 18, 22, 26]
+    cfgs = []
+    for T in temps:
+        cfgs += [Config("none", temperature=T), Config("hf", temperature=T)]
+        for m in methods:
+            if T == 0 and m != "tokenwise":
+                continue  # T = 0 always verifies greedily
+            cfgs += [Config("prompt-lookup", k, False, T, m) for k in ks]
+            cfgs.append(Config("prompt-lookup", 16, True, T, m))
+            for d in ee:
+                cfgs += [Config(d, 2, False, T, m), Config(d, 8, True, T, m)]
+    cfgs += [Config("hf-prompt-lookup"), Config("hf-early-exit:20")]
+    cfgs += [Config(f"early-exit:{n}", 2, False, 0.0, "tokenwise", "quality") for n in quality]
+    return cfgs, {"prompts_per_task": prompts, "max_new_tokens": max_new}
+
+
+def record_key(task: str, prompt_id: int, cfg: Config) -> str:
+    return f"{task}|{prompt_id}|{cfg.drafter}|{cfg.k}|{cfg.adaptive}|{cfg.temperature}|{cfg.method}|{cfg.study}"
+
+
+class Runner:
+    def __init__(self, model: str, dtype: str = "fp32"):
+        self.target = CausalLM(load_model(model, dtype), name=model)
+        self.tok = load_tokenizer(model, self.target.model)
+        self.eos = (int(self.tok.eos_token_id),) if getattr(self.tok, "eos_token_id", None) is not None else ()
+        self.model_name = model
+
+    def encode(self, messages) -> list[int]:
+        ids = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "input_ids") else ids)
+
+    def run(self, cfg: Config, ids: list[int], max_new: int, seed: int) -> dict:
+        sampling = SamplingConfig(cfg.temperature)
+        if cfg.drafter.startswith("hf"):
+            return self._run_hf(cfg, ids, max_new, seed)
+        if cfg.drafter == "none":
+            drafter = NoDrafter()
+        elif cfg.drafter == "prompt-lookup":
+            drafter = PromptLookupDrafter()
+        else:
+            drafter = EarlyExitDrafter(self.target, int(cfg.drafter.split(":")[1]), sampling)
+        gen = SpeculativeGenerator(self.target, drafter, self.tok)
+        gc = GenerationConfig(max_new_tokens=max_new, k=cfg.k, adaptive=cfg.adaptive, method=cfg.method, sampling=sampling,
+                              eos_token_ids=self.eos, measure_overlap=True)
+        t0 = time.perf_counter()
+        out = gen.generate([ids], gc, torch.Generator().manual_seed(seed))
+        dt = time.perf_counter() - t0
+        s = out.stats
+        steps = s.row_steps
+        draft_tok = s.draft_time / s.proposed if s.proposed else 0.0
+        t_pass = s.target_time / s.target_calls if s.target_calls else float("nan")
+        c = draft_tok / t_pass if s.proposed else 0.0
+        rec = {"seconds": dt, "tokens": s.new_tokens, "tok_s": s.new_tokens / dt, "steps": steps,
+               "tokens_per_call": s.tokens_per_target_call, "proposed": s.proposed, "accepted": s.accepted,
+               "recovered": s.recovered, "bonus": s.bonus, "alpha_counts": s.alpha_estimate, "alpha_exact": s.alpha_exact,
+               "acceptance_rate": s.acceptance_rate, "mean_accepted": s.accepted / steps if steps else 0.0,
+               "per_position_proposed": s.per_position_proposed, "per_position_accepted": s.per_position_accepted,
+               "rejection_positions": s.rejection_positions, "k_history": s.k_history, "c": c,
+               "target_time": s.target_time, "draft_time": s.draft_time, "overhead_fraction": s.overhead_fraction}
+        if not cfg.adaptive and cfg.k > 0 and s.proposed:
+            a = min(max(s.alpha_estimate, 0.0), 1.0)
+            rec["predicted_tokens_per_call"] = expected_tokens_per_step(a, cfg.k)
+            rec["predicted_speedup"] = speedup(a, cfg.k, c)
+            rec["g_se"] = _g_standard_error(s, cfg.k)
+        return rec
+
+    def _run_hf(self, cfg: Config, ids, max_new, seed) -> dict:
+        kw = dict(max_new_tokens=max_new, eos_token_id=list(self.eos) or None, pad_token_id=self.eos[0] if self.eos else None)
+        if cfg.temperature > 0:
+            kw.update(do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0)
+            torch.manual_seed(seed)  # HF samples with the global RNG; only this baseline uses it
+        else:
+            kw.update(do_sample=False)
+        if cfg.drafter == "hf-prompt-lookup":
+            kw["prompt_lookup_num_tokens"] = 10
+        elif cfg.drafter.startswith("hf-early-exit"):
+            kw["assistant_early_exit"] = int(cfg.drafter.split(":")[1])
+        t0 = time.perf_counter()
+        try:
+            out = self.target.model.generate(torch.tensor([ids]), **kw)
+        except Exception as exc:  # noqa: BLE001 - a baseline HF does not support is recorded, not fatal
+            return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        dt = time.perf_counter() - t0
+        n = out.shape[1] - len(ids)
+        return {"seconds": dt, "tokens": n, "tok_s": n / dt}
+
+
+def _g_standard_error(s, k: int) -> float:
+    """Standard error of the mean tokens per step from the step histogram (fixed k)."""
+    counts = list(s.rejection_positions) + [0] * (k + 1 - len(s.rejection_positions))
+    hist = {n + 1: counts[n] for n in range(k)}  # rejected after n accepted: n + 1 tokens
+    hist[k + 1] = s.bonus
+    total = sum(hist.values())
+    if total < 2:
+        return float("inf")
+    mean = sum(g * c for g, c in hist.items()) / total
+    var = sum(c * (g - mean) ** 2 for g, c in hist.items()) / (total - 1)
+    return (var / total) ** 0.5
+
+
+def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "records.jsonl"
+    done = set()
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                done.add(json.loads(line)["key"])
+            except (json.JSONDecodeError, KeyError):
+                continue  # a line cut by an interruption: that record runs again
+    cfgs, settings = sweep(quick)
+    work = []
+    for task, prompts in TASKS.items():
+        for pid in range(settings["prompts_per_task"]):
+            for cfg in cfgs:
+                if cfg.study == "quality" and task not in ("summarisation", "story"):
+                    continue
+                key = record_key(task, pid, cfg)
+                if key not in done:
+                    work.append((task, pid, cfg, key))
+    if not work:
+        return path
+    runner = Runner(model, dtype)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(work), desc="bench", unit="run")
+    with path.open("a", encoding="utf-8") as fh:
+        for task, pid, cfg, key in work:
+            ids = runner.encode(TASKS[task][pid])
+            rec = runner.run(cfg, ids, settings["max_new_tokens"], seed=pid)
+            rec.update(key=key, task=task, prompt_id=pid, drafter=cfg.drafter, k=cfg.k, adaptive=cfg.adaptive,
+                       temperature=cfg.temperature, method=cfg.method, study=cfg.study, label=cfg.label,
+                       model=model, dtype=dtype, quick=quick, load1=os.getloadavg()[0])
+            fh.write(json.dumps(rec) + "\n")
+            fh.flush()
+            if bar:
+                bar.set_postfix_str(f"{task} {cfg.label}"[:40])
+                bar.update(1)
+    if bar:
+        bar.close()
+    return path
