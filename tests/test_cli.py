@@ -70,3 +70,10 @@ def test_generate_bad_input_one_line(argv, word, capsys):
 def test_help_runs():
     out = subprocess.run([sys.executable, "-m", "specdecode", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "exactness" in out.stdout and "generate" in out.stdout
+
+
+def test_bench_bad_out(capsys, tmp_path):
+    assert main(["bench", "--out", "/proc/specdecode-not-writable", "--report-only"]) == 2
+    assert "writable" in capsys.readouterr().err
+    assert main(["bench", "--out", str(tmp_path), "--report-only"]) == 2
+    assert "no records" in capsys.readouterr().err

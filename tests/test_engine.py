@@ -243,3 +243,26 @@ def test_stop_strings(target):
     out = gen.generate([PROMPTS[0]], GenerationConfig(max_new_tokens=24, k=4, sampling=GREEDY, stop_strings=(stop,)),
                        torch.Generator().manual_seed(0))
     assert out.finish_reasons == ["stop"] and stop in tok.decode(out.tokens[0]) and len(out.tokens[0]) < 24
+
+
+def test_adaptive_k_reduces_to_optimal_k_with_linear_costs():
+    from specdecode.engine import AdaptiveK
+    from specdecode.theory import optimal_k
+
+    for alpha, c, v in [(0.8, 0.05, 0.0), (0.6, 0.02, 0.05), (0.3, 0.2, 0.1), (0.9, 0.0, 0.03)]:
+        ctrl = AdaptiveK(1, 32)
+        ctrl.acc, ctrl.chk = [alpha * 10], [10.0]
+        for n in range(1, 34):
+            ctrl.observe_pass(n, 1 + v * (n - 1))
+        ctrl.draft_tok_time = c
+        assert ctrl.best_k(0) == optimal_k(alpha, c + v, 32)
+
+
+def test_adaptive_k_follows_measured_nonlinear_costs():
+    from specdecode.engine import AdaptiveK
+
+    ctrl = AdaptiveK(1, 8)
+    ctrl.acc, ctrl.chk = [5.0], [10.0]
+    for n, t in {1: 1.0, 2: 1.7, 3: 2.0, 5: 1.45, 9: 1.65}.items():  # passes over 2-3 tokens cost more than over 5
+        ctrl.observe_pass(n, t)
+    assert ctrl.best_k(0, k_min=1) >= 4

@@ -87,6 +87,10 @@ def _fmt(v, spec=".2f"):
     return "-" if isinstance(v, float) and v != v else format(v, spec)
 
 
+def _x(v):
+    return "-" if isinstance(v, float) and v != v else f"{v:.2f}x"
+
+
 def write_report(records_path: Path, out_dir: Path) -> Path:
     recs = load(records_path)
     attach_ratios(recs)
@@ -104,8 +108,8 @@ def write_report(records_path: Path, out_dir: Path) -> Path:
           "## Best configuration per task", "",
           "| task | T | configuration | speedup vs plain | vs HF | vs HF prompt lookup | tok/s |", "|---|---|---|---|---|---|---|"]
     for r in best_per_task(rows):
-        md.append(f"| {r['task']} | {r['T']:g} | {r['config']} | {_fmt(r['vs_plain'])}x | {_fmt(r['vs_hf'])}x | "
-                  f"{_fmt(r['vs_hf_pld'])}x | {_fmt(r['tok_s'], '.1f')} |")
+        md.append(f"| {r['task']} | {r['T']:g} | {r['config']} | {_x(r['vs_plain'])} | {_x(r['vs_hf'])} | "
+                  f"{_x(r['vs_hf_pld'])} | {_fmt(r['tok_s'], '.1f')} |")
     md += ["", "## All configurations", "",
            "| task | T | configuration | runs | tok/s | vs plain | vs HF | vs HF PLD | alpha | alpha exact | tok/call | predicted | c | S theory | theory check |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -128,7 +132,7 @@ def write_report(records_path: Path, out_dir: Path) -> Path:
             by[r["drafter"]].append(r)
         for d, rs in sorted(by.items(), key=lambda kv: int(kv[0].split(":")[1])):
             md.append(f"| {d} | {_fmt(_mean([r['alpha_counts'] for r in rs]))} | {_fmt(_mean([r['alpha_exact'] for r in rs]))} | "
-                      f"{_fmt(_med([r['vs_plain'] for r in rs]))}x |")
+                      f"{_x(_med([r['vs_plain'] for r in rs]))} |")
     if errors:
         md += ["", "## Baselines that could not run", ""] + sorted({f"- {r['label']}: {r['error']}" for r in errors})
     md += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]

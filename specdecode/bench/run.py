@@ -84,6 +84,8 @@ class Runner:
         self.model_name = model
 
     def encode(self, messages) -> list[int]:
+        if not getattr(self.tok, "chat_template", None):
+            return list(self.tok.encode(" ".join(m["content"] for m in messages)))
         ids = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "input_ids") else ids)
 
@@ -156,7 +158,9 @@ def _g_standard_error(s, k: int) -> float:
     return (var / total) ** 0.5
 
 
-def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True) -> Path:
+def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True, configs=None) -> Path:
+    """Run every configuration not yet in OUT/records.jsonl. configs: (configurations, settings) to
+    replace the standard sweep (tests)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "records.jsonl"
     done = set()
@@ -166,7 +170,7 @@ def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True)
                 done.add(json.loads(line)["key"])
             except (json.JSONDecodeError, KeyError):
                 continue  # a line cut by an interruption: that record runs again
-    cfgs, settings = sweep(quick)
+    cfgs, settings = configs or sweep(quick)
     work = []
     for task, prompts in TASKS.items():
         for pid in range(settings["prompts_per_task"]):
