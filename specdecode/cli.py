@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--acceptance-rate", "-a", type=float, default=0.75, help="alpha = sum min(p,q) per position (default 0.75)")
     s.add_argument("--draft-cost", type=float, default=0.1, help="draft forward cost as a fraction of the target's (default 0.1)")
     s.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    s.add_argument("--check-steps", type=int, default=2000, help="extra simulated steps for a tight tokens-per-call check (0 = off)")
+    s.add_argument("--check-steps", type=int, default=5000, help="extra simulated steps for a tight tokens-per-call check (0 = off)")
     s.set_defaults(func=cmd_simulate)
 
     e = sub.add_parser("exactness", help="enumerate exact output distributions of every verification method",
