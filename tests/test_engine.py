@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from specdecode.engine import (CausalLM, EarlyExitDrafter, GenerationConfig, ModelDrafter, NoDrafter, PromptLookupDrafter,
+from specdecode.engine import (CausalLM, EarlyExitDrafter, GenerationConfig, ModelDrafter, PromptLookupDrafter,
                                SpeculativeGenerator)
 from specdecode.exactness.montecarlo import chi_square_tv  # noqa: F401  (same statistics as the verifier tests)
 from specdecode.models.registry import _tiny_llama, load_model

@@ -6,7 +6,6 @@ import torch
 from specdecode.exactness import harness as H
 from specdecode.exactness.enumerate import enumerate_outcomes
 from specdecode.exactness.mutants import mutants, run_mutant
-from specdecode.exactness.models import model_pairs
 from specdecode.verify import chain
 
 METHODS = H.methods()
@@ -47,7 +46,7 @@ def test_injected_bug_is_caught(m):
     assert row.caught and row.max_tv > 1e-3, f"harness missed: {m.name} (TV {row.max_tv})"
 
 
-def _torch_tokenwise_rows(monkeypatch_target=None):
+def _torch_tokenwise_rows():
     method = next(m for m in METHODS if m.name == "tokenwise" and m.impl == "torch")
     cases = [c for c in H.chain_cases(H.CHAIN_SIZES_FAST) if c.pair in ("random", "zeros in p and q")]
     return H.run_method(method, cases)

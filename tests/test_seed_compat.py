@@ -1,6 +1,5 @@
 """seed 002 (deep-ml #430): same signature, keys and results as the seed's reference."""
 
-import math
 import random
 
 import pytest

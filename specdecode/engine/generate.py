@@ -201,7 +201,8 @@ class SpeculativeGenerator:
                 k = ctrl.choose(b) if ctrl else config.k
                 ks.append(max(0, min(k, config.max_new_tokens - len(new[b]) - 1)))
             td = time.perf_counter()
-            prop = self.drafter.propose(seqs, ks, sampler) if max(ks) > 0 else NoDrafter().propose(seqs, ks, sampler)
+            drafting = max(ks) > 0
+            prop = self.drafter.propose(seqs, ks, sampler) if drafting else NoDrafter().propose(seqs, ks, sampler)
             draft_dt = time.perf_counter() - td
             counts = prop.counts
             feed = [[] if done[b] else [seqs[b][-1]] + prop.tokens[b] for b in range(B)]
@@ -223,13 +224,14 @@ class SpeculativeGenerator:
                 self._record_overlap(stats, logits, cfg, prop, emitted, feed)
             lengths = [len(seqs[b]) - 1 + (1 + n if feed[b] else 0) for b, (n, _) in enumerate(emitted)]
             self.target.rollback(lengths)
-            self.drafter.observe([n for n, _ in emitted])
+            if drafting:
+                self.drafter.observe([n for n, _ in emitted])
             stats.steps += 1
             for b in range(B):
                 if done[b]:
                     continue
                 n, toks = emitted[b]
-                stats.record_step(counts[b], n, len(toks))
+                stats.record_step(counts[b], n)
                 if ctrl:
                     ctrl.observe(b, counts[b], n)
                 last_kind = "plain" if counts[b] == 0 else ("bonus" if n == counts[b] else "recovered")

@@ -33,8 +33,8 @@ class GenerationStats:
     overlap_sum: float = 0.0  # sum over checked draft positions of sum_x min(p, q) (GenerationConfig.measure_overlap)
     overlap_count: int = 0
 
-    def record_step(self, k: int, n_accepted: int, emitted: int) -> None:
-        """One row's step: k drafts proposed, n_accepted accepted, emitted tokens kept."""
+    def record_step(self, k: int, n_accepted: int) -> None:
+        """One row's step: k drafts proposed, n_accepted of them accepted."""
         self.row_steps += 1
         _grow(self.per_position_proposed, k)
         _grow(self.per_position_accepted, k)

@@ -221,7 +221,7 @@ class TreeGenerator:
             keep_path(self.target, seg, [0] + path)
             stats.steps += 1
             depth = self.drafter.shape.depth
-            stats.record_step(depth, len(path), len(out))
+            stats.record_step(depth, len(path))
             stats.proposed += len(tree.tokens) - 1 - depth  # count every draft node as proposed
             leaf = not children_lists(tree.parents)[([0] + path)[-1]]
             kk = ["accepted"] * len(path) + ["bonus" if leaf else "recovered"]
