@@ -200,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--report-only", action="store_true", help="only rebuild the report from the existing records")
     bn.set_defaults(func=cmd_bench)
 
+    from .bench import trees as bench_trees
+
+    bt = sub.add_parser("bench-trees", help="draft trees vs a draft chain on the real model (same early-exit drafter)",
+                        description="Interleaved: plain decoding, chains k=4/8 and trees (static, dynamic) with an early-exit "
+                                    "draft of the target; tokens per target call, tokens/s, speedup vs plain.")
+    bench_trees.add_args(bt)
+    bt.set_defaults(func=bench_trees.cmd)
+
     from .bench_generate import add_bench_args, cmd_bench_generate
 
     b = sub.add_parser("bench-generate", help="interleaved benchmark vs Hugging Face generate (plain and prompt lookup)",

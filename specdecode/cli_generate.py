@@ -121,11 +121,18 @@ def _generate_tree(args, sampling, texts) -> int:
     if method not in ("spectr", "rrs", "rrs-wor"):
         raise ValueError(f"--tree verifies with --method spectr, rrs or rrs-wor, got {method}")
     kind, name = parse_drafter(args.drafter)
-    if kind != "model":
-        raise ValueError("--tree needs a draft model: --drafter model:NAME")
+    if kind not in ("model", "early-exit"):
+        raise ValueError("--tree needs a draft model: --drafter model:NAME or early-exit:N")
     setup = build(args.model, args.drafter, sampling, args.dtype)
     mode = "topm" if sampling.is_greedy else ("wor" if method == "rrs-wor" else "iid")
-    drafter = TreeDrafter(setup.generator.drafter.lm, sampling, shape, mode)
+    if kind == "early-exit":
+        from .engine import CausalLM
+        from .models.registry import early_exit_model
+
+        draft_lm = CausalLM(early_exit_model(setup.target.model, int(name)), name=args.drafter)
+    else:
+        draft_lm = setup.generator.drafter.lm
+    drafter = TreeDrafter(draft_lm, sampling, shape, mode)
     gen = TreeGenerator(setup.target, drafter, method)
     tok = setup.tokenizer
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, sampling=sampling, eos_token_ids=eos_ids(tok))

@@ -109,3 +109,30 @@ def test_get_k_candidates_iid_sequences():
         assert all(q[i, t] > 0 for i, t in enumerate(chain))
     with pytest.raises(ValueError, match="K"):
         get_k_candidates(d, PROMPT, k=3, K=0, cfg=SamplingConfig(1.0), generator=torch.Generator())
+
+
+def test_early_exit_model_shares_weights_and_matches_shared_cache_drafter():
+    from specdecode.engine import EarlyExitDrafter, ModelDrafter
+    from specdecode.models.registry import early_exit_model
+
+    m = _tiny_llama(1, layers=3)
+    ee = early_exit_model(m, 2)
+    assert ee.model.layers[0] is m.model.layers[0] and ee.lm_head is m.lm_head
+    t = CausalLM(m, name="t")
+    cfg = GenerationConfig(max_new_tokens=16, k=3, sampling=GREEDY)
+    a = SpeculativeGenerator(t, EarlyExitDrafter(t, 2, GREEDY)).generate([PROMPT], cfg, torch.Generator())
+    b = SpeculativeGenerator(t, ModelDrafter(CausalLM(ee, name="ee"), GREEDY)).generate([PROMPT], cfg, torch.Generator())
+    assert a.tokens == b.tokens and a.stats.accepted == b.stats.accepted
+    with pytest.raises(ValueError, match="early-exit"):
+        early_exit_model(m, 3)
+
+
+def test_tree_cli_with_early_exit(capsys):
+    import json
+
+    from specdecode.cli import main
+
+    assert main(["generate", "--model", "tiny-llama", "--drafter", "early-exit:1", "--tree", "static:2,1", "--max-new-tokens", "6",
+                 "--no-chat", "--json", "hello"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert len(rec["outputs"][0]["tokens"]) == 6
