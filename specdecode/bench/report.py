@@ -36,16 +36,18 @@ def _mean(xs):
 
 
 def attach_ratios(recs: list[dict]) -> None:
-    base = {(r["task"], r["prompt_id"], r["temperature"], r["drafter"]): r for r in recs if "tok_s" in r}
+    base = {(r["task"], r["prompt_id"], r["temperature"], r["drafter"], r.get("batch", 1)): r for r in recs if "tok_s" in r}
     for r in recs:
         if "tok_s" not in r:
             continue
-        plain = base.get((r["task"], r["prompt_id"], r["temperature"], "none"))
-        hf = base.get((r["task"], r["prompt_id"], r["temperature"], "hf"))
-        pld = base.get((r["task"], r["prompt_id"], 0.0, "hf-prompt-lookup"))
+        b = r.get("batch", 1)
+        plain = base.get((r["task"], r["prompt_id"], r["temperature"], "none", b))  # plain at the same batch size
+        hf = base.get((r["task"], r["prompt_id"], r["temperature"], "hf", 1)) if b == 1 else None
+        pld = base.get((r["task"], r["prompt_id"], 0.0, "hf-prompt-lookup", 1)) if b == 1 else None
         r["vs_plain"] = r["tok_s"] / plain["tok_s"] if plain else float("nan")
         r["vs_hf"] = r["tok_s"] / hf["tok_s"] if hf else float("nan")
         r["vs_hf_pld"] = r["tok_s"] / pld["tok_s"] if pld and r["temperature"] == 0 else float("nan")
+        r.setdefault("batch", 1)
         if "predicted_tokens_per_call" in r:
             tol = 3 * r.get("g_se", float("inf")) + 0.05
             r["theory_ok"] = abs(r["tokens_per_call"] - r["predicted_tokens_per_call"]) <= tol
@@ -243,7 +245,8 @@ def make_plots(recs: list[dict], out_dir: Path) -> list[Path]:
         ax.set(xlabel="predicted S(alpha, k, c)", ylabel="measured speedup vs plain", title="Measured vs predicted speedup")
         ax.legend()
         save(fig, "measured_vs_predicted.png")
-    sp = [r for r in recs if r.get("study") == "sweep" and r.get("drafter") not in ("none",) and r.get("vs_plain") == r.get("vs_plain") and r.get("temperature") == 0]
+    sp = [r for r in recs if r.get("study") == "sweep" and r.get("drafter") not in ("none",) and r.get("vs_plain") == r.get("vs_plain")
+          and r.get("temperature") == 0 and r.get("batch", 1) == 1]
     if sp:
         tasks = sorted({r["task"] for r in sp})
         drafters = sorted({r["drafter"] for r in sp})

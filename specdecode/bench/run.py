@@ -35,14 +35,16 @@ class Config:
     temperature: float = 0.0
     method: str = "tokenwise"
     study: str = "sweep"  # "sweep" | "quality"
+    batch: int = 1  # rows generated together by our engine (prompts of the same task)
 
     @property
     def label(self) -> str:
+        b = f" batch={self.batch}" if self.batch > 1 else ""
         if self.drafter.startswith("hf"):
             return self.drafter
         if self.drafter == "none":
-            return "plain"
-        return f"{self.drafter} k={'adaptive' if self.adaptive else self.k} {self.method}"
+            return "plain" + b
+        return f"{self.drafter} k={'adaptive' if self.adaptive else self.k} {self.method}{b}"
 
 
 def sweep(quick: bool) -> tuple[list[Config], dict]:
@@ -68,12 +70,15 @@ def sweep(quick: bool) -> tuple[list[Config], dict]:
             for d in ee:
                 cfgs += [Config(d, 2, False, T, m), Config(d, 8, True, T, m)]
     cfgs += [Config("hf-prompt-lookup"), Config("hf-early-exit:20")]
+    for b in (2, 4):  # the engine's batches (ragged acceptance): plain vs prompt lookup at the same batch size
+        cfgs += [Config("none", batch=b), Config("prompt-lookup", 4, False, 0.0, batch=b),
+                 Config("prompt-lookup", 16, True, 0.0, batch=b)]
     cfgs += [Config(f"early-exit:{n}", 2, False, 0.0, "tokenwise", "quality") for n in quality]
     return cfgs, {"prompts_per_task": prompts, "max_new_tokens": max_new}
 
 
 def record_key(task: str, prompt_id: int, cfg: Config) -> str:
-    return f"{task}|{prompt_id}|{cfg.drafter}|{cfg.k}|{cfg.adaptive}|{cfg.temperature}|{cfg.method}|{cfg.study}"
+    return f"{task}|{prompt_id}|{cfg.drafter}|{cfg.k}|{cfg.adaptive}|{cfg.temperature}|{cfg.method}|{cfg.study}|{cfg.batch}"
 
 
 class Runner:
@@ -89,7 +94,8 @@ class Runner:
         ids = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "input_ids") else ids)
 
-    def run(self, cfg: Config, ids: list[int], max_new: int, seed: int) -> dict:
+    def run(self, cfg: Config, ids: list[int], max_new: int, seed: int, batch_ids: list | None = None) -> dict:
+        """batch_ids: the prompts of a batch (cfg.batch > 1); ids is the first of them."""
         sampling = SamplingConfig(cfg.temperature)
         if cfg.drafter.startswith("hf"):
             return self._run_hf(cfg, ids, max_new, seed)
@@ -103,7 +109,7 @@ class Runner:
         gc = GenerationConfig(max_new_tokens=max_new, k=cfg.k, adaptive=cfg.adaptive, method=cfg.method, sampling=sampling,
                               eos_token_ids=self.eos, measure_overlap=True)
         t0 = time.perf_counter()
-        out = gen.generate([ids], gc, torch.Generator().manual_seed(seed))
+        out = gen.generate(batch_ids or [ids], gc, torch.Generator().manual_seed(seed))
         dt = time.perf_counter() - t0
         s = out.stats
         steps = s.row_steps
@@ -191,9 +197,10 @@ def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True,
     with path.open("a", encoding="utf-8") as fh:
         for task, pid, cfg, key in work:
             ids = runner.encode(TASKS[task][pid])
-            rec = runner.run(cfg, ids, settings["max_new_tokens"], seed=pid)
+            batch_ids = [runner.encode(TASKS[task][(pid + j) % len(TASKS[task])]) for j in range(cfg.batch)] if cfg.batch > 1 else None
+            rec = runner.run(cfg, ids, settings["max_new_tokens"], seed=pid, batch_ids=batch_ids)
             rec.update(key=key, task=task, prompt_id=pid, drafter=cfg.drafter, k=cfg.k, adaptive=cfg.adaptive,
-                       temperature=cfg.temperature, method=cfg.method, study=cfg.study, label=cfg.label,
+                       temperature=cfg.temperature, method=cfg.method, study=cfg.study, label=cfg.label, batch=cfg.batch,
                        model=model, dtype=dtype, quick=quick, load1=os.getloadavg()[0])
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
