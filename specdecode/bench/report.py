@@ -77,7 +77,7 @@ def summary_rows(recs: list[dict]) -> list[dict]:
 def best_per_task(rows: list[dict]) -> list[dict]:
     best = {}
     for r in rows:
-        if r["config"] in ("plain", "hf", "hf-prompt-lookup") or r["config"].startswith("hf") or r["vs_plain"] != r["vs_plain"]:
+        if r["config"].startswith(("plain", "hf")) or "batch=" in r["config"] or r["vs_plain"] != r["vs_plain"]:
             continue
         key = (r["task"], r["T"])
         if key not in best or r["vs_plain"] > best[key]["vs_plain"]:
@@ -112,6 +112,24 @@ def write_report(records_path: Path, out_dir: Path) -> Path:
     for r in best_per_task(rows):
         md.append(f"| {r['task']} | {r['T']:g} | {r['config']} | {_x(r['vs_plain'])} | {_x(r['vs_hf'])} | "
                   f"{_x(r['vs_hf_pld'])} | {_fmt(r['tok_s'], '.1f')} |")
+    batched = [r for r in recs if r.get("batch", 1) > 1 and r.get("drafter") != "none" and "tok_s" in r]
+    if batched:
+        md += ["", "## Batches (our engine, ragged acceptance; speedup vs plain decoding at the same batch size)", "",
+               "| configuration | batch | " + " | ".join(sorted({r["task"] for r in batched})) + " |",
+               "|---|---|" + "---|" * len({r["task"] for r in batched})]
+        single = {(r["task"], r["drafter"], r["k"], r["adaptive"]): r for r in recs
+                  if r.get("batch", 1) == 1 and r.get("temperature") == 0 and r.get("study") == "sweep" and "tok_s" in r}
+        for key in sorted({(r["drafter"], r["k"], r["adaptive"]) for r in batched}):
+            for b in (1, 2, 4):
+                cells = []
+                for t in sorted({r["task"] for r in batched}):
+                    if b == 1:
+                        rr = single.get((t,) + key)
+                    else:
+                        rr = next((r for r in batched if r["task"] == t and (r["drafter"], r["k"], r["adaptive"]) == key and r["batch"] == b), None)
+                    cells.append(_x(rr["vs_plain"]) if rr else "-")
+                name = f"{key[0]} k={'adaptive' if key[2] else key[1]}"
+                md.append(f"| {name} | {b} | " + " | ".join(cells) + " |")
     md += ["", "## All configurations", "",
            "| task | T | configuration | runs | tok/s | vs plain | vs HF | vs HF PLD | alpha | alpha exact | tok/call | predicted | c | S theory | theory check |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
