@@ -163,8 +163,8 @@ class CausalLM:
     def rollback_layers(self, n_layers: int, lengths: list[int]) -> None:
         """Cut the first n_layers back to ``lengths`` after an early-exit draft (other layers untouched)."""
         self.lengths = list(lengths)
-        self._crop(range(n_layers), max(lengths))
-        self.physical = max(max(lengths), self._layer_len(n_layers))
+        self._crop(range(n_layers), max(lengths))  # also sets physical to the early layers' length
+        self.physical = max(self.physical, self._layer_len(n_layers))
 
     def _layer_len(self, start: int) -> int:
         for layer in self.cache.layers[start:]:

@@ -15,7 +15,7 @@ import torch
 
 from ..rng import as_rng
 from ..validation import check_chain_inputs
-from .types import VerifyResult, assemble, prefix
+from .types import VerifyResult, assemble, prefix, safe_div
 
 
 def _gather(x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -52,8 +52,7 @@ def accept_probability(p_x: torch.Tensor, q_x: torch.Tensor | None) -> torch.Ten
     """p_x, q_x: [B, k] target/draft probability of each draft token -> min(1, p/q) [B, k]."""
     if q_x is None:
         return p_x.clamp(max=1)
-    safe_q = torch.where(q_x > 0, q_x, torch.ones_like(q_x))
-    return torch.where(q_x > 0, (p_x / safe_q).clamp(max=1), torch.zeros_like(p_x))
+    return safe_div(p_x, q_x, 0.0).clamp(max=1)
 
 
 def tokenwise_verify(p, q, draft_tokens, rng, *, validate: bool = True) -> VerifyResult:
@@ -96,7 +95,7 @@ def block_weights(p, q, draft_tokens):
     if q is None:
         q = torch.zeros(B, k, V, dtype=p.dtype, device=p.device).scatter_(-1, draft_tokens.unsqueeze(-1), 1.0)
     p_x, q_x = _gather(p[:, :k], draft_tokens), _gather(q, draft_tokens)  # [B, k]
-    ratio = torch.where(q_x > 0, p_x / torch.where(q_x > 0, q_x, torch.ones_like(q_x)), torch.zeros_like(p_x))
+    ratio = safe_div(p_x, q_x, 0.0)
     w = [torch.ones(B, dtype=p.dtype, device=p.device)]
     for i in range(k):
         w.append((w[-1] * ratio[:, i]).clamp(max=1))
@@ -106,7 +105,7 @@ def block_weights(p, q, draft_tokens):
         wi = w[:, 1:k]  # [B, k-1]
         Z = (wi[..., None] * p[:, 1:k] - q[:, 1:k]).clamp_min(0).sum(-1)  # [B, k-1]
         den = Z + 1 - wi
-        h[:, : k - 1] = torch.where(den > 0, Z / torch.where(den > 0, den, torch.ones_like(den)), torch.ones_like(Z))
+        h[:, : k - 1] = safe_div(Z, den, 1.0)  # 0/0 -> 1
     return w, h, q
 
 

@@ -20,7 +20,7 @@ import torch
 
 from ..rng import as_rng
 from ..validation import check_int, check_probs, check_tokens
-from .types import TreeVerifyResult, VerifyResult, PAD
+from .types import PAD, TreeVerifyResult, VerifyResult, safe_div
 
 
 # ---------------------------------------------------------------- SpecTr K-SEQ
@@ -60,8 +60,7 @@ def spectr_residual(p: torch.Tensor, q: torch.Tensor, rho: torch.Tensor, K: int)
     """Unnormalised p_res [B, V] = p - min(q, p/rho) (1 - (1-beta)^K) / beta (general form; p if beta = 0)."""
     p64, q64 = p.to(torch.float64), q.to(torch.float64)
     beta = spectr_beta(p64, q64, rho)  # [B]
-    safe = torch.where(beta > 0, beta, torch.ones_like(beta))
-    c = torch.where(beta > 0, (1 - (1 - beta) ** K) / safe, torch.zeros_like(beta))
+    c = safe_div(1 - (1 - beta) ** K, beta, 0.0)
     r = (p64 - torch.minimum(q64, p64 / rho[:, None]) * c[:, None]).clamp_min(0)
     return torch.where(r.sum(-1, keepdim=True) > 0, r, p64)
 
@@ -79,7 +78,7 @@ def spectr_select(p, q, candidates, rng, *, rho: torch.Tensor | None = None, val
     rho = rho_star(p, q, K) if rho is None else rho
     p_c = p.gather(-1, candidates).to(torch.float64)  # [B, K]
     q_c = q.gather(-1, candidates).to(torch.float64)
-    a = torch.where(q_c > 0, (p_c / (rho[:, None] * torch.where(q_c > 0, q_c, torch.ones_like(q_c)))).clamp(max=1), torch.zeros_like(p_c))
+    a = safe_div(p_c, rho[:, None] * q_c, 0.0).clamp(max=1)
     flags = rng.bernoulli(a)  # [B, K]
     index = _first_true(flags)
     token = candidates.gather(1, index.clamp(min=0)[:, None]).squeeze(1)
@@ -116,7 +115,7 @@ def rrs_select(p, q, candidates, rng, *, replacement: bool = True, validate: boo
         x = candidates[:, j]
         s_j = s[:, j] if s.dim() == 3 else s  # [B, V]
         rx, sx = r[rows, x], s_j[rows, x]
-        a = torch.where(sx > 0, (rx / torch.where(sx > 0, sx, torch.ones_like(sx))).clamp(max=1), torch.zeros_like(rx))
+        a = safe_div(rx, sx, 0.0).clamp(max=1)
         hit = torch.zeros(B, dtype=torch.bool, device=p.device)
         hit[active] = rng.bernoulli(a[active])
         index = torch.where(hit, torch.full_like(index, j), index)
@@ -129,7 +128,7 @@ def rrs_select(p, q, candidates, rng, *, replacement: bool = True, validate: boo
             new_s = s.clone()
             new_s[rows, x] = 0
             tot = new_s.sum(-1, keepdim=True)
-            new_s = torch.where(tot > 0, new_s / torch.where(tot > 0, tot, torch.ones_like(tot)), new_s)
+            new_s = torch.where(tot > 0, safe_div(new_s, tot.expand_as(new_s), 0.0), new_s)
             s = torch.where(rejected[:, None], new_s, s)
     token = candidates.gather(1, index.clamp(min=0)[:, None]).squeeze(1)
     need = index < 0

@@ -67,3 +67,9 @@ def assemble(draft_tokens: torch.Tensor, accepted: torch.Tensor, last: torch.Ten
 def prefix(flags: torch.Tensor) -> torch.Tensor:
     """flags: [B, k] bool -> [B, k] bool, True up to (not including) the first False."""
     return flags.to(torch.int8).cumprod(-1).bool()
+
+
+def safe_div(num: torch.Tensor, den: torch.Tensor, fill: float) -> torch.Tensor:
+    """num / den where den > 0, ``fill`` elsewhere (no inf/NaN is ever formed). Same shapes (broadcastable)."""
+    ok = den > 0
+    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.full_like(num, fill))
