@@ -77,7 +77,7 @@ def cmd_exactness(args) -> int:
     if mrows:
         print(f"\n{'injected bug':<52} {'cases':>5} {'max TV':>8} {'doc TV':>7}  caught")
         for m in mrows:
-            print(f"{m.name:<52} {m.cases:>5} {m.max_tv:>8.4f} {m.doc_tv:>7.3g}  {'yes' if m.caught else 'NO'}")
+            print(f"{m.name:<52} {m.cases:>5} {m.max_tv:>8.4f} {m.doc_tv if m.doc_tv == m.doc_tv else '-':>7.3}  {'yes' if m.caught else 'NO'}")
         good, bad = reseed
         print(f"{'re-seeding the RNG inside the loop (Monte Carlo)':<52} {bad.n:>5} {bad.tv:>8.4f} {'-':>7}  "
               f"{'yes' if not bad.passed else 'NO'} (chi2 p = {bad.p_value:.1e}; correct loop p = {good.p_value:.2f})")
@@ -104,13 +104,32 @@ def cmd_bench(args) -> int:
         raise ValueError(f"--out {out} is not a writable folder ({exc.strerror})")
     records = out / "records.jsonl"
     if not args.report_only:
-        run_sweep(out, args.quick, args.model, args.dtype, progress=sys.stderr.isatty())
+        run_sweep(out, args.quick, args.model, args.dtype, progress=True, drafts=_bench_drafts(args),
+                  ray=args.ray or bool(args.ray_address), ray_address=args.ray_address, ray_workers=args.ray_workers)
     if not records.exists():
         raise ValueError(f"no records in {out}: run without --report-only first")
     path = write_report(records, out)
     print(path.read_text().split("## All configurations")[0])
     print(f"report: {path} and {out / 'report.html'}")
     return 0
+
+
+def _bench_drafts(args) -> tuple:
+    from pathlib import Path
+
+    from .bench.draft import default_draft
+
+    if args.draft:
+        drafts = tuple(d for d in args.draft if d != "none")
+        for d in drafts:
+            if not Path(d).expanduser().is_dir():
+                raise ValueError(f"--draft {d}: no such folder (train one with `specdecode distill`)")
+        return drafts
+    d = default_draft(args.model)
+    if Path(d).is_dir():
+        print(f"[specdecode] adding the trained draft {d} (--draft none to leave it out)", file=sys.stderr)
+        return (d,)
+    return ()
 
 
 def _reseeding_check():
@@ -198,6 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--model", default="smollm2-135m")
     bn.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     bn.add_argument("--report-only", action="store_true", help="only rebuild the report from the existing records")
+    bn.add_argument("--ray", action="store_true",
+                    help="run the sweep on Ray: each prompt's configurations on one actor, one model load per actor "
+                         "(a local Ray instance unless --ray-address); default: this process")
+    bn.add_argument("--ray-address", metavar="ADDR", help="an existing Ray cluster ('auto' or host:port); implies --ray")
+    bn.add_argument("--ray-workers", type=int, default=2, help="Ray actors (default 2; on a 2-core machine parallel "
+                                                               "workers distort timings)")
+    bn.add_argument("--draft", action="append", metavar="PATH",
+                    help="add a trained draft (specdecode distill) as a drafter, repeatable; by default the default "
+                         "`specdecode distill` output for --model is added when it exists; --draft none: no trained draft")
     bn.set_defaults(func=cmd_bench)
 
     from .bench import trees as bench_trees
@@ -207,6 +235,26 @@ def build_parser() -> argparse.ArgumentParser:
                                     "draft of the target; tokens per target call, tokens/s, speedup vs plain.")
     bench_trees.add_args(bt)
     bt.set_defaults(func=bench_trees.cmd)
+
+    from . import cli_distill
+
+    ds = sub.add_parser("distill", help="train a small draft for a target (distillation on its own generations)",
+                        description="Generates labelled data with the target (its own continuations of built-in prompts, "
+                                    "plus --corpus files), trains a shallow draft that shares the target's embeddings and "
+                                    "has a reduced-vocabulary head (soft cross-entropy to the target's distributions), and "
+                                    "saves it for --drafter model:OUT. Resumable: run the same command again after an "
+                                    "interruption; --max-minutes bounds data + training.")
+    cli_distill.add_args(ds)
+    ds.set_defaults(func=cli_distill.cmd)
+
+    from .bench import draft as bench_draft
+
+    bd = sub.add_parser("bench-draft", help="a trained draft vs plain decoding and HF on held-out open-ended prompts",
+                        description="Interleaved on held-out prompts (bench chat + story, never used by distill): our plain "
+                                    "decoding, the trained draft at fixed and adaptive k, HF generate and HF assisted "
+                                    "generation with the same draft; alpha, c, tokens per call, speedups, S(alpha, k, c).")
+    bench_draft.add_args(bd)
+    bd.set_defaults(func=bench_draft.cmd)
 
     from .bench_generate import add_bench_args, cmd_bench_generate
 

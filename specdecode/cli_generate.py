@@ -24,8 +24,9 @@ def add_generation_args(ap) -> None:
     ap.add_argument("--method", default=None, choices=["tokenwise", "block", "greedy", "gumbel", "typical", "spectr", "rrs", "rrs-wor"],
                     help="verification method: chains tokenwise (default) | block | greedy | gumbel | typical (LOSSY); "
                          "trees spectr (default) | rrs | rrs-wor. Temperature 0 always verifies greedily")
-    ap.add_argument("--tree", help="tree speculation with a model drafter: static:B1,B2,... (children per depth) or "
-                                   "dynamic:N (node budget); one target pass verifies the whole tree")
+    ap.add_argument("--tree", help="tree speculation, one target pass verifies the whole tree. With a model drafter: "
+                                   "static:B1,B2,... (children per depth) or dynamic:N (node budget); with "
+                                   "--drafter prompt-lookup: lookup:M (up to M n-gram matches, -k tokens each, merged)")
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default 0)")
     ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--top-p", type=float, default=None)
@@ -112,17 +113,39 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def lookup_tree_matches(spec: str) -> int:
+    """'lookup:M' -> M (>= 1)."""
+    try:
+        m = int(spec.split(":", 1)[1])
+    except (IndexError, ValueError):
+        m = 0
+    if m < 1:
+        raise ValueError(f"--tree lookup:M needs a number of matches M >= 1, got {spec!r}")
+    return m
+
+
 def _generate_tree(args, sampling, texts) -> int:
-    from .engine.tree import TreeDrafter, TreeGenerator, TreeShape
+    from .engine.tree import PromptLookupTreeDrafter, TreeDrafter, TreeGenerator, TreeShape
     from .models.registry import parse_drafter
 
-    shape = TreeShape.parse(args.tree)
     method = args.method or "spectr"
     if method not in ("spectr", "rrs", "rrs-wor"):
         raise ValueError(f"--tree verifies with --method spectr, rrs or rrs-wor, got {method}")
     kind, name = parse_drafter(args.drafter)
+    if args.tree.startswith("lookup:") or kind == "prompt-lookup":
+        if kind != "prompt-lookup" or not args.tree.startswith("lookup:"):
+            raise ValueError("prompt-lookup trees are --drafter prompt-lookup --tree lookup:M; model drafters take "
+                             "--tree static:... or dynamic:N")
+        if not 1 <= args.k <= 64:
+            raise ValueError(f"-k (tokens per match) must be in [1, 64] for a lookup tree, got {args.k}")
+        drafter = PromptLookupTreeDrafter(lookup_tree_matches(args.tree), args.k)
+        method = "rrs"  # deterministic children: recursive rejection with a one-hot q per child
+        setup = build(args.model, "none", sampling, args.dtype)
+        return _run_tree(args, setup, TreeGenerator(setup.target, drafter, method), sampling, method, texts)
+    shape = TreeShape.parse(args.tree)
     if kind not in ("model", "early-exit"):
-        raise ValueError("--tree needs a draft model: --drafter model:NAME or early-exit:N")
+        raise ValueError("--tree needs a draft model (--drafter model:NAME or early-exit:N) or --drafter prompt-lookup "
+                         "with --tree lookup:M")
     setup = build(args.model, args.drafter, sampling, args.dtype)
     mode = "topm" if sampling.is_greedy else ("wor" if method == "rrs-wor" else "iid")
     if kind == "early-exit":
@@ -133,7 +156,10 @@ def _generate_tree(args, sampling, texts) -> int:
     else:
         draft_lm = setup.generator.drafter.lm
     drafter = TreeDrafter(draft_lm, sampling, shape, mode)
-    gen = TreeGenerator(setup.target, drafter, method)
+    return _run_tree(args, setup, TreeGenerator(setup.target, drafter, method), sampling, method, texts)
+
+
+def _run_tree(args, setup, gen, sampling, method, texts) -> int:
     tok = setup.tokenizer
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, sampling=sampling, eos_token_ids=eos_ids(tok))
     g = torch.Generator().manual_seed(args.seed)

@@ -35,8 +35,19 @@ def build(model: str, drafter: str, sampling: SamplingConfig, dtype: str = "fp32
         if dm.vocab_size != target.vocab_size:
             raise ValueError(f"drafter {arg!r} has vocabulary size {dm.vocab_size} but the target {model!r} has "
                              f"{target.vocab_size}: a drafter must share the target's tokenizer")
+        check_draft(str(arg), tok, target.vocab_size, model)
         d = ModelDrafter(dm, sampling)
     return Setup(target, tok, SpeculativeGenerator(target, d, tok), drafter)
+
+
+def check_draft(path: str, tokenizer, vocab_size: int, target_name: str) -> None:
+    """A draft trained by ``specdecode distill`` must have been trained for this target's vocabulary."""
+    from pathlib import Path
+
+    from .distill.draft import check_compatible, is_draft_dir
+
+    if Path(path).expanduser().is_dir() and is_draft_dir(Path(path).expanduser()):
+        check_compatible(Path(path).expanduser(), tokenizer, vocab_size, target_name)
 
 
 def encode_prompt(tokenizer, text: str, chat: bool) -> list[int]:

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from specdecode.bench import run as bench_run
 from specdecode.bench.report import write_report
 from specdecode.bench.run import Config
@@ -34,3 +36,17 @@ def test_sweep_resume_and_report(tmp_path):
     assert "Best configuration per task" in text and "Theory check" in text
     assert (tmp_path / "report.html").exists()
     assert list(tmp_path.glob("*.png"))
+
+
+def test_sweep_on_ray_local_instance(tmp_path):
+    """The same sweep on a local Ray instance (one actor, one model load) gives the same records."""
+    pytest.importorskip("ray")
+    cfgs = [Config("none"), Config("prompt-lookup", 2), Config("early-exit:1", 2)]
+    settings = {"prompts_per_task": 1, "max_new_tokens": 5}
+    local = bench_run.run_sweep(tmp_path / "local", True, "tiny-llama", "fp32", progress=False, configs=(cfgs, settings))
+    on_ray = bench_run.run_sweep(tmp_path / "ray", True, "tiny-llama", "fp32", progress=False, configs=(cfgs, settings),
+                                 ray=True, ray_workers=1)
+    a = {r["key"]: r for r in map(json.loads, local.read_text().splitlines())}
+    b = {r["key"]: r for r in map(json.loads, on_ray.read_text().splitlines())}
+    assert a.keys() == b.keys() and len(a) == 7 * 3
+    assert all(a[k]["tokens"] == b[k]["tokens"] and a[k].get("accepted") == b[k].get("accepted") for k in a)

@@ -62,7 +62,11 @@ def test_tree_sampling_first_tokens_follow_target(method, spec):
     d = CausalLM(_tiny_llama(4, vocab_size=V), name="d")
     mode = "wor" if method == "rrs-wor" else "iid"
     gen = TreeGenerator(target, TreeDrafter(d, cfg, TreeShape.parse(spec), mode), method)
-    prompt, n = [1, 2, 3, 1, 2], 1500
+    _assert_first_two_tokens_follow_target(gen, target, [1, 2, 3, 1, 2], cfg)
+
+
+def _assert_first_two_tokens_follow_target(gen, target, prompt, cfg, n=1500):
+    """TV between the engine's first two tokens (n runs) and the exact target distribution, within a bound."""
     g = torch.Generator().manual_seed(5)
     counts: dict = {}
     for _ in range(n):
@@ -78,6 +82,46 @@ def test_tree_sampling_first_tokens_follow_target(method, spec):
     tv = 0.5 * sum(abs(counts.get(s, 0) / n - w) for s, w in exact.items())
     bound = 0.5 * ((len(exact) - 1) / n) ** 0.5 + (13.8 / (2 * n)) ** 0.5
     assert tv <= bound, (tv, bound)
+
+
+LOOKUP_PROMPT = [1, 2, 3, 1, 2, 4, 1, 2, 5, 0, 1, 2]  # "1 2" was followed by 3, 4 and 5: three distinct branches
+
+
+def test_prefix_tree_merges_shared_prefixes():
+    from specdecode.engine.tree import PromptLookupTreeDrafter, prefix_tree
+
+    assert prefix_tree(9, [[1, 2], [1, 3], [4]]) == ([9, 1, 2, 3, 4], [-1, 0, 1, 1, 0])
+    d = PromptLookupTreeDrafter(matches=3, length=2)
+    assert d.continuations(LOOKUP_PROMPT) == [[5, 0], [4, 1], [3, 1]]
+    tree = d.propose(LOOKUP_PROMPT, None)
+    assert tree.q is None and tree.depth == 2 and tree.tokens[1:4] == [5, 0, 4]
+    assert PromptLookupTreeDrafter(2, 3).continuations([7, 8, 9]) == []
+
+
+def test_deterministic_tree_needs_distinct_siblings():
+    from specdecode.verify import verify_tree
+
+    p = torch.full((3, 4), 0.25, dtype=torch.float64)
+    with pytest.raises(ValueError, match="distinct"):
+        verify_tree(p, None, torch.tensor([-1, 0, 0]), torch.tensor([0, 2, 2]), torch.Generator())
+
+
+@pytest.mark.parametrize("matches,length", [(1, 4), (3, 2), (4, 6)])
+def test_greedy_lookup_tree_equals_plain(target, matches, length):
+    from specdecode.engine.tree import PromptLookupTreeDrafter
+
+    gen = TreeGenerator(target, PromptLookupTreeDrafter(matches, length), "rrs")
+    out = gen.generate(PROMPT, GenerationConfig(max_new_tokens=24, sampling=GREEDY), torch.Generator().manual_seed(0))
+    assert out.tokens[0] == _plain(target)
+
+
+def test_lookup_tree_sampling_first_tokens_follow_target():
+    from specdecode.engine.tree import PromptLookupTreeDrafter
+
+    cfg = SamplingConfig(1.0)
+    target = CausalLM(_tiny_llama(3, vocab_size=V), name="t")
+    gen = TreeGenerator(target, PromptLookupTreeDrafter(3, 2), "rrs")
+    _assert_first_two_tokens_follow_target(gen, target, LOOKUP_PROMPT, cfg)
 
 
 @pytest.mark.parametrize("spec,word", [("static:2,0", "branching"), ("static:", "branching"), ("dynamic:0", "budget"),

@@ -14,6 +14,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from .run import short_drafter
+
 
 def load(path: Path) -> list[dict]:
     out = []
@@ -145,13 +147,13 @@ def write_report(records_path: Path, out_dir: Path) -> Path:
                for r in flagged]
     quality = [r for r in recs if r.get("study") == "quality" and "tok_s" in r]
     if quality:
-        md += ["", "## Draft quality (early exit depth -> alpha and speedup, T = 0, k = 2)", "",
+        md += ["", "## Draft quality (early exit depth, trained drafts -> alpha and speedup, T = 0, k = 2)", "",
                "| drafter | alpha | alpha exact | speedup vs plain |", "|---|---|---|---|"]
         by = defaultdict(list)
         for r in quality:
             by[r["drafter"]].append(r)
-        for d, rs in sorted(by.items(), key=lambda kv: int(kv[0].split(":")[1])):
-            md.append(f"| {d} | {_fmt(_mean([r['alpha_counts'] for r in rs]))} | {_fmt(_mean([r['alpha_exact'] for r in rs]))} | "
+        for d, rs in sorted(by.items(), key=lambda kv: (0, int(kv[0][11:]), "") if kv[0].startswith("early-exit:") else (1, 0, kv[0])):
+            md.append(f"| {short_drafter(d)} | {_fmt(_mean([r['alpha_counts'] for r in rs]))} | {_fmt(_mean([r['alpha_exact'] for r in rs]))} | "
                       f"{_x(_med([r['vs_plain'] for r in rs]))} |")
     if errors:
         md += ["", "## Baselines that could not run", ""] + sorted({f"- {r['label']}: {r['error']}" for r in errors})
@@ -257,7 +259,7 @@ def make_plots(recs: list[dict], out_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(5.5, 5))
         for d in sorted({r["drafter"] for r in pred}):
             rs = [r for r in pred if r["drafter"] == d]
-            ax.scatter([r["predicted_speedup"] for r in rs], [r["vs_plain"] for r in rs], label=d, s=14)
+            ax.scatter([r["predicted_speedup"] for r in rs], [r["vs_plain"] for r in rs], label=short_drafter(d), s=14)
         lim = max(max(r["predicted_speedup"] for r in pred), max(r["vs_plain"] for r in pred)) * 1.05
         ax.plot([0, lim], [0, lim], "k--", lw=1)
         ax.set(xlabel="predicted S(alpha, k, c)", ylabel="measured speedup vs plain", title="Measured vs predicted speedup")
@@ -278,7 +280,7 @@ def make_plots(recs: list[dict], out_dir: Path) -> list[Path]:
                     if r["task"] == t and r["drafter"] == d:
                         by_label[r["label"]].append(r["vs_plain"])
                 vals.append(max((_med(v) for v in by_label.values()), default=float("nan")))
-            ax.bar([i + j * w for i in range(len(tasks))], vals, w, label=d)
+            ax.bar([i + j * w for i in range(len(tasks))], vals, w, label=short_drafter(d))
         ax.axhline(1, color="k", lw=1)
         ax.set_xticks([i + 0.4 - w / 2 for i in range(len(tasks))], tasks)
         ax.set(ylabel="best speedup vs plain (T=0)", title="Speedup per task and drafter (best k)")

@@ -4,8 +4,9 @@ Prompts form the outer loop and configurations the inner one, so each prompt's c
 run close together in time (interleaved A/B) and speedups are ratios measured in the same run.
 Baselines (our plain decoding, HF ``generate``, HF prompt lookup and HF early-exit assisted
 generation where HF has them) run on the same prompts. Records already in the JSONL file are
-skipped, so an interrupted sweep resumes. Runs in this process (timings on a 2-core machine
-are distorted by parallel workers).
+skipped, so an interrupted sweep resumes. Runs in this process by default (timings on a 2-core
+machine are distorted by parallel workers); with ``ray=True`` each prompt's group of configurations
+runs on one Ray actor (one model load per actor), so ratios stay within one worker and time window.
 
 Not here: the report (``bench.report``).
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..engine import CausalLM, EarlyExitDrafter, GenerationConfig, NoDrafter, PromptLookupDrafter, SpeculativeGenerator
+from ..engine import CausalLM, EarlyExitDrafter, GenerationConfig, ModelDrafter, NoDrafter, PromptLookupDrafter, SpeculativeGenerator
 from ..models.registry import load_model, load_tokenizer
 from ..sampling import SamplingConfig
 from ..theory import expected_tokens_per_step, speedup
@@ -29,7 +30,7 @@ from .tasks import TASKS
 
 @dataclass(frozen=True)
 class Config:
-    drafter: str  # "none" | "prompt-lookup" | "early-exit:N" | "hf" | "hf-prompt-lookup" | "hf-early-exit:N"
+    drafter: str  # "none" | "prompt-lookup" | "early-exit:N" | "model:PATH" | "hf" | "hf-prompt-lookup" | "hf-early-exit:N" | "hf-draft:PATH"
     k: int = 0
     adaptive: bool = False
     temperature: float = 0.0
@@ -41,14 +42,23 @@ class Config:
     def label(self) -> str:
         b = f" batch={self.batch}" if self.batch > 1 else ""
         if self.drafter.startswith("hf"):
-            return self.drafter
+            return short_drafter(self.drafter)
         if self.drafter == "none":
             return "plain" + b
-        return f"{self.drafter} k={'adaptive' if self.adaptive else self.k} {self.method}{b}"
+        return f"{short_drafter(self.drafter)} k={'adaptive' if self.adaptive else self.k} {self.method}{b}"
 
 
-def sweep(quick: bool) -> tuple[list[Config], dict]:
-    """-> (configurations, settings). Quick: a few minutes; full: the whole grid of the issue."""
+def short_drafter(drafter: str) -> str:
+    """'model:/long/path/name' -> 'model:name' (labels); other drafters unchanged."""
+    for prefix in ("model:", "hf-draft:"):
+        if drafter.startswith(prefix):
+            return prefix + Path(drafter[len(prefix):]).name
+    return drafter
+
+
+def sweep(quick: bool, drafts: tuple = ()) -> tuple[list[Config], dict]:
+    """-> (configurations, settings). Quick: a few minutes; full: the whole grid of the issue.
+    drafts: folders of trained drafts (``specdecode distill``) to add as ``model:`` drafters."""
     if quick:
         temps, ks, methods = (0.0, 0.8), (2, 4, 8), ("tokenwise",)
         prompts, max_new = 1, 48
@@ -69,11 +79,15 @@ def sweep(quick: bool) -> tuple[list[Config], dict]:
             cfgs.append(Config("prompt-lookup", 16, True, T, m))
             for d in ee:
                 cfgs += [Config(d, 2, False, T, m), Config(d, 8, True, T, m)]
+            for path in drafts:
+                cfgs += [Config(f"model:{path}", 4, False, T, m), Config(f"model:{path}", 8, True, T, m)]
+        cfgs += [Config(f"hf-draft:{path}", temperature=T) for path in drafts]
     cfgs += [Config("hf-prompt-lookup"), Config("hf-early-exit:20")]
     for b in (2, 4):  # the engine's batches (ragged acceptance): plain vs prompt lookup at the same batch size
         cfgs += [Config("none", batch=b), Config("prompt-lookup", 4, False, 0.0, batch=b),
                  Config("prompt-lookup", 16, True, 0.0, batch=b)]
     cfgs += [Config(f"early-exit:{n}", 2, False, 0.0, "tokenwise", "quality") for n in quality]
+    cfgs += [Config(f"model:{path}", 2, False, 0.0, "tokenwise", "quality") for path in drafts]
     return cfgs, {"prompts_per_task": prompts, "max_new_tokens": max_new}
 
 
@@ -87,6 +101,20 @@ class Runner:
         self.tok = load_tokenizer(model, self.target.model)
         self.eos = (int(self.tok.eos_token_id),) if getattr(self.tok, "eos_token_id", None) is not None else ()
         self.model_name = model
+        self.dtype = dtype
+        self._drafts: dict[str, CausalLM] = {}
+
+    def draft_model(self, path: str) -> CausalLM:
+        """A trained draft (loaded once per run)."""
+        if path not in self._drafts:
+            from ..runtime import check_draft
+
+            lm = CausalLM(load_model(path, self.dtype), name=short_drafter(f"model:{path}"))
+            if lm.vocab_size != self.target.vocab_size:
+                raise ValueError(f"draft {path} has vocabulary size {lm.vocab_size}, the target {self.target.vocab_size}")
+            check_draft(path, self.tok, self.target.vocab_size, self.model_name)
+            self._drafts[path] = lm
+        return self._drafts[path]
 
     def encode(self, messages) -> list[int]:
         if not getattr(self.tok, "chat_template", None):
@@ -103,6 +131,8 @@ class Runner:
             drafter = NoDrafter()
         elif cfg.drafter == "prompt-lookup":
             drafter = PromptLookupDrafter()
+        elif cfg.drafter.startswith("model:"):
+            drafter = ModelDrafter(self.draft_model(cfg.drafter[6:]), sampling)
         else:
             drafter = EarlyExitDrafter(self.target, int(cfg.drafter.split(":")[1]), sampling)
         gen = SpeculativeGenerator(self.target, drafter, self.tok)
@@ -141,6 +171,8 @@ class Runner:
             kw["prompt_lookup_num_tokens"] = 10
         elif cfg.drafter.startswith("hf-early-exit"):
             kw["assistant_early_exit"] = int(cfg.drafter.split(":")[1])
+        elif cfg.drafter.startswith("hf-draft:"):
+            kw["assistant_model"] = self.draft_model(cfg.drafter[9:]).model
         t0 = time.perf_counter()
         try:
             out = self.target.model.generate(torch.tensor([ids]), **kw)
@@ -164,9 +196,11 @@ def _g_standard_error(s, k: int) -> float:
     return (var / total) ** 0.5
 
 
-def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True, configs=None) -> Path:
+def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True, configs=None, drafts: tuple = (),
+              ray: bool = False, ray_address: str | None = None, ray_workers: int = 2) -> Path:
     """Run every configuration not yet in OUT/records.jsonl. configs: (configurations, settings) to
-    replace the standard sweep (tests)."""
+    replace the standard sweep (tests); drafts: trained draft folders to add to the standard sweep;
+    ray: run prompt groups on Ray actors (``ray_address`` None = a local Ray instance)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "records.jsonl"
     done = set()
@@ -176,7 +210,7 @@ def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True,
                 done.add(json.loads(line)["key"])
             except (json.JSONDecodeError, KeyError):
                 continue  # a line cut by an interruption: that record runs again
-    cfgs, settings = configs or sweep(quick)
+    cfgs, settings = configs or sweep(quick, drafts)
     work = []
     for task, prompts in TASKS.items():
         for pid in range(settings["prompts_per_task"]):
@@ -188,25 +222,74 @@ def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True,
                     work.append((task, pid, cfg, key))
     if not work:
         return path
-    runner = Runner(model, dtype)
+    groups: dict[tuple, list] = {}
+    for item in work:  # one group = every configuration of one prompt: they run back to back on one worker
+        groups.setdefault(item[:2], []).append(item)
+    meta = {"model": model, "dtype": dtype, "quick": quick}
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(work), desc="bench", unit="run")
+        bar = tqdm(total=len(work), desc="bench" + (" (ray)" if ray else ""), unit="run")
+    results = (_ray_map(list(groups.values()), model, dtype, settings, meta, ray_address, ray_workers) if ray
+               else (run_group(runner, g, settings, meta) for runner in [Runner(model, dtype)] for g in groups.values()))
     with path.open("a", encoding="utf-8") as fh:
-        for task, pid, cfg, key in work:
-            ids = runner.encode(TASKS[task][pid])
-            batch_ids = [runner.encode(TASKS[task][(pid + j) % len(TASKS[task])]) for j in range(cfg.batch)] if cfg.batch > 1 else None
-            rec = runner.run(cfg, ids, settings["max_new_tokens"], seed=pid, batch_ids=batch_ids)
-            rec.update(key=key, task=task, prompt_id=pid, drafter=cfg.drafter, k=cfg.k, adaptive=cfg.adaptive,
-                       temperature=cfg.temperature, method=cfg.method, study=cfg.study, label=cfg.label, batch=cfg.batch,
-                       model=model, dtype=dtype, quick=quick, load1=os.getloadavg()[0])
-            fh.write(json.dumps(rec) + "\n")
+        for recs in results:
+            for rec in recs:
+                fh.write(json.dumps(rec) + "\n")
             fh.flush()
             if bar:
-                bar.set_postfix_str(f"{task} {cfg.label}"[:40])
-                bar.update(1)
+                bar.set_postfix_str(f"{recs[-1]['task']} #{recs[-1]['prompt_id']}")
+                bar.update(len(recs))
     if bar:
         bar.close()
     return path
+
+
+def run_group(runner: Runner, items: list, settings: dict, meta: dict) -> list[dict]:
+    """items: (task, prompt_id, Config, key) of one prompt -> their records, run in order."""
+    out = []
+    for task, pid, cfg, key in items:
+        ids = runner.encode(TASKS[task][pid])
+        batch_ids = [runner.encode(TASKS[task][(pid + j) % len(TASKS[task])]) for j in range(cfg.batch)] if cfg.batch > 1 else None
+        rec = runner.run(cfg, ids, settings["max_new_tokens"], seed=pid, batch_ids=batch_ids)
+        rec.update(key=key, task=task, prompt_id=pid, drafter=cfg.drafter, k=cfg.k, adaptive=cfg.adaptive,
+                   temperature=cfg.temperature, method=cfg.method, study=cfg.study, label=cfg.label, batch=cfg.batch,
+                   load1=os.getloadavg()[0], **meta)
+        out.append(rec)
+    return out
+
+
+class _RayWorker:
+    """One Ray actor: loads the models once, then runs prompt groups."""
+
+    def __init__(self, model: str, dtype: str):
+        torch.set_num_threads(1)
+        self.runner = Runner(model, dtype)
+
+    def run_group(self, items, settings, meta):
+        return run_group(self.runner, items, settings, meta)
+
+
+def _ray_map(groups: list, model: str, dtype: str, settings: dict, meta: dict, address: str | None, workers: int):
+    """Run the prompt groups on Ray actors (one model load per actor); yields each group's records as it finishes.
+    address None: a local Ray instance with ``workers`` CPUs; otherwise an existing cluster ('auto' or host:port)."""
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError:
+        raise ValueError("--ray needs the ray package: pip install 'ray>=2.9'")
+    if workers < 1:
+        raise ValueError(f"--ray-workers must be >= 1, got {workers}")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    started = not ray.is_initialized()
+    if started:
+        kw = {"num_cpus": workers} if address is None else {"address": address}
+        ray.init(include_dashboard=False, log_to_driver=False, **kw)
+    try:
+        actor = ray.remote(num_cpus=1)(_RayWorker)
+        pool = ActorPool([actor.remote(model, dtype) for _ in range(workers)])
+        yield from pool.map_unordered(lambda a, g: a.run_group.remote(g, settings, meta), groups)
+    finally:
+        if started:
+            ray.shutdown()

@@ -6,7 +6,8 @@ frontier (tree attention on the draft's cache): a *static* shape (children per d
 budget (EAGLE-2 style; the number of children is fixed before they are drawn, which keeps
 verification exact). Children are drawn i.i.d. from q (SpecTr K-SEQ, RRS), without
 replacement (RRS-wor), or, at temperature 0, as the distinct top-m tokens (greedy trees:
-i.i.d. drafts at T = 0 would all be the same token). The target scores every node in one
+i.i.d. drafts at T = 0 would all be the same token). Prompt-lookup trees merge the
+continuations of several n-gram matches into a prefix tree (deterministic, q = None). The target scores every node in one
 forward pass with a tree attention mask and per-node position ids; only the accepted
 path's cache entries are kept.
 
@@ -80,7 +81,71 @@ class TreeShape:
 class DraftTree:
     tokens: list  # [N] node tokens, node 0 = the root (the last verified token)
     parents: list  # [N] parents, parents[0] = -1
-    q: torch.Tensor  # [N, V] distribution each node's children were drawn from (zeros for leaves)
+    q: torch.Tensor | None  # [N, V] distribution each node's children were drawn from (zeros for leaves); None: deterministic
+
+    @property
+    def depth(self) -> int:
+        d = [0] * len(self.parents)
+        for n in range(1, len(self.parents)):
+            d[n] = d[self.parents[n]] + 1
+        return max(d)
+
+
+def prefix_tree(root: int, chains: list[list[int]]) -> tuple[list[int], list[int]]:
+    """Token chains hanging from ``root`` -> (tokens, parents) of their prefix tree (shared prefixes
+    merged, so siblings carry distinct tokens; children in the order the chains are given)."""
+    tokens, parents = [root], [-1]
+    child: dict[tuple[int, int], int] = {}
+    for chain in chains:
+        node = 0
+        for t in chain:
+            if (node, t) not in child:
+                tokens.append(int(t))
+                parents.append(node)
+                child[(node, t)] = len(tokens) - 1
+            node = child[(node, t)]
+    return tokens, parents
+
+
+class PromptLookupTreeDrafter:
+    """A deterministic draft tree from prompt lookup: the continuations of up to ``matches`` earlier
+    occurrences of the last n-gram (longest n first, most recent first), ``length`` tokens each,
+    merged into a prefix tree. q = None: verified by recursive rejection with one-hot q per child."""
+
+    deterministic = True
+
+    def __init__(self, matches: int, length: int, max_ngram: int = 3):
+        if matches < 1 or length < 1:
+            raise ValueError(f"prompt-lookup trees need matches >= 1 and length >= 1, got {matches}, {length}")
+        self.matches, self.length, self.max_ngram = matches, length, max_ngram
+        self.shape = TreeShape(budget=matches * length, max_depth=length)
+        self.time_spent, self.calls = 0.0, 0
+
+    def begin(self, prompt: list[int]) -> None:
+        pass
+
+    def continuations(self, seq: list[int]) -> list[list[int]]:
+        L = len(seq)
+        out: list[list[int]] = []
+        for n in range(min(self.max_ngram, L - 1), 0, -1):
+            tail = seq[L - n:]
+            for start in range(L - n - 1, -1, -1):
+                if seq[start:start + n] == tail:
+                    cont = seq[start + n:start + n + self.length]
+                    if cont and cont not in out:
+                        out.append(cont)
+                        if len(out) == self.matches:
+                            return out
+            if out:
+                return out
+        return out
+
+    def propose(self, seq: list[int], rng) -> DraftTree:
+        t0 = time.perf_counter()
+        tokens, parents = prefix_tree(seq[-1], self.continuations(seq))
+        self.calls += 1
+        self.time_spent += time.perf_counter() - t0
+        return DraftTree(tokens, parents, None)
 
 
 class TreeDrafter:
@@ -175,10 +240,11 @@ def greedy_tree_walk(p: torch.Tensor, tree: DraftTree) -> tuple[list[int], list[
 class TreeGenerator:
     """Tree speculative generation (batch 1) with a TreeDrafter; same outputs/stats types as the chain engine."""
 
-    def __init__(self, target: CausalLM, drafter: TreeDrafter, method: str):
+    def __init__(self, target: CausalLM, drafter: "TreeDrafter | PromptLookupTreeDrafter", method: str):
         if method not in TREE_METHODS:
             raise ValueError(f"tree method must be one of {', '.join(TREE_METHODS)}, got {method!r}")
-        if drafter.lm.vocab_size != target.vocab_size:
+        lm = getattr(drafter, "lm", None)
+        if lm is not None and lm.vocab_size != target.vocab_size:
             raise ValueError("the draft model's vocabulary differs from the target's")
         self.target, self.drafter, self.method = target, drafter, method
 
@@ -215,14 +281,14 @@ class TreeGenerator:
                 out, path = greedy_tree_walk(logits, tree)
             else:
                 p = logits_to_probs(logits, cfg)
-                res = verify_tree(p, tree.q.to(p.dtype), torch.tensor(tree.parents), torch.tensor(tree.tokens), rng,
-                                  method=method, validate=False)
+                q = None if tree.q is None else tree.q.to(p.dtype)
+                res = verify_tree(p, q, torch.tensor(tree.parents), torch.tensor(tree.tokens), rng, method=method, validate=False)
                 out, path = res.tokens, res.path
             keep_path(self.target, seg, [0] + path)
             stats.steps += 1
-            depth = self.drafter.shape.depth
-            stats.record_step(depth, len(path))
-            stats.proposed += len(tree.tokens) - 1 - depth  # count every draft node as proposed
+            depth = tree.depth
+            stats.record_step(depth, len(path))  # per-position rates along the tree's depth
+            stats.proposed += len(tree.tokens) - 1 - depth  # every draft node counts as proposed
             leaf = not children_lists(tree.parents)[([0] + path)[-1]]
             kk = ["accepted"] * len(path) + ["bonus" if leaf else "recovered"]
             room = config.max_new_tokens - len(new)

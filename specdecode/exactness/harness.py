@@ -190,6 +190,38 @@ def _tree_step(method, impl):
     return step
 
 
+def sample_det_tree(case: Case, ctx: tuple):
+    """A deterministic tree (no randomness): every node at depth d gets the branching[d] most probable
+    tokens of the draft model as children (distinct siblings, like merged prompt-lookup matches)."""
+    parents, tokens, paths = [-1], [-1], [()]
+    frontier = [0]
+    for b in case.branching:
+        nxt = []
+        for n in frontier:
+            q = case.draft.probs(ctx + paths[n])
+            for x in sorted(range(case.V), key=lambda i: (-q[i], i))[:b]:
+                parents.append(n)
+                tokens.append(x)
+                paths.append(paths[n] + (x,))
+                nxt.append(len(tokens) - 1)
+        frontier = nxt
+    return parents, tokens, paths
+
+
+def _det_tree_step(impl):
+    def step(case, ctx, rng):
+        parents, tokens, paths = sample_det_tree(case, ctx)
+        if impl == "reference":
+            out, _ = ref.tree_ref(lambda n: case.target.probs(ctx + paths[n]), None, multidraft.children_lists(parents),
+                                  tokens, rng)
+            return tuple(out)
+        p = _t([case.target.probs(ctx + pa) for pa in paths])
+        res = multidraft.verify_tree(p, None, torch.tensor(parents), torch.tensor(tokens), rng, method="rrs", validate=False)
+        return tuple(res.tokens)
+
+    return step
+
+
 def _seq_step(method, impl):
     """K i.i.d. draft sequences of length k (SpecTr's sequence form) through verify_sequences."""
 
@@ -263,6 +295,8 @@ def methods() -> list[Method]:
         Method("rrs (tree)", "reference", _tree_step("rrs", "reference"), tree_cases),
         Method("rrs-wor (tree)", "torch", _tree_step("rrs-wor", "torch"), tree_cases),
         Method("rrs-wor (tree)", "reference", _tree_step("rrs-wor", "reference"), tree_cases),
+        Method("deterministic tree", "torch", _det_tree_step("torch"), lambda: tree_cases(shapes=((2, 1), (3,), (2, 2)))),
+        Method("deterministic tree", "reference", _det_tree_step("reference"), tree_cases),
         Method("gumbel-coupled", "reference", _ref_gumbel, chain_cases,
                note="torch path: seeded spec == seeded plain (tests)"),
         Method("typical (Medusa)", "torch", _fast_chain(chain.typical_verify), fast_chain, lossy=True),

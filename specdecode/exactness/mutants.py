@@ -20,7 +20,7 @@ from .models import model_pairs
 @dataclass(frozen=True)
 class Mutant:
     name: str
-    doc_tv: float  # the TV the math doc reports for its own example
+    doc_tv: float  # the TV the math doc reports for its own example (nan: the doc has none)
     step: Callable
     cases: Callable
 
@@ -84,6 +84,32 @@ def _select_mutant(method, *, rho=None, dedupe=False, sort_by_q=False):
     return step
 
 
+def _deterministic_tree_mutant():
+    """Deterministic siblings verified by accepting x with p(x) each time but never removing a
+    rejected sibling from the distribution (plain p throughout, then a final draw from p)."""
+
+    def step(case, ctx, rng):
+        from .harness import sample_det_tree
+
+        parents, tokens, paths = sample_det_tree(case, ctx)
+        kids = [[c for c in range(len(parents)) if parents[c] == n] for n in range(len(parents))]
+        node, out = 0, []
+        while True:
+            p = case.target.probs(ctx + paths[node])
+            nxt = next((c for c in kids[node] if rng.bernoulli(p[tokens[c]])), None)
+            if nxt is None:
+                out.append(rng.categorical(p))
+                return tuple(out)
+            out.append(tokens[nxt])
+            node = nxt
+
+    return step
+
+
+def _det_tree_cases():
+    return [Case(n, t, d, V, len(b), 2, K=b[0], branching=b) for V in (3,) for b in ((2,), (3,), (2, 1)) for n, t, d in model_pairs(V)]
+
+
 def _chain_cases(pairs=None, sizes=((2, 2, 3), (3, 2, 2), (4, 2, 2))):
     return [Case(n, t, d, V, k, N) for V, k, N in sizes for n, t, d in model_pairs(V) if pairs is None or n in pairs]
 
@@ -105,6 +131,7 @@ def mutants() -> list[Mutant]:
         Mutant("SpecTr with rho = 1, K = 3", 0.13, _select_mutant("spectr", rho=1), lambda: _select_cases(3)),
         Mutant("de-duplicating i.i.d. drafts (RRS)", 0.043, _select_mutant("rrs", dedupe=True), lambda: _select_cases(3)),
         Mutant("processing drafts sorted by q (SpecTr)", 0.107, _select_mutant("spectr", sort_by_q=True), lambda: _select_cases(3)),
+        Mutant("deterministic tree: rejected sibling kept in p", float("nan"), _deterministic_tree_mutant(), _det_tree_cases),
     ]
 
 
@@ -122,7 +149,7 @@ class MutantRow:
         return self.max_err >= 1e-9
 
     def as_dict(self) -> dict:
-        return {"bug": self.name, "doc_tv": self.doc_tv, "cases": self.cases, "max_abs_error": self.max_err,
+        return {"bug": self.name, "doc_tv": self.doc_tv if self.doc_tv == self.doc_tv else None, "cases": self.cases, "max_abs_error": self.max_err,
                 "max_tv": self.max_tv, "worst_case": self.worst_case, "caught": self.caught}
 
 

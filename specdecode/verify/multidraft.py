@@ -144,8 +144,11 @@ SELECTORS = ("spectr", "rrs", "rrs-wor")
 
 
 def _select(method: str, p_row, q_row, cands, rng):
-    """p_row, q_row: [V]; cands: [m] -> (token, index) for one frontier."""
-    if method == "spectr":
+    """p_row, q_row: [V] (q_row None: deterministic children); cands: [m] -> (token, index) for one frontier."""
+    if q_row is None:  # distinct deterministic candidates: RRS with a one-hot q per candidate
+        onehot = torch.nn.functional.one_hot(cands, p_row.shape[-1]).to(p_row.dtype)  # [m, V]
+        t, i = rrs_select(p_row[None], onehot[None], cands[None], rng, replacement=True, validate=False)
+    elif method == "spectr":
         t, i = spectr_select(p_row[None], q_row[None], cands[None], rng, validate=False)
     elif method == "rrs":
         t, i = rrs_select(p_row[None], q_row[None], cands[None], rng, replacement=True, validate=False)
@@ -180,10 +183,17 @@ def verify_tree(p, q, parents, tokens, rng, *, method: str = "spectr", validate:
     """Verify one draft tree with SpecTr ("spectr") or recursive rejection sampling ("rrs", "rrs-wor").
 
     p: [N, V] target probs after each node; q: [N, V] draft probs each node's children were
-    drawn from; parents: [N]; tokens: [N] (tokens[0] unused); rng: torch.Generator.
+    drawn from, or None for a deterministic tree (e.g. prompt-lookup matches merged into a prefix
+    tree: siblings carry distinct tokens); then every method is recursive rejection with a one-hot
+    q per candidate: accept child x with the residual's r(x), else remove x from r and go on.
+    parents: [N]; tokens: [N] (tokens[0] unused); rng: torch.Generator.
     """
     if validate:
-        check_tree(parents, tokens, p, q)
+        check_tree(parents, tokens, p, p if q is None else q)
+        if q is None:
+            kids = children_lists([int(x) for x in parents])
+            if any(len({int(tokens[c]) for c in ks}) < len(ks) for ks in kids):
+                raise ValueError("a deterministic tree (q = None) needs distinct tokens among siblings (merge it into a prefix tree)")
     if method not in SELECTORS:
         raise ValueError(f"method must be one of {', '.join(SELECTORS)}, got {method!r}")
     rng = as_rng(rng)
@@ -199,7 +209,7 @@ def verify_tree(p, q, parents, tokens, rng, *, method: str = "spectr", validate:
             out.append(int(rng.categorical(p[node][None])[0]))  # bonus token
             break
         cand_tokens = torch.tensor([tok[c] for c in cands], dtype=torch.long, device=p.device)
-        y, _ = _select(method, p[node], q[node], cand_tokens, rng)
+        y, _ = _select(method, p[node], None if q is None else q[node], cand_tokens, rng)
         out.append(y)
         frontier = [c for c in cands if tok[c] == y]
         if not frontier:

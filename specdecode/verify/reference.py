@@ -169,7 +169,9 @@ def tree_ref(p_at, q_at, children, tokens, rng, method="spectr"):
         "spectr": lambda p, q, xs: spectr_select_ref(p, q, xs, rng),
         "rrs": lambda p, q, xs: rrs_select_ref(p, q, xs, rng, True),
         "rrs-wor": lambda p, q, xs: rrs_select_ref(p, q, xs, rng, False),
-    }[method]
+        # q_at None: deterministic distinct children, one-hot q per candidate
+        "deterministic": lambda p, q, xs: rrs_select_ref(p, [[1 if i == x else 0 for i in range(len(p))] for x in xs], xs, rng, True),
+    }["deterministic" if q_at is None else method]
     frontier, out, path = [0], [], []
     while True:
         node = frontier[0]
@@ -177,7 +179,7 @@ def tree_ref(p_at, q_at, children, tokens, rng, method="spectr"):
         if not cands:
             out.append(rng.categorical(p_at(node)))
             return out, path
-        y, _ = select(p_at(node), q_at(node), [tokens[c] for c in cands])
+        y, _ = select(p_at(node), None if q_at is None else q_at(node), [tokens[c] for c in cands])
         out.append(y)
         frontier = [c for c in cands if tokens[c] == y]
         if not frontier:

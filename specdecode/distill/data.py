@@ -1,0 +1,159 @@
+"""Training data for a draft: the target's own generations (and optionally a local text corpus), each
+position labelled with the target's top-K next-token probabilities (the teacher).
+
+Generation runs in batches with Hugging Face ``generate`` (``output_logits``: the teacher comes free
+with the sampled text); a corpus is cut into chunks and labelled with one teacher-forcing pass per
+batch. Each batch is saved as it finishes, so an interrupted run keeps what it has.
+
+The training prompts are built from templates and topics disjoint from the benchmark prompts
+(``bench.tasks``), which serve as held-out evaluation. Not here: the model or the training loop.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+TEACHER_TOP = 64  # teacher probabilities kept per position (the rest of the mass is dropped)
+
+_TEMPLATES = [
+    "Write a short story about {t}.", "Explain {t} to a ten-year-old.", "Give me five tips about {t}.",
+    "What are the pros and cons of {t}?", "Write a poem about {t}.", "Describe {t} in a few sentences.",
+    "I want to learn about {t}. Where should I start?", "Tell me an interesting fact about {t}.",
+    "Write a friendly email to a colleague about {t}.", "What is the history of {t}?",
+    "Can you give me advice on {t}?", "Write a short dialogue between two friends about {t}.",
+    "Summarize what people usually get wrong about {t}.", "Write a blog post introduction about {t}.",
+    "How would you explain {t} to someone from the 1800s?", "Make a weekly plan that involves {t}.",
+]
+_TOPICS = [
+    "gardening", "the ocean", "a rainy day", "learning to cook", "saving money", "the moon", "a city at night",
+    "training a puppy", "climate change", "friendship", "old trains", "volcanoes", "healthy breakfasts", "chess",
+    "public speaking", "the first day at a new job", "bees", "recycling", "mountain hiking", "coffee", "jazz music",
+    "the internet", "time management", "a haunted house", "winter sports", "ancient Egypt", "electric cars",
+    "writing a resume", "birds that migrate", "a small bakery", "meditation", "the solar system", "board games",
+    "learning a language", "photography", "a lost key", "honesty", "sleep", "a desert island", "origami",
+    "renewable energy", "a family dinner", "robots in factories", "the library", "a summer festival", "knitting",
+    "moving to a new city", "penguins", "teamwork", "a broken bicycle", "the human heart", "dinosaurs", "tea",
+    "starting a small business", "a snowy village", "video games", "kindness", "rivers", "a birthday surprise",
+]
+
+
+def training_prompts(n: int, seed: int = 0) -> list[str]:
+    """n distinct open-ended prompts (templates x topics, shuffled); at most 16 x 59 = 944."""
+    allp = [t.format(t=topic) for t, topic in itertools.product(_TEMPLATES, _TOPICS)]
+    random.Random(seed).shuffle(allp)
+    if n > len(allp):
+        raise ValueError(f"at most {len(allp)} built-in training prompts, asked for {n}")
+    return allp[:n]
+
+
+def held_out_prompts() -> list[list[dict]]:
+    """The benchmark's open-ended prompts (chat and story), never used for training."""
+    from ..bench.tasks import TASKS
+
+    return TASKS["chat"] + TASKS["story"]
+
+
+@dataclass
+class Example:
+    ids: list[int]  # prompt + continuation
+    start: int  # index of the first labelled token in ids
+    top_ids: torch.Tensor  # [n, TEACHER_TOP] int32: teacher's most probable next tokens for ids[start:]
+    top_p: torch.Tensor  # [n, TEACHER_TOP] float16: their probabilities (temperature 1)
+
+    @property
+    def labelled(self) -> int:
+        return len(self.ids) - self.start
+
+
+def _teacher(logits: torch.Tensor, top: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits [n, V] -> (ids [n, top] int32, probs [n, top] float16)."""
+    p = torch.softmax(logits.float(), dim=-1)
+    vals, idx = torch.topk(p, min(top, p.shape[-1]), dim=-1)
+    return idx.to(torch.int32), vals.to(torch.float16)
+
+
+def encode(tokenizer, messages_or_text) -> list[int]:
+    msgs = messages_or_text if isinstance(messages_or_text, list) else [{"role": "user", "content": messages_or_text}]
+    if getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
+        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "input_ids") else ids)
+    return list(tokenizer.encode(" ".join(m["content"] for m in msgs)))
+
+
+@torch.inference_mode()
+def generate_examples(model, prompts: list[list[int]], *, max_new_tokens: int, temperature: float, eos: tuple,
+                      seed: int, top: int = TEACHER_TOP) -> list[Example]:
+    """One batch: left-padded prompts -> target continuations labelled with the target's top-k probabilities."""
+    B = len(prompts)
+    L = max(len(p) for p in prompts)
+    pad = eos[0] if eos else 0
+    ids = torch.full((B, L), pad, dtype=torch.long)
+    mask = torch.zeros(B, L, dtype=torch.long)
+    for b, p in enumerate(prompts):
+        ids[b, L - len(p):] = torch.tensor(p)
+        mask[b, L - len(p):] = 1
+    kw = dict(max_new_tokens=max_new_tokens, output_logits=True, return_dict_in_generate=True,
+              pad_token_id=pad, eos_token_id=list(eos) or None)
+    if temperature > 0:
+        kw.update(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
+        torch.manual_seed(seed)  # HF samples with the global RNG; data generation only
+    else:
+        kw.update(do_sample=False)
+    out = model.generate(ids, attention_mask=mask, **kw)
+    gen = out.sequences[:, L:]
+    logits = torch.stack(out.logits, dim=1)  # [B, n, V]
+    examples = []
+    for b, p in enumerate(prompts):
+        row = gen[b].tolist()
+        n = len(row)
+        for i, t in enumerate(row):
+            if t in eos:
+                n = i + 1
+                break
+        if n == 0:
+            continue
+        ti, tp = _teacher(logits[b, :n], top)
+        examples.append(Example(list(p) + row[:n], len(p), ti, tp))
+    return examples
+
+
+@torch.inference_mode()
+def corpus_examples(model, tokenizer, files: list[Path], *, chunk: int = 256, top: int = TEACHER_TOP) -> list[Example]:
+    """Local text files -> chunks of ``chunk`` tokens labelled by one teacher-forcing pass each."""
+    ids: list[int] = []
+    for f in files:
+        f = Path(f)
+        if not f.is_file():
+            raise ValueError(f"--corpus {f}: no such file")
+        text = f.read_text(encoding="utf-8", errors="replace")
+        ids += list(tokenizer.encode(text))
+    if len(ids) < 2:
+        raise ValueError(f"the corpus ({', '.join(str(f) for f in files)}) is empty: give text files with some content")
+    chunks = [ids[i:i + chunk] for i in range(0, len(ids), chunk) if len(ids[i:i + chunk]) >= 2]
+    out = []
+    for c in chunks:
+        logits = model(torch.tensor([c])).logits[0, :-1]  # position j predicts token j + 1
+        ti, tp = _teacher(logits, top)
+        out.append(Example(c, 1, ti, tp))
+    return out
+
+
+def split_counts(examples: list[Example], vocab_size: int) -> torch.Tensor:
+    """Teacher probability mass per token over all labelled positions -> [V] (picks the head's tokens)."""
+    mass = torch.zeros(vocab_size, dtype=torch.float64)
+    for e in examples:
+        mass.index_add_(0, e.top_ids.reshape(-1).long(), e.top_p.reshape(-1).double())
+    return mass
+
+
+def save_examples(examples: list[Example], path: Path) -> None:
+    torch.save([(e.ids, e.start, e.top_ids, e.top_p) for e in examples], path)
+
+
+def load_examples(path: Path) -> list[Example]:
+    return [Example(list(a), int(b), c, d) for a, b, c, d in torch.load(path, weights_only=False)]

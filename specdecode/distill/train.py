@@ -1,0 +1,336 @@
+"""``specdecode distill``: make a draft for a target by distillation on the target's own generations.
+
+Steps (each resumable from the work folder ``OUT.work``): generate labelled data in batches, pick the
+head's tokens, train with the soft cross-entropy to the target's next-token distribution (forward KL;
+restricted to the kept tokens its optimum is q = p renormalised on them, which also maximises
+sum min(p, q)), evaluate held-out acceptance, checkpoint, save the draft to OUT.
+
+Held-out acceptance during training: alpha(T=1) = sum over the teacher's top-64 of min(p, q) (a lower
+bound of sum min(p, q): the mass beyond the top 64 is not counted) and the greedy match rate
+(alpha at T = 0). The engine measures the real thing (``specdecode bench-draft``).
+
+Not here: the draft's architecture (``distill.draft``) or data generation (``distill.data``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .data import Example, corpus_examples, encode, generate_examples, held_out_prompts, load_examples, save_examples, split_counts, training_prompts
+from .draft import DraftShape, build_draft, kept_tokens, save_draft, trainable_state, vocab_fingerprint
+
+
+@dataclass
+class DistillConfig:
+    model: str = "smollm2-135m"
+    out: str = ""
+    layers: int = 2
+    head_tokens: int = 8192
+    prompts: int = 900
+    max_new_tokens: int = 128
+    gen_temperatures: tuple = (0.8, 0.0)
+    gen_batch: int = 48
+    gen_dtype: str = "bf16"
+    corpus: tuple = ()
+    steps: int = 1500
+    batch_size: int = 8
+    lr: float = 5e-4
+    max_minutes: float = 55.0
+    gen_fraction: float = 0.35  # at most this share of --max-minutes goes to data generation
+    eval_every: int = 50
+    seed: int = 0
+    held_out: int = 20  # held-out prompts (bench chat + story)
+
+    def __post_init__(self):
+        DraftShape(self.layers, self.head_tokens)  # validates
+        for name in ("prompts", "max_new_tokens", "gen_batch", "steps", "batch_size", "eval_every", "held_out"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"--lr must be > 0, got {self.lr}")
+        if not self.max_minutes > 0:
+            raise ValueError(f"--max-minutes must be > 0, got {self.max_minutes}")
+        if any(t < 0 for t in self.gen_temperatures) or not self.gen_temperatures:
+            raise ValueError(f"--gen-temperatures must be >= 0, got {self.gen_temperatures}")
+
+    def identity(self) -> dict:
+        """The settings a resumed run must share with the interrupted one."""
+        keep = ("model", "layers", "head_tokens", "prompts", "max_new_tokens", "gen_temperatures", "gen_dtype", "corpus", "seed", "held_out")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k in keep}
+
+
+@dataclass
+class DistillResult:
+    out: Path
+    steps: int
+    minutes: float
+    train_tokens: int
+    history: list = field(default_factory=list)  # eval records {step, loss, alpha_t1, greedy_match}
+
+
+def _log(msg: str) -> None:
+    print(f"[distill] {msg}", file=sys.stderr, flush=True)
+
+
+def check_writable(out: Path) -> None:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.parent / f".{out.name}.write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"cannot write the draft to {out} ({exc.strerror or exc}): choose a writable --out")
+
+
+# ------------------------------------------------------------------ loss and eval
+
+def batch_tensors(examples: list[Example], pos_in_head: torch.Tensor):
+    """-> input_ids [B, L], attention_mask [B, L], (row, col) index of each labelled position's
+    predicting hidden state [T] x 2, teacher head indices [T, K] (-1 = not in head), teacher probs [T, K]."""
+    L = max(len(e.ids) for e in examples) - 1  # the last token predicts nothing we label
+    B = len(examples)
+    ids = torch.zeros(B, L, dtype=torch.long)
+    mask = torch.zeros(B, L, dtype=torch.long)
+    rows, cols, tid, tp = [], [], [], []
+    for b, e in enumerate(examples):
+        x = e.ids[:-1]
+        ids[b, : len(x)] = torch.tensor(x)
+        mask[b, : len(x)] = 1
+        n = e.labelled
+        rows.append(torch.full((n,), b))
+        cols.append(torch.arange(e.start - 1, e.start - 1 + n))
+        tid.append(e.top_ids.long())
+        tp.append(e.top_p.float())
+    tid = torch.cat(tid)
+    return ids, mask, torch.cat(rows), torch.cat(cols), pos_in_head[tid], torch.cat(tp)
+
+
+def draft_log_q(draft, ids, mask, rows, cols) -> torch.Tensor:
+    """log q over the head's tokens at the labelled positions -> [T, N]."""
+    hidden = draft.model(input_ids=ids, attention_mask=mask).last_hidden_state  # [B, L, H]
+    return torch.log_softmax(draft.lm_head.small_logits(hidden[rows, cols]).float(), dim=-1)
+
+
+def distill_loss(log_q: torch.Tensor, head_idx: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """log_q [T, N], head_idx [T, K] (-1: token not in the head), p [T, K] -> mean soft cross-entropy."""
+    valid = head_idx >= 0
+    lq = log_q.gather(1, head_idx.clamp(min=0))
+    return -(p * lq * valid).sum(1).mean()
+
+
+def acceptance(log_q: torch.Tensor, head_idx: torch.Tensor, p: torch.Tensor) -> tuple[float, float]:
+    """-> (mean sum over the teacher's top-K of min(p, q) [T = 1], greedy match rate [T = 0])."""
+    q = log_q.exp()
+    qk = q.gather(1, head_idx.clamp(min=0)) * (head_idx >= 0)
+    alpha = torch.minimum(p, qk).sum(1).mean().item()
+    top = head_idx[:, 0]
+    match = ((q.argmax(1) == top) & (top >= 0)).float().mean().item()
+    return alpha, match
+
+
+@torch.no_grad()
+def evaluate(draft, examples: list[Example], pos_in_head: torch.Tensor) -> dict:
+    was = draft.training
+    draft.eval()
+    tot = {"loss": 0.0, "alpha_t1": 0.0, "greedy_match": 0.0}
+    n = 0
+    for i in range(0, len(examples), 8):
+        ids, mask, r, c, hidx, p = batch_tensors(examples[i:i + 8], pos_in_head)
+        lq = draft_log_q(draft, ids, mask, r, c)
+        a, m = acceptance(lq, hidx, p)
+        T = hidx.shape[0]
+        tot["loss"] += distill_loss(lq, hidx, p).item() * T
+        tot["alpha_t1"] += a * T
+        tot["greedy_match"] += m * T
+        n += T
+    draft.train(was)
+    return {k: v / max(n, 1) for k, v in tot.items()}
+
+
+def lr_at(progress: float, base: float, warmup: float = 0.03) -> float:
+    """Linear warm-up then cosine decay to 10% of base; progress in [0, 1]."""
+    if progress < warmup:
+        return base * max(progress / warmup, 0.05)
+    x = min((progress - warmup) / (1 - warmup), 1.0)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * x)))
+
+
+# ------------------------------------------------------------------ the command
+
+class _Work:
+    """The work folder OUT.work: data batches, kept tokens, checkpoint, settings."""
+
+    def __init__(self, out: Path, cfg: DistillConfig, restart: bool):
+        self.dir = Path(str(out) + ".work")
+        if restart and self.dir.exists():
+            import shutil
+
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        settings = self.dir / "settings.json"
+        ident = cfg.identity()
+        if settings.exists():
+            old = json.loads(settings.read_text())
+            if old != ident:
+                diff = ", ".join(f"{k}: {old.get(k)!r} -> {ident.get(k)!r}" for k in ident if old.get(k) != ident.get(k))
+                raise ValueError(f"{self.dir} holds an interrupted run with other settings ({diff}); "
+                                 f"resume with the same settings or pass --restart")
+        else:
+            settings.write_text(json.dumps(ident, indent=1))
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+
+def _gen_data(cfg, work: _Work, target, tok, eos, deadline: float, progress: bool) -> tuple[list[Example], list[Example]]:
+    gen_model = target if cfg.gen_dtype == "fp32" else copy.deepcopy(target).to(torch.bfloat16)
+    held = work.path("heldout.pt")
+    if not held.exists():
+        hp = [encode(tok, m) for m in held_out_prompts()[: cfg.held_out]]
+        ex = []
+        for i in range(0, len(hp), cfg.gen_batch):
+            ex += generate_examples(gen_model, hp[i:i + cfg.gen_batch], max_new_tokens=cfg.max_new_tokens,
+                                    temperature=0.8, eos=eos, seed=cfg.seed + 10_000 + i)
+        save_examples(ex, held)
+    heldout = load_examples(held)
+    prompts = [encode(tok, p) for p in training_prompts(cfg.prompts, cfg.seed)]
+    nb = math.ceil(len(prompts) / cfg.gen_batch)
+    from tqdm import tqdm
+
+    bar = tqdm(total=nb, desc="generating data", unit="batch", disable=not progress)
+    train: list[Example] = []
+    for i in range(nb):
+        f = work.path(f"data-{i:04d}.pt")
+        if not f.exists():
+            if time.time() > deadline:
+                _log(f"data generation stopped at batch {i}/{nb} (its share of --max-minutes is used up)")
+                break
+            T = cfg.gen_temperatures[i % len(cfg.gen_temperatures)]
+            ex = generate_examples(gen_model, prompts[i * cfg.gen_batch:(i + 1) * cfg.gen_batch],
+                                   max_new_tokens=cfg.max_new_tokens, temperature=T, eos=eos, seed=cfg.seed + i)
+            save_examples(ex, f)
+        train += load_examples(f)
+        bar.update(1)
+        bar.set_postfix_str(f"{sum(e.labelled for e in train)} tokens")
+    bar.close()
+    if cfg.corpus:
+        cf = work.path("corpus.pt")
+        if not cf.exists():
+            save_examples(corpus_examples(target, tok, [Path(c) for c in cfg.corpus]), cf)
+        train += load_examples(cf)
+    if not train:
+        raise ValueError("no training data was generated: raise --max-minutes or lower --prompts")
+    return train, heldout
+
+
+def distill(cfg: DistillConfig, *, restart: bool = False, progress: bool = True) -> DistillResult:
+    from ..models.registry import load_model, load_tokenizer
+    from ..runtime import eos_ids
+
+    t_start = time.time()
+    out = Path(cfg.out).expanduser()
+    check_writable(out)
+    for c in cfg.corpus:
+        if not Path(c).is_file():
+            raise ValueError(f"--corpus {c}: no such file")
+    work = _Work(out, cfg, restart)
+    target = load_model(cfg.model, "fp32")
+    for p in target.parameters():
+        p.requires_grad_(False)
+    tok = load_tokenizer(cfg.model, target)
+    eos = eos_ids(tok)
+    V = int(target.config.vocab_size)
+    ckpt_path = work.path("checkpoint.pt")
+    ckpt = torch.load(ckpt_path, weights_only=False) if ckpt_path.exists() else None
+    spent_before = ckpt["minutes"] if ckpt else 0.0
+    budget_s = cfg.max_minutes * 60 - spent_before * 60
+    if budget_s <= 0:
+        _log(f"the checkpoint already used {spent_before:.1f} of --max-minutes {cfg.max_minutes}: saving it as is")
+    train, heldout = _gen_data(cfg, work, target, tok, eos, t_start + cfg.gen_fraction * max(budget_s, 0), progress)
+    kept_path = work.path("kept.pt")
+    if not kept_path.exists():
+        torch.save(kept_tokens(split_counts(train, V), cfg.head_tokens, eos), kept_path)
+    kept = torch.load(kept_path)
+    pos_in_head = torch.full((V,), -1, dtype=torch.long)
+    pos_in_head[kept] = torch.arange(len(kept))
+    draft = build_draft(target, DraftShape(cfg.layers, cfg.head_tokens), kept)
+    params = [p for p in draft.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    step, history, train_s = 0, [], 0.0
+    if ckpt:
+        draft.load_state_dict(ckpt["draft"], strict=False)
+        opt.load_state_dict(ckpt["optimizer"])
+        gen.set_state(ckpt["rng"])
+        step, history, train_s = ckpt["step"], ckpt["history"], ckpt["train_seconds"]
+        _log(f"resumed from {ckpt_path} at step {step}")
+    mass = sum(float(e.top_p.float().sum()) for e in train)
+    covered = sum(float((e.top_p.float() * (pos_in_head[e.top_ids.long()] >= 0)).sum()) for e in train)
+    n_tok = sum(e.labelled for e in train)
+    _log(f"{len(train)} training sequences, {n_tok} labelled tokens; {len(heldout)} held-out sequences; "
+         f"head keeps {len(kept)} tokens = {covered / mass:.1%} of the teacher's top-64 mass")
+    if not history:
+        history.append({"step": 0, **evaluate(draft, heldout, pos_in_head)})
+    deadline = t_start + budget_s
+    train_budget = max(deadline - time.time(), 1.0) + train_s
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=step, desc="training draft", unit="step", disable=not progress)
+
+    def save_ckpt():
+        torch.save({"draft": trainable_state(draft), "optimizer": opt.state_dict(), "rng": gen.get_state(), "step": step,
+                    "history": history, "train_seconds": train_s,
+                    "minutes": spent_before + (time.time() - t_start) / 60}, work.path("checkpoint.tmp"))
+        work.path("checkpoint.tmp").replace(ckpt_path)
+
+    draft.train()
+    last_ckpt = time.time()
+    loss_ema = None
+    try:
+        while step < cfg.steps and time.time() < deadline:
+            t0 = time.time()
+            progress_frac = max(step / cfg.steps, train_s / train_budget)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(progress_frac, cfg.lr)
+            idx = torch.randint(len(train), (cfg.batch_size,), generator=gen).tolist()
+            ids, mask, r, c, hidx, p = batch_tensors([train[i] for i in idx], pos_in_head)
+            loss = distill_loss(draft_log_q(draft, ids, mask, r, c), hidx, p)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            step += 1
+            train_s += time.time() - t0
+            loss_ema = loss.item() if loss_ema is None else 0.9 * loss_ema + 0.1 * loss.item()
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                history.append({"step": step, "train_loss": loss_ema, **evaluate(draft, heldout, pos_in_head)})
+            h = history[-1]
+            bar.set_postfix_str(f"loss {loss_ema:.3f} held-out alpha {h['alpha_t1']:.3f} greedy {h['greedy_match']:.3f}")
+            bar.update(1)
+            if time.time() - last_ckpt > 120:
+                save_ckpt()
+                last_ckpt = time.time()
+    except KeyboardInterrupt:
+        bar.close()
+        save_ckpt()
+        _log(f"interrupted at step {step}: checkpoint saved; run the same command again to resume")
+        raise
+    bar.close()
+    if history[-1]["step"] != step:
+        history.append({"step": step, "train_loss": loss_ema, **evaluate(draft, heldout, pos_in_head)})
+    save_ckpt()
+    minutes = spent_before + (time.time() - t_start) / 60
+    meta = {"format": 1, "target": cfg.model, "vocab_fingerprint": vocab_fingerprint(tok, V), "vocab_size": V,
+            "layers": cfg.layers, "head_tokens": int(len(kept)), "steps": step, "minutes": round(minutes, 2),
+            "train_tokens": n_tok, "held_out": history[-1], "settings": cfg.identity()}
+    draft.eval()
+    save_draft(draft, out, tok, meta)
+    return DistillResult(out, step, minutes, n_tok, history)

@@ -1,0 +1,152 @@
+"""`specdecode distill` on a tiny target: alpha rises, resume, saved draft usable by the engine, errors."""
+
+import json
+
+import pytest
+import torch
+
+from specdecode import cli
+from specdecode.distill import DistillConfig, ReducedHead, distill, load_draft
+from specdecode.distill import train as distill_train
+from specdecode.distill.data import held_out_prompts, training_prompts
+from specdecode.engine import CausalLM, GenerationConfig, ModelDrafter, NoDrafter, SpeculativeGenerator
+from specdecode.models.registry import ByteTokenizer, load_model
+from specdecode.runtime import build
+from specdecode.sampling import SamplingConfig
+
+
+def tiny_cfg(out, **kw):
+    base = dict(model="tiny-llama", out=str(out), layers=1, head_tokens=64, prompts=32, max_new_tokens=24, gen_batch=16,
+                gen_dtype="fp32", steps=30, batch_size=8, lr=3e-3, max_minutes=5, eval_every=10, held_out=8)
+    base.update(kw)
+    return DistillConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("distill") / "draft"
+    return distill(tiny_cfg(out), progress=False)
+
+
+def test_alpha_rises_above_the_untrained_draft(trained):
+    first, last = trained.history[0], trained.history[-1]
+    assert first["step"] == 0 and last["step"] == 30
+    assert last["alpha_t1"] > first["alpha_t1"] + 0.02
+    assert last["loss"] < first["loss"]
+    meta = json.loads((trained.out / "specdecode_draft.json").read_text())
+    assert meta["target"] == "tiny-llama" and meta["steps"] == 30 and meta["head_tokens"] == 64
+
+
+def test_saved_draft_has_reduced_head_and_q_is_zero_outside_it(trained):
+    draft = load_model(str(trained.out))
+    assert isinstance(draft.lm_head, ReducedHead) and draft.lm_head.kept.numel() == 64
+    logits = draft(torch.tensor([[1, 2, 3]])).logits[0, -1]
+    q = torch.softmax(logits, -1)
+    outside = torch.ones(96, dtype=torch.bool)
+    outside[draft.lm_head.kept] = False
+    assert torch.all(q[outside] == 0) and abs(q.sum().item() - 1) < 1e-6
+
+
+def _alpha_exact(target, draft, T):
+    sampling = SamplingConfig(T)
+    tok = ByteTokenizer(96)
+    gen = SpeculativeGenerator(CausalLM(target), ModelDrafter(CausalLM(draft), sampling), tok)
+    prompts = [tok.encode(" ".join(m["content"] for m in p)) for p in held_out_prompts()[:4]]
+    cfg = GenerationConfig(max_new_tokens=24, k=3, sampling=sampling, measure_overlap=True)
+    return gen.generate(prompts, cfg, torch.Generator().manual_seed(0)).stats.alpha_exact
+
+
+def test_engine_alpha_of_trained_draft_beats_untrained(trained):
+    from specdecode.distill.draft import DraftShape, build_draft
+
+    target = load_model("tiny-llama")
+    trained_draft = load_model(str(trained.out))
+    untrained = build_draft(target, DraftShape(1, 64), trained_draft.lm_head.kept).eval()
+    assert _alpha_exact(target, trained_draft, 1.0) > _alpha_exact(target, untrained, 1.0)
+
+
+def test_greedy_with_trained_draft_equals_plain(trained):
+    setup = build("tiny-llama", f"model:{trained.out}", SamplingConfig(0.0))
+    plain = SpeculativeGenerator(setup.target, NoDrafter(), setup.tokenizer)
+    prompts = [[5, 6, 7, 8], [9, 10, 11]]
+    for k in (1, 3, 5):
+        cfg = GenerationConfig(max_new_tokens=20, k=k, sampling=SamplingConfig(0.0))
+        a = setup.generator.generate(prompts, cfg, torch.Generator().manual_seed(0)).tokens
+        b = plain.generate(prompts, GenerationConfig(max_new_tokens=20, sampling=SamplingConfig(0.0)), torch.Generator()).tokens
+        assert a == b
+
+
+def test_resume_after_interruption(tmp_path, monkeypatch):
+    out = tmp_path / "d"
+    real = distill_train.distill_loss
+    calls = {"n": 0}
+
+    def flaky(*a):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real(*a)
+
+    monkeypatch.setattr(distill_train, "distill_loss", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        distill(tiny_cfg(out, steps=12), progress=False)
+    ckpt = torch.load(tmp_path / "d.work" / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 4 and not out.exists()  # call 1 is the step-0 evaluation
+    monkeypatch.setattr(distill_train, "distill_loss", real)
+    res = distill(tiny_cfg(out, steps=12), progress=False)
+    assert res.steps == 12 and out.is_dir()
+    with pytest.raises(ValueError, match="--restart"):
+        distill(tiny_cfg(out, steps=12, layers=1, head_tokens=32), progress=False)
+    res = distill(tiny_cfg(out, steps=3, head_tokens=32), restart=True, progress=False)
+    assert res.steps == 3
+
+
+def test_bad_inputs(tmp_path, trained):
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(ValueError, match="empty"):
+        distill(tiny_cfg(tmp_path / "a", corpus=(str(tmp_path / "empty.txt"),)), progress=False)
+    with pytest.raises(ValueError, match="no such file"):
+        distill(tiny_cfg(tmp_path / "b", corpus=(str(tmp_path / "missing.txt"),)), progress=False)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="writable"):
+        distill(tiny_cfg(tmp_path / "afile" / "draft"), progress=False)
+    for bad in (dict(layers=0), dict(head_tokens=-1), dict(steps=0), dict(lr=0.0), dict(max_minutes=0)):
+        with pytest.raises(ValueError):
+            tiny_cfg(tmp_path / "c", **bad)
+    with pytest.raises(ValueError, match="below the target"):
+        distill(tiny_cfg(tmp_path / "d", layers=2), progress=False)
+    with pytest.raises(ValueError, match="at most"):
+        training_prompts(10_000)
+    # a draft trained for another vocabulary is refused when used
+    bad = tmp_path / "other"
+    import shutil
+
+    shutil.copytree(trained.out, bad)
+    meta = json.loads((bad / "specdecode_draft.json").read_text())
+    meta["vocab_fingerprint"] = "0" * 16
+    (bad / "specdecode_draft.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="vocabulary differs"):
+        build("tiny-llama", f"model:{bad}", SamplingConfig(0.0))
+
+
+def test_corpus_adds_training_data(tmp_path):
+    (tmp_path / "c.txt").write_text("the cat sat on the mat. " * 40)
+    res = distill(tiny_cfg(tmp_path / "d", corpus=(str(tmp_path / "c.txt"),), steps=2, prompts=16), progress=False)
+    assert res.train_tokens > 16 * 5 + 900  # generations + the corpus chunks
+
+
+def test_cli_distill_and_bench_draft(tmp_path, trained, capsys):
+    assert cli.main(["distill", "--layers", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "--layers must be >= 1" in capsys.readouterr().err
+    rc = cli.main(["bench-draft", "--model", "tiny-llama", "--draft", str(trained.out), "--prompts", "1", "--tasks", "chat",
+                   "--temperatures", "0,0.8", "--max-new-tokens", "6", "-k", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "model:draft k=2" in out and "hf-draft:draft" in out and "plain" in out
+    assert cli.main(["bench-draft", "--model", "tiny-llama", "--draft", str(tmp_path / "nope")]) == 2
+
+
+def test_load_draft_rejects_bad_folder(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "specdecode_draft.json").write_text("{}")
+    with pytest.raises(ValueError, match="could not load the trained draft"):
+        load_draft(tmp_path, torch.float32)
