@@ -10,9 +10,12 @@ def add_args(ap) -> None:
 
     d = DistillConfig()
     ap.add_argument("--model", default=d.model, help=f"target: a registry name or a local folder (default {d.model})")
-    ap.add_argument("--out", help="where to save the draft (default: $SPECDECODE_CACHE/drafts/MODEL-L<layers>-V<head>); "
-                                  "the work folder OUT.work keeps data and checkpoints for resuming")
-    ap.add_argument("--layers", type=int, default=d.layers, help=f"decoder layers of the draft (default {d.layers})")
+    ap.add_argument("--out", help="where to save the draft (default: $SPECDECODE_CACHE/drafts/MODEL-eagle-V<head> or "
+                                  "MODEL-L<layers>-V<head>); the work folder OUT.work keeps data and checkpoints for resuming")
+    ap.add_argument("--arch", default=d.arch, choices=["eagle", "shallow"],
+                    help="eagle (default): one decoder layer on the target's own hidden states (EAGLE-style, batch 1); "
+                         "shallow: a standalone small model (first --layers layers of the target), also usable by HF")
+    ap.add_argument("--layers", type=int, default=d.layers, help=f"decoder layers of a shallow draft (default {d.layers})")
     ap.add_argument("--head-tokens", type=int, default=d.head_tokens,
                     help=f"tokens in the draft's head, the most frequent in the target's generations (0 = all; default {d.head_tokens})")
     ap.add_argument("--prompts", type=int, default=d.prompts, help=f"built-in training prompts to generate from (max 944; default {d.prompts})")
@@ -43,10 +46,10 @@ def _temps(text: str) -> tuple:
 
 def cmd(args) -> int:
     from .distill import DistillConfig, distill
-    from .models.registry import cache_dir
+    from .distill.train import default_out
 
-    out = args.out or str(cache_dir() / "drafts" / f"{args.model.rstrip('/').split('/')[-1]}-L{args.layers}-V{args.head_tokens}")
-    cfg = DistillConfig(model=args.model, out=out, layers=args.layers, head_tokens=args.head_tokens, prompts=args.prompts,
+    out = args.out or str(default_out(args.model, args.arch, args.layers, args.head_tokens))
+    cfg = DistillConfig(model=args.model, out=out, arch=args.arch, layers=args.layers, head_tokens=args.head_tokens, prompts=args.prompts,
                         max_new_tokens=args.max_new_tokens, gen_temperatures=_temps(args.gen_temperatures),
                         gen_batch=args.gen_batch, gen_dtype=args.gen_dtype, corpus=tuple(args.corpus), steps=args.steps,
                         batch_size=args.batch_size, lr=args.lr, max_minutes=args.max_minutes, eval_every=args.eval_every,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .engine import CausalLM, EarlyExitDrafter, ModelDrafter, NoDrafter, PromptLookupDrafter, SpeculativeGenerator
+from .engine.drafters import EagleDrafter
 from .models.registry import SMOLLM2, load_model, load_tokenizer, parse_drafter
 from .sampling import SamplingConfig
 
@@ -31,13 +32,39 @@ def build(model: str, drafter: str, sampling: SamplingConfig, dtype: str = "fp32
     elif kind == "early-exit":
         d = EarlyExitDrafter(target, int(arg), sampling)
     else:
-        dm = CausalLM(load_model(str(arg), draft_dtype or dtype), name=str(arg))
-        if dm.vocab_size != target.vocab_size:
-            raise ValueError(f"drafter {arg!r} has vocabulary size {dm.vocab_size} but the target {model!r} has "
-                             f"{target.vocab_size}: a drafter must share the target's tokenizer")
-        check_draft(str(arg), tok, target.vocab_size, model)
-        d = ModelDrafter(dm, sampling)
+        d = model_drafter(str(arg), target, tok, sampling, draft_dtype or dtype, model)
     return Setup(target, tok, SpeculativeGenerator(target, d, tok), drafter)
+
+
+def load_model_draft(path: str, target: CausalLM, tokenizer, dtype: str, target_name: str):
+    """A draft for ``model:PATH``: a CausalLM (standalone model) or an EAGLE head (on the target's hidden states)."""
+    from pathlib import Path
+
+    from .distill.draft import draft_kind, is_draft_dir
+
+    p = Path(path).expanduser()
+    if p.is_dir() and is_draft_dir(p):
+        check_draft(path, tokenizer, target.vocab_size, target_name)
+        if draft_kind(p) == "eagle":
+            from .distill.eagle import load_eagle
+
+            return load_eagle(p, target.model)
+    dm = CausalLM(load_model(path, dtype), name=path)
+    if dm.vocab_size != target.vocab_size:
+        raise ValueError(f"drafter {path!r} has vocabulary size {dm.vocab_size} but the target {target_name!r} has "
+                         f"{target.vocab_size}: a drafter must share the target's tokenizer")
+    return dm
+
+
+def drafter_for(draft, target: CausalLM, sampling: SamplingConfig, name: str):
+    """A drafter object for what ``load_model_draft`` returned."""
+    if isinstance(draft, CausalLM):
+        return ModelDrafter(draft, sampling, name=name)
+    return EagleDrafter(target, draft, sampling, name=name)
+
+
+def model_drafter(path: str, target: CausalLM, tokenizer, sampling: SamplingConfig, dtype: str, target_name: str):
+    return drafter_for(load_model_draft(path, target, tokenizer, dtype, target_name), target, sampling, f"model:{path}")
 
 
 def check_draft(path: str, tokenizer, vocab_size: int, target_name: str) -> None:

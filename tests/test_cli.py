@@ -58,7 +58,7 @@ def test_generate_batch_file_and_show_drafts(tmp_path, capsys):
     (["generate", "--model", "tiny-llama", "--no-chat", "   "], "empty"),
     (["generate", "--model", "tiny-llama", "--drafter", "model:toy-draft", "x"], "vocabulary"),
     (["generate", "--model", "tiny-llama", "--drafter", "early-exit:9", "x"], "early-exit"),
-    (["generate", "--model", "tiny-llama", "--drafter", "prompt-lookup", "--tree", "static:2", "x"], "draft model"),
+    (["generate", "--model", "tiny-llama", "--drafter", "prompt-lookup", "--tree", "static:2", "x"], "lookup:M"),
     (["generate", "--model", "tiny-llama", "--batch-file", "/nonexistent/p.txt"], "batch-file"),
     (["generate", "--model", "/nonexistent/model/dir", "x"], "unknown model"),
 ])

@@ -16,7 +16,7 @@ from specdecode.sampling import SamplingConfig
 
 
 def tiny_cfg(out, **kw):
-    base = dict(model="tiny-llama", out=str(out), layers=1, head_tokens=64, prompts=32, max_new_tokens=24, gen_batch=16,
+    base = dict(model="tiny-llama", out=str(out), arch="shallow", layers=1, head_tokens=64, prompts=32, max_new_tokens=24, gen_batch=16,
                 gen_dtype="fp32", steps=30, batch_size=8, lr=3e-3, max_minutes=5, eval_every=10, held_out=8)
     base.update(kw)
     return DistillConfig(**base)
@@ -150,3 +150,55 @@ def test_load_draft_rejects_bad_folder(tmp_path):
     (tmp_path / "specdecode_draft.json").write_text("{}")
     with pytest.raises(ValueError, match="could not load the trained draft"):
         load_draft(tmp_path, torch.float32)
+
+
+# ------------------------------------------------------------------ EAGLE heads
+
+@pytest.fixture(scope="module")
+def trained_eagle(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eagle") / "head"
+    return distill(tiny_cfg(out, arch="eagle", steps=20), progress=False)
+
+
+def test_eagle_training_lowers_loss_and_saves(trained_eagle):
+    first, last = trained_eagle.history[0], trained_eagle.history[-1]
+    assert last["loss"] < first["loss"] and last["alpha_t1"] > first["alpha_t1"]
+    meta = json.loads((trained_eagle.out / "specdecode_draft.json").read_text())
+    assert meta["kind"] == "eagle"
+    with pytest.raises(ValueError, match="EAGLE head"):
+        load_model(str(trained_eagle.out))  # not a standalone model
+
+
+def test_eagle_greedy_equals_plain(trained_eagle):
+    setup = build("tiny-llama", f"model:{trained_eagle.out}", SamplingConfig(0.0))
+    plain = SpeculativeGenerator(setup.target, NoDrafter(), setup.tokenizer)
+    want = plain.generate([[5, 6, 7, 8]], GenerationConfig(max_new_tokens=24, sampling=SamplingConfig(0.0)), torch.Generator()).tokens
+    for k, adaptive in ((1, False), (4, False), (8, True)):
+        cfg = GenerationConfig(max_new_tokens=24, k=k, adaptive=adaptive, sampling=SamplingConfig(0.0))
+        assert setup.generator.generate([[5, 6, 7, 8]], cfg, torch.Generator()).tokens == want
+    with pytest.raises(ValueError, match="batch size 1"):
+        setup.generator.generate([[1, 2], [3, 4]], GenerationConfig(max_new_tokens=4, k=2, sampling=SamplingConfig(0.0)),
+                                 torch.Generator())
+
+
+def test_eagle_sampling_first_tokens_follow_target():
+    """Chi-square-style TV check of the engine's first two tokens with an EAGLE drafter (V = 6)."""
+    from specdecode.distill.eagle import EagleHead
+    from specdecode.engine.drafters import EagleDrafter
+    from specdecode.models.registry import _tiny_llama
+    from specdecode.sampling import logits_to_probs
+
+    V, n, cfg = 6, 1500, SamplingConfig(1.0)
+    target = CausalLM(_tiny_llama(3, vocab_size=V))
+    head = EagleHead(target.model, torch.tensor([0, 2, 3, 5]))  # reduced head: q = 0 on tokens 1 and 4
+    gen = SpeculativeGenerator(target, EagleDrafter(target, head, cfg))
+    prompt, g, counts = [1, 2, 3, 1, 2], torch.Generator().manual_seed(5), {}
+    for _ in range(n):
+        toks = tuple(gen.generate([prompt], GenerationConfig(max_new_tokens=2, k=3, sampling=cfg), g).tokens[0][:2])
+        counts[toks] = counts.get(toks, 0) + 1
+    with torch.no_grad():
+        p1 = logits_to_probs(target.model(torch.tensor([prompt])).logits[0, -1].double(), cfg)
+        exact = {(x, y): float(p1[x] * logits_to_probs(target.model(torch.tensor([prompt + [x]])).logits[0, -1].double(), cfg)[y])
+                 for x in range(V) for y in range(V)}
+    tv = 0.5 * sum(abs(counts.get(s, 0) / n - w) for s, w in exact.items())
+    assert tv <= 0.5 * ((len(exact) - 1) / n) ** 0.5 + (13.8 / (2 * n)) ** 0.5, tv

@@ -51,3 +51,23 @@ def test_every_drafter_greedy_equals_plain(smol, batch, method):
         out = SpeculativeGenerator(target, d).generate(prompts, GenerationConfig(max_new_tokens=16, k=4, method=method, sampling=GREEDY),
                                                        torch.Generator().manual_seed(0))
         assert out.tokens == want, d.name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["eagle", "shallow"])
+def test_trained_draft_greedy_equals_plain(smol, arch):
+    """A draft from `specdecode distill` (skipped unless it was trained on this machine)."""
+    from specdecode.distill.train import default_out
+    from specdecode.runtime import drafter_for, load_model_draft
+
+    path = default_out("smollm2-135m", arch)
+    if not path.is_dir():
+        pytest.skip(f"no trained {arch} draft in {path} (run specdecode distill --arch {arch})")
+    target, tok = smol
+    ids = encode_prompt(tok, TEXTS[1], True)
+    want = _plain(target, [ids], 32)
+    drafter = drafter_for(load_model_draft(str(path), target, tok, "fp32", "smollm2-135m"), target, GREEDY, arch)
+    for k in (2, 5):
+        out = SpeculativeGenerator(target, drafter).generate([ids], GenerationConfig(max_new_tokens=32, k=k, sampling=GREEDY),
+                                                             torch.Generator().manual_seed(0))
+        assert out.tokens == want

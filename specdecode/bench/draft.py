@@ -21,9 +21,9 @@ from .tasks import TASKS
 
 
 def default_draft(model: str) -> str:
-    from ..models.registry import cache_dir
+    from ..distill.train import default_out
 
-    return str(cache_dir() / "drafts" / f"{model.rstrip('/').split('/')[-1]}-L2-V8192")
+    return str(default_out(model))
 
 
 def add_args(ap) -> None:

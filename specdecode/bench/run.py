@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..engine import CausalLM, EarlyExitDrafter, GenerationConfig, ModelDrafter, NoDrafter, PromptLookupDrafter, SpeculativeGenerator
+from ..engine import CausalLM, EarlyExitDrafter, GenerationConfig, NoDrafter, PromptLookupDrafter, SpeculativeGenerator
 from ..models.registry import load_model, load_tokenizer
 from ..sampling import SamplingConfig
 from ..theory import expected_tokens_per_step, speedup
@@ -37,6 +37,7 @@ class Config:
     method: str = "tokenwise"
     study: str = "sweep"  # "sweep" | "quality"
     batch: int = 1  # rows generated together by our engine (prompts of the same task)
+    tree: str = ""  # "lookup:M" (prompt-lookup tree, k tokens per match) | "static:..." | "dynamic:N" (model drafters)
 
     @property
     def label(self) -> str:
@@ -45,6 +46,8 @@ class Config:
             return short_drafter(self.drafter)
         if self.drafter == "none":
             return "plain" + b
+        if self.tree:
+            return f"{short_drafter(self.drafter)} tree {self.tree}" + (f" k={self.k}" if self.tree.startswith("lookup") else "")
         return f"{short_drafter(self.drafter)} k={'adaptive' if self.adaptive else self.k} {self.method}{b}"
 
 
@@ -83,6 +86,11 @@ def sweep(quick: bool, drafts: tuple = ()) -> tuple[list[Config], dict]:
                 cfgs += [Config(f"model:{path}", 4, False, T, m), Config(f"model:{path}", 8, True, T, m)]
         cfgs += [Config(f"hf-draft:{path}", temperature=T) for path in drafts]
     cfgs += [Config("hf-prompt-lookup"), Config("hf-early-exit:20")]
+    for T in temps:  # trees vs chains at comparable verify sizes (<= 16 tree nodes vs the k=8 chain's 9 tokens)
+        cfgs.append(Config("prompt-lookup", 4, False, T, "rrs", tree="lookup:4"))
+        if not quick:
+            cfgs += [Config("prompt-lookup", 8, False, T, "rrs", tree="lookup:2"),
+                     Config(ee[0], 0, False, T, "spectr", tree="static:2,2,1"), Config(ee[0], 0, False, T, "spectr", tree="dynamic:8")]
     for b in (2, 4):  # the engine's batches (ragged acceptance): plain vs prompt lookup at the same batch size
         cfgs += [Config("none", batch=b), Config("prompt-lookup", 4, False, 0.0, batch=b),
                  Config("prompt-lookup", 16, True, 0.0, batch=b)]
@@ -92,7 +100,8 @@ def sweep(quick: bool, drafts: tuple = ()) -> tuple[list[Config], dict]:
 
 
 def record_key(task: str, prompt_id: int, cfg: Config) -> str:
-    return f"{task}|{prompt_id}|{cfg.drafter}|{cfg.k}|{cfg.adaptive}|{cfg.temperature}|{cfg.method}|{cfg.study}|{cfg.batch}"
+    key = f"{task}|{prompt_id}|{cfg.drafter}|{cfg.k}|{cfg.adaptive}|{cfg.temperature}|{cfg.method}|{cfg.study}|{cfg.batch}"
+    return key + (f"|{cfg.tree}" if cfg.tree else "")
 
 
 class Runner:
@@ -102,18 +111,15 @@ class Runner:
         self.eos = (int(self.tok.eos_token_id),) if getattr(self.tok, "eos_token_id", None) is not None else ()
         self.model_name = model
         self.dtype = dtype
-        self._drafts: dict[str, CausalLM] = {}
+        self._drafts: dict[str, object] = {}
+        self._early: dict[int, CausalLM] = {}
 
-    def draft_model(self, path: str) -> CausalLM:
-        """A trained draft (loaded once per run)."""
+    def draft_model(self, path: str):
+        """A trained draft (loaded once per run): a CausalLM or an EAGLE head."""
         if path not in self._drafts:
-            from ..runtime import check_draft
+            from ..runtime import load_model_draft
 
-            lm = CausalLM(load_model(path, self.dtype), name=short_drafter(f"model:{path}"))
-            if lm.vocab_size != self.target.vocab_size:
-                raise ValueError(f"draft {path} has vocabulary size {lm.vocab_size}, the target {self.target.vocab_size}")
-            check_draft(path, self.tok, self.target.vocab_size, self.model_name)
-            self._drafts[path] = lm
+            self._drafts[path] = load_model_draft(path, self.target, self.tok, self.dtype, self.model_name)
         return self._drafts[path]
 
     def encode(self, messages) -> list[int]:
@@ -125,14 +131,19 @@ class Runner:
     def run(self, cfg: Config, ids: list[int], max_new: int, seed: int, batch_ids: list | None = None) -> dict:
         """batch_ids: the prompts of a batch (cfg.batch > 1); ids is the first of them."""
         sampling = SamplingConfig(cfg.temperature)
+        self.target.record_features = False  # only an EAGLE drafter needs the target's hidden states (it turns this on)
         if cfg.drafter.startswith("hf"):
             return self._run_hf(cfg, ids, max_new, seed)
+        if cfg.tree:
+            return self._run_tree(cfg, ids, max_new, seed, sampling)
         if cfg.drafter == "none":
             drafter = NoDrafter()
         elif cfg.drafter == "prompt-lookup":
             drafter = PromptLookupDrafter()
         elif cfg.drafter.startswith("model:"):
-            drafter = ModelDrafter(self.draft_model(cfg.drafter[6:]), sampling)
+            from ..runtime import drafter_for
+
+            drafter = drafter_for(self.draft_model(cfg.drafter[6:]), self.target, sampling, short_drafter(cfg.drafter))
         else:
             drafter = EarlyExitDrafter(self.target, int(cfg.drafter.split(":")[1]), sampling)
         gen = SpeculativeGenerator(self.target, drafter, self.tok)
@@ -160,6 +171,35 @@ class Runner:
             rec["g_se"] = _g_standard_error(s, cfg.k)
         return rec
 
+    def _run_tree(self, cfg: Config, ids, max_new, seed, sampling) -> dict:
+        """One tree run (batch 1): a prompt-lookup tree or a draft-model tree (early exit / trained draft)."""
+        from ..engine.tree import PromptLookupTreeDrafter, TreeDrafter, TreeGenerator, TreeShape
+        from ..models.registry import early_exit_model
+
+        if cfg.tree.startswith("lookup:"):
+            drafter = PromptLookupTreeDrafter(int(cfg.tree.split(":")[1]), cfg.k)
+        else:
+            if cfg.drafter.startswith("early-exit:"):
+                n = int(cfg.drafter.split(":")[1])
+                if n not in self._early:
+                    self._early[n] = CausalLM(early_exit_model(self.target.model, n), name=cfg.drafter)
+                lm = self._early[n]
+            else:
+                lm = self.draft_model(cfg.drafter[6:])
+                if not isinstance(lm, CausalLM):
+                    return {"error": "trees need a standalone draft model, not an EAGLE head"}
+            mode = "topm" if sampling.is_greedy else ("wor" if cfg.method == "rrs-wor" else "iid")
+            drafter = TreeDrafter(lm, sampling, TreeShape.parse(cfg.tree), mode)
+        gen = TreeGenerator(self.target, drafter, cfg.method)
+        gc = GenerationConfig(max_new_tokens=max_new, sampling=sampling, eos_token_ids=self.eos)
+        t0 = time.perf_counter()
+        out = gen.generate(ids, gc, torch.Generator().manual_seed(seed))
+        dt = time.perf_counter() - t0
+        s = out.stats
+        return {"seconds": dt, "tokens": s.new_tokens, "tok_s": s.new_tokens / dt, "steps": s.row_steps,
+                "tokens_per_call": s.tokens_per_target_call, "proposed": s.proposed, "accepted": s.accepted,
+                "target_time": s.target_time, "draft_time": s.draft_time, "tree": cfg.tree}
+
     def _run_hf(self, cfg: Config, ids, max_new, seed) -> dict:
         kw = dict(max_new_tokens=max_new, eos_token_id=list(self.eos) or None, pad_token_id=self.eos[0] if self.eos else None)
         if cfg.temperature > 0:
@@ -172,7 +212,10 @@ class Runner:
         elif cfg.drafter.startswith("hf-early-exit"):
             kw["assistant_early_exit"] = int(cfg.drafter.split(":")[1])
         elif cfg.drafter.startswith("hf-draft:"):
-            kw["assistant_model"] = self.draft_model(cfg.drafter[9:]).model
+            draft = self.draft_model(cfg.drafter[9:])
+            if not isinstance(draft, CausalLM):
+                return {"error": "HF assisted generation takes a standalone draft model, not an EAGLE head"}
+            kw["assistant_model"] = draft.model
         t0 = time.perf_counter()
         try:
             out = self.target.model.generate(torch.tensor([ids]), **kw)
@@ -255,7 +298,7 @@ def run_group(runner: Runner, items: list, settings: dict, meta: dict) -> list[d
         rec = runner.run(cfg, ids, settings["max_new_tokens"], seed=pid, batch_ids=batch_ids)
         rec.update(key=key, task=task, prompt_id=pid, drafter=cfg.drafter, k=cfg.k, adaptive=cfg.adaptive,
                    temperature=cfg.temperature, method=cfg.method, study=cfg.study, label=cfg.label, batch=cfg.batch,
-                   load1=os.getloadavg()[0], **meta)
+                   tree=cfg.tree, load1=os.getloadavg()[0], **meta)
         out.append(rec)
     return out
 

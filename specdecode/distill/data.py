@@ -64,6 +64,7 @@ class Example:
     start: int  # index of the first labelled token in ids
     top_ids: torch.Tensor  # [n, TEACHER_TOP] int32: teacher's most probable next tokens for ids[start:]
     top_p: torch.Tensor  # [n, TEACHER_TOP] float16: their probabilities (temperature 1)
+    feats: torch.Tensor | None = None  # [len(ids), H] float16: the target's last hidden states (EAGLE heads)
 
     @property
     def labelled(self) -> int:
@@ -149,6 +150,32 @@ def split_counts(examples: list[Example], vocab_size: int) -> torch.Tensor:
     for e in examples:
         mass.index_add_(0, e.top_ids.reshape(-1).long(), e.top_p.reshape(-1).double())
     return mass
+
+
+@torch.inference_mode()
+def attach_features(model, examples: list[Example], cache: Path, batch: int = 16, progress: bool = False) -> None:
+    """Set ``e.feats`` (the target's last hidden state at every position) for each example; computed
+    once with right-padded teacher-forcing passes and kept in ``cache``."""
+    if cache.exists():
+        feats = torch.load(cache, weights_only=False)
+        if len(feats) == len(examples):
+            for e, f in zip(examples, feats):
+                e.feats = f
+            return
+    from tqdm import tqdm
+
+    for i in tqdm(range(0, len(examples), batch), desc="target hidden states", unit="batch", disable=not progress):
+        group = examples[i:i + batch]
+        L = max(len(e.ids) for e in group)
+        ids = torch.zeros(len(group), L, dtype=torch.long)
+        mask = torch.zeros(len(group), L, dtype=torch.long)
+        for b, e in enumerate(group):
+            ids[b, : len(e.ids)] = torch.tensor(e.ids)
+            mask[b, : len(e.ids)] = 1
+        h = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+        for b, e in enumerate(group):
+            e.feats = h[b, : len(e.ids)].to(torch.float16).clone()
+    torch.save([e.feats for e in examples], cache)
 
 
 def save_examples(examples: list[Example], path: Path) -> None:

@@ -146,6 +146,11 @@ def is_draft_dir(path: Path) -> bool:
     return (Path(path) / META_FILE).exists()
 
 
+def draft_kind(path: Path) -> str:
+    """'shallow' (a standalone small model) or 'eagle' (a head on the target's hidden states)."""
+    return read_meta(path).get("kind", "shallow")
+
+
 def read_meta(path: Path) -> dict:
     try:
         return json.loads((Path(path) / META_FILE).read_text())

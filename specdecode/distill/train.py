@@ -24,14 +24,20 @@ from pathlib import Path
 
 import torch
 
-from .data import Example, corpus_examples, encode, generate_examples, held_out_prompts, load_examples, save_examples, split_counts, training_prompts
+from .data import (Example, attach_features, corpus_examples, encode, generate_examples, held_out_prompts, load_examples,
+                   save_examples, split_counts, training_prompts)
 from .draft import DraftShape, build_draft, kept_tokens, save_draft, trainable_state, vocab_fingerprint
+from .eagle import EagleHead, save_eagle
+
+ARCHS = ("shallow", "eagle")
+REG_WEIGHT = 1.0  # EAGLE: weight of the feature regression next to the soft cross-entropy
 
 
 @dataclass
 class DistillConfig:
     model: str = "smollm2-135m"
     out: str = ""
+    arch: str = "eagle"  # "eagle": a head on the target's hidden states; "shallow": a standalone small model
     layers: int = 2
     head_tokens: int = 8192
     prompts: int = 900
@@ -51,6 +57,8 @@ class DistillConfig:
 
     def __post_init__(self):
         DraftShape(self.layers, self.head_tokens)  # validates
+        if self.arch not in ARCHS:
+            raise ValueError(f"--arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         for name in ("prompts", "max_new_tokens", "gen_batch", "steps", "batch_size", "eval_every", "held_out"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -63,7 +71,7 @@ class DistillConfig:
 
     def identity(self) -> dict:
         """The settings a resumed run must share with the interrupted one."""
-        keep = ("model", "layers", "head_tokens", "prompts", "max_new_tokens", "gen_temperatures", "gen_dtype", "corpus", "seed", "held_out")
+        keep = ("model", "arch", "layers", "head_tokens", "prompts", "max_new_tokens", "gen_temperatures", "gen_dtype", "corpus", "seed", "held_out")
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k in keep}
 
 
@@ -74,6 +82,14 @@ class DistillResult:
     minutes: float
     train_tokens: int
     history: list = field(default_factory=list)  # eval records {step, loss, alpha_t1, greedy_match}
+
+
+def default_out(model: str, arch: str = "eagle", layers: int = 2, head_tokens: int = 8192) -> Path:
+    """Where ``specdecode distill`` saves a draft by default (and where ``bench`` looks for one)."""
+    from ..models.registry import cache_dir
+
+    name = model.rstrip("/").split("/")[-1]
+    return cache_dir() / "drafts" / (f"{name}-eagle-V{head_tokens}" if arch == "eagle" else f"{name}-L{layers}-V{head_tokens}")
 
 
 def _log(msg: str) -> None:
@@ -92,31 +108,43 @@ def check_writable(out: Path) -> None:
 
 # ------------------------------------------------------------------ loss and eval
 
-def batch_tensors(examples: list[Example], pos_in_head: torch.Tensor):
-    """-> input_ids [B, L], attention_mask [B, L], (row, col) index of each labelled position's
-    predicting hidden state [T] x 2, teacher head indices [T, K] (-1 = not in head), teacher probs [T, K]."""
-    L = max(len(e.ids) for e in examples) - 1  # the last token predicts nothing we label
-    B = len(examples)
+def draft_forward(draft, examples: list[Example], pos_in_head: torch.Tensor):
+    """One forward of a shallow draft or an EAGLE head over right-padded examples.
+
+    Shallow: inputs x_0..x_{L-2}, the hidden state at column c predicts token c + 1. EAGLE: inputs
+    (f_j, x_{j+1}), column j predicts token j + 2 (and f^_{j+1} is regressed on f_{j+1}).
+    -> log q over the head's tokens [T, N], teacher head indices [T, K] (-1: not in the head),
+    teacher probs [T, K], feature regression loss (0 for shallow drafts).
+    """
+    eagle = isinstance(draft, EagleHead)
+    shift = 2 if eagle else 1
+    B, L = len(examples), max(len(e.ids) for e in examples) - 1
     ids = torch.zeros(B, L, dtype=torch.long)
     mask = torch.zeros(B, L, dtype=torch.long)
-    rows, cols, tid, tp = [], [], [], []
+    f_in = torch.zeros(B, L, examples[0].feats.shape[-1]) if eagle else None
+    rows, cols, tid, tp, f_tgt = [], [], [], [], []
     for b, e in enumerate(examples):
-        x = e.ids[:-1]
+        x = e.ids[1:] if eagle else e.ids[:-1]
         ids[b, : len(x)] = torch.tensor(x)
         mask[b, : len(x)] = 1
-        n = e.labelled
-        rows.append(torch.full((n,), b))
-        cols.append(torch.arange(e.start - 1, e.start - 1 + n))
-        tid.append(e.top_ids.long())
-        tp.append(e.top_p.float())
-    tid = torch.cat(tid)
-    return ids, mask, torch.cat(rows), torch.cat(cols), pos_in_head[tid], torch.cat(tp)
-
-
-def draft_log_q(draft, ids, mask, rows, cols) -> torch.Tensor:
-    """log q over the head's tokens at the labelled positions -> [T, N]."""
-    hidden = draft.model(input_ids=ids, attention_mask=mask).last_hidden_state  # [B, L, H]
-    return torch.log_softmax(draft.lm_head.small_logits(hidden[rows, cols]).float(), dim=-1)
+        t = torch.arange(e.start, len(e.ids))  # labelled tokens
+        keep = t - shift >= 0
+        rows.append(torch.full((int(keep.sum()),), b))
+        cols.append((t - shift)[keep])
+        tid.append(e.top_ids.long()[keep])
+        tp.append(e.top_p.float()[keep])
+        if eagle:
+            f_in[b, : len(x)] = e.feats[: len(x)].float()
+            f_tgt.append(e.feats[(t - 1)[keep]].float())
+    rows, cols = torch.cat(rows), torch.cat(cols)
+    if eagle:
+        h = draft(f_in, ids, torch.arange(L)[None].expand(B, L), attention_mask=mask)[rows, cols]
+        reg = torch.nn.functional.smooth_l1_loss(h.float(), torch.cat(f_tgt))
+        logits = draft.head.small_logits(h)
+    else:
+        hidden = draft.model(input_ids=ids, attention_mask=mask).last_hidden_state  # [B, L, H]
+        logits, reg = draft.lm_head.small_logits(hidden[rows, cols]), torch.zeros(())
+    return torch.log_softmax(logits.float(), dim=-1), pos_in_head[torch.cat(tid)], torch.cat(tp), reg
 
 
 def distill_loss(log_q: torch.Tensor, head_idx: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -143,8 +171,7 @@ def evaluate(draft, examples: list[Example], pos_in_head: torch.Tensor) -> dict:
     tot = {"loss": 0.0, "alpha_t1": 0.0, "greedy_match": 0.0}
     n = 0
     for i in range(0, len(examples), 8):
-        ids, mask, r, c, hidx, p = batch_tensors(examples[i:i + 8], pos_in_head)
-        lq = draft_log_q(draft, ids, mask, r, c)
+        lq, hidx, p, _ = draft_forward(draft, examples[i:i + 8], pos_in_head)
         a, m = acceptance(lq, hidx, p)
         T = hidx.shape[0]
         tot["loss"] += distill_loss(lq, hidx, p).item() * T
@@ -231,6 +258,20 @@ def _gen_data(cfg, work: _Work, target, tok, eos, deadline: float, progress: boo
     return train, heldout
 
 
+def _term_as_interrupt():
+    """SIGTERM (e.g. `kill`, a job scheduler) saves a checkpoint like Ctrl-C does. -> the previous handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
 def distill(cfg: DistillConfig, *, restart: bool = False, progress: bool = True) -> DistillResult:
     from ..models.registry import load_model, load_tokenizer
     from ..runtime import eos_ids
@@ -261,7 +302,12 @@ def distill(cfg: DistillConfig, *, restart: bool = False, progress: bool = True)
     kept = torch.load(kept_path)
     pos_in_head = torch.full((V,), -1, dtype=torch.long)
     pos_in_head[kept] = torch.arange(len(kept))
-    draft = build_draft(target, DraftShape(cfg.layers, cfg.head_tokens), kept)
+    if cfg.arch == "eagle":
+        draft = EagleHead(target, kept)
+        attach_features(target, heldout, work.path("heldout-feats.pt"))
+        attach_features(target, train, work.path("train-feats.pt"), progress=progress)
+    else:
+        draft = build_draft(target, DraftShape(cfg.layers, cfg.head_tokens), kept)
     params = [p for p in draft.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -286,7 +332,8 @@ def distill(cfg: DistillConfig, *, restart: bool = False, progress: bool = True)
     bar = tqdm(total=cfg.steps, initial=step, desc="training draft", unit="step", disable=not progress)
 
     def save_ckpt():
-        torch.save({"draft": trainable_state(draft), "optimizer": opt.state_dict(), "rng": gen.get_state(), "step": step,
+        state = draft.trainable_state() if isinstance(draft, EagleHead) else trainable_state(draft)
+        torch.save({"draft": state, "optimizer": opt.state_dict(), "rng": gen.get_state(), "step": step,
                     "history": history, "train_seconds": train_s,
                     "minutes": spent_before + (time.time() - t_start) / 60}, work.path("checkpoint.tmp"))
         work.path("checkpoint.tmp").replace(ckpt_path)
@@ -294,6 +341,7 @@ def distill(cfg: DistillConfig, *, restart: bool = False, progress: bool = True)
     draft.train()
     last_ckpt = time.time()
     loss_ema = None
+    old_term = _term_as_interrupt()
     try:
         while step < cfg.steps and time.time() < deadline:
             t0 = time.time()
@@ -301,8 +349,8 @@ def distill(cfg: DistillConfig, *, restart: bool = False, progress: bool = True)
             for g in opt.param_groups:
                 g["lr"] = lr_at(progress_frac, cfg.lr)
             idx = torch.randint(len(train), (cfg.batch_size,), generator=gen).tolist()
-            ids, mask, r, c, hidx, p = batch_tensors([train[i] for i in idx], pos_in_head)
-            loss = distill_loss(draft_log_q(draft, ids, mask, r, c), hidx, p)
+            lq, hidx, p, reg = draft_forward(draft, [train[i] for i in idx], pos_in_head)
+            loss = distill_loss(lq, hidx, p) + REG_WEIGHT * reg
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -323,14 +371,22 @@ def distill(cfg: DistillConfig, *, restart: bool = False, progress: bool = True)
         save_ckpt()
         _log(f"interrupted at step {step}: checkpoint saved; run the same command again to resume")
         raise
+    finally:
+        if old_term is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, old_term)
     bar.close()
     if history[-1]["step"] != step:
         history.append({"step": step, "train_loss": loss_ema, **evaluate(draft, heldout, pos_in_head)})
     save_ckpt()
     minutes = spent_before + (time.time() - t_start) / 60
-    meta = {"format": 1, "target": cfg.model, "vocab_fingerprint": vocab_fingerprint(tok, V), "vocab_size": V,
-            "layers": cfg.layers, "head_tokens": int(len(kept)), "steps": step, "minutes": round(minutes, 2),
+    meta = {"format": 1, "kind": cfg.arch, "target": cfg.model, "vocab_fingerprint": vocab_fingerprint(tok, V), "vocab_size": V,
+            "layers": 1 if cfg.arch == "eagle" else cfg.layers, "head_tokens": int(len(kept)), "steps": step, "minutes": round(minutes, 2),
             "train_tokens": n_tok, "held_out": history[-1], "settings": cfg.identity()}
     draft.eval()
-    save_draft(draft, out, tok, meta)
+    if isinstance(draft, EagleHead):
+        save_eagle(draft, out, tok, meta)
+    else:
+        save_draft(draft, out, tok, meta)
     return DistillResult(out, step, minutes, n_tok, history)

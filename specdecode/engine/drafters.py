@@ -9,6 +9,7 @@ not yet in any cache. Drafters never verify and never touch the target's samplin
 * ``PromptLookupDrafter``: n-gram match over prompt + output; deterministic (q = None).
 * ``EarlyExitDrafter``: the first n layers of the target + its head, sharing the target's
   KV cache for the verified prefix.
+* ``EagleDrafter``: a trained head on the target's own hidden states (batch 1).
 * ``NoDrafter``: plain decoding (k = 0).
 """
 
@@ -182,3 +183,66 @@ class EarlyExitDrafter(ModelDrafter):
 
     def observe(self, num_accepted):
         pass  # the shared cache is rolled back by the target
+
+
+class EagleDrafter:
+    """EAGLE-style drafting (batch 1): a small head on the target's own last hidden states.
+
+    The target records the hidden state of every cached position (``CausalLM.record_features``);
+    each step the head catches up on the verified pairs (f_j, x_{j+1}) with true features, then
+    drafts k tokens feeding back its predicted features. Its own KV cache is cut back to the
+    verified pairs after every proposal.
+    """
+
+    deterministic = False
+
+    def __init__(self, target: CausalLM, head: torch.nn.Module, cfg: SamplingConfig, name: str = "eagle"):
+        if not target.is_hf:
+            raise ValueError("EAGLE drafting needs a Hugging Face target model")
+        self.target, self.head, self.cfg, self.name = target, head.eval(), cfg, name
+        self.deterministic = cfg.is_greedy
+        target.record_features = True
+        self.time_spent, self.calls = 0.0, 0
+        self.cache = None
+        self.synced = 0  # pairs in the head's cache, all computed from true features
+
+    def begin(self, prompts):
+        if len(prompts) != 1:
+            raise ValueError(f"EAGLE drafts run with batch size 1, got {len(prompts)} prompts")
+        from transformers import DynamicCache
+
+        self.cache = DynamicCache()
+        self.synced = 0
+
+    @torch.inference_mode()
+    def propose(self, seqs, ks, sampler):
+        t0 = time.perf_counter()
+        seq, k = seqs[0], ks[0]
+        if k == 0:
+            return Proposal([[]], [None])
+        feats = self.target.features[0]  # [n - 1, H]: f_0 .. f_{n-2}
+        n = len(seq)
+        if feats is None or feats.shape[0] != n - 1:
+            raise ValueError("the target did not record hidden states for every verified position")
+        extra = self.cache.get_seq_length() - self.synced
+        if extra > 0:
+            self.cache.crop(-extra)  # drop the pairs built on predicted features
+        j = torch.arange(self.synced, n - 1)  # new verified pairs (f_j, x_{j+1})
+        f_in = feats[j][None]
+        x_in = torch.tensor(seq[self.synced + 1 : n])[None]
+        toks, qs = [], []
+        for i in range(k):
+            h = self.head(f_in, x_in, j[None], cache=self.cache)[:, -1:]  # [1, 1, H] = f^ of the last position
+            self.calls += 1
+            if i == 0:
+                self.synced = n - 1
+            q = logits_to_probs(self.head.head(h[0, -1]).float()[None], self.cfg)  # [1, V]
+            x = int(sampler(q, [0], [i])[0])
+            toks.append(x)
+            qs.append(q[0])
+            f_in, x_in, j = h, torch.tensor([[x]]), torch.tensor([n - 1 + i])
+        self.time_spent += time.perf_counter() - t0
+        return Proposal([toks], [None if self.deterministic else torch.stack(qs)])
+
+    def observe(self, num_accepted):
+        pass  # true features arrive through the target's record; the cache is cut in propose

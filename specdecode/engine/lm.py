@@ -41,6 +41,7 @@ class CausalLM:
         self.dtype = next(model.parameters()).dtype
         self.forward_time = 0.0
         self.forward_calls = 0
+        self.record_features = False  # keep the last hidden state of every cached position (EAGLE drafts)
         self.reset(1)
 
     # ------------------------------------------------------------ state
@@ -49,6 +50,7 @@ class CausalLM:
         self.physical = 0
         self.cache = DynamicCache() if self.is_hf else None
         self.history: list[list[int]] = [[] for _ in range(batch_size)]
+        self.features: list[torch.Tensor | None] = [None] * batch_size  # [length_b, H] when record_features
 
     @property
     def batch_size(self) -> int:
@@ -105,7 +107,14 @@ class CausalLM:
         else:
             mask = pos = None
         if n_layers is None:
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=self.cache, use_cache=True).logits
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=self.cache, use_cache=True,
+                             output_hidden_states=self.record_features)
+            logits = out.logits
+            if self.record_features:
+                h = out.hidden_states[-1].detach().float()  # [B, n_max, H]: the input of the head
+                for b in range(B):
+                    old = self.features[b][: self.lengths[b]] if self.features[b] is not None else h[b, :0]
+                    self.features[b] = torch.cat([old, h[b, : n[b]]])
         else:
             logits = self._early_exit_forward(ids, mask, pos, n_layers)
         layers = range(len(self.cache.layers)) if n_layers is None else range(n_layers)
@@ -155,6 +164,7 @@ class CausalLM:
         if any(new > old for new, old in zip(lengths, self.lengths)):
             raise ValueError(f"rollback can only shorten rows: {lengths} vs {self.lengths}")
         self.lengths = list(lengths)
+        self.features = [f[:length] if f is not None else None for f, length in zip(self.features, lengths)]
         if self.is_hf:
             self._crop(range(len(self.cache.layers)), max(lengths) if lengths else 0)
         else:

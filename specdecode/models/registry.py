@@ -131,9 +131,12 @@ def load_model(name: str, dtype="fp32"):
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ValueError(f"{path} is not a Hugging Face model folder (no config.json)")
-        from ..distill.draft import is_draft_dir, load_draft
+        from ..distill.draft import draft_kind, is_draft_dir, load_draft
 
         if is_draft_dir(path):  # a draft trained by `specdecode distill` (reduced-vocabulary head)
+            if draft_kind(path) == "eagle":
+                raise ValueError(f"{path} is an EAGLE head on a target's hidden states, not a standalone model: "
+                                 f"use it as --drafter model:{path}")
             return load_draft(path, dt)
         from transformers import AutoModelForCausalLM
 
