@@ -41,7 +41,8 @@ class CausalLM:
         self.dtype = next(model.parameters()).dtype
         self.forward_time = 0.0
         self.forward_calls = 0
-        self.record_features = False  # keep the last hidden state of every cached position (EAGLE drafts)
+        self.record_features = False  # keep the last hidden state of every cached position (EAGLE drafts; chain
+        # passes through extend() only: tree and early-exit passes do not record, so EAGLE heads run on chains)
         self.reset(1)
 
     # ------------------------------------------------------------ state

@@ -155,21 +155,26 @@ def _fast_select(method, replacement=True):
     return step
 
 
-def sample_tree(case: Case, ctx: tuple, rng, replacement: bool):
-    """Draft a tree: every node at depth d gets branching[d] children drawn from q(node)."""
+def grow_tree(case: Case, ctx: tuple, children):
+    """Every node at depth d gets ``children(q, branching[d])`` as children, q = the draft at that node.
+    -> (parents, tokens, paths)."""
     parents, tokens, paths = [-1], [-1], [()]
     frontier = [0]
     for b in case.branching:
         nxt = []
         for n in frontier:
-            q = case.draft.probs(ctx + paths[n])
-            for x in sample_candidates(q, b, rng, replacement):
+            for x in children(case.draft.probs(ctx + paths[n]), b):
                 parents.append(n)
                 tokens.append(x)
                 paths.append(paths[n] + (x,))
                 nxt.append(len(tokens) - 1)
         frontier = nxt
     return parents, tokens, paths
+
+
+def sample_tree(case: Case, ctx: tuple, rng, replacement: bool):
+    """Draft a tree: every node at depth d gets branching[d] children drawn from q(node)."""
+    return grow_tree(case, ctx, lambda q, b: sample_candidates(q, b, rng, replacement))
 
 
 def _tree_step(method, impl):
@@ -193,19 +198,7 @@ def _tree_step(method, impl):
 def sample_det_tree(case: Case, ctx: tuple):
     """A deterministic tree (no randomness): every node at depth d gets the branching[d] most probable
     tokens of the draft model as children (distinct siblings, like merged prompt-lookup matches)."""
-    parents, tokens, paths = [-1], [-1], [()]
-    frontier = [0]
-    for b in case.branching:
-        nxt = []
-        for n in frontier:
-            q = case.draft.probs(ctx + paths[n])
-            for x in sorted(range(case.V), key=lambda i: (-q[i], i))[:b]:
-                parents.append(n)
-                tokens.append(x)
-                paths.append(paths[n] + (x,))
-                nxt.append(len(tokens) - 1)
-        frontier = nxt
-    return parents, tokens, paths
+    return grow_tree(case, ctx, lambda q, b: sorted(range(case.V), key=lambda i: (-q[i], i))[:b])
 
 
 def _det_tree_step(impl):
