@@ -109,8 +109,9 @@ def format_table(records: list[dict], tasks: list[str], temps: list[float]) -> s
             for label in dict.fromkeys(r["label"] for r in sorted(rs_all, key=order)):
                 rs = [r for r in rs_all if r["label"] == label]
                 vs_plain = statistics.median(r["tok_s"] / plain[r["prompt_id"]] for r in rs if r["prompt_id"] in plain)
-                vs_hf = statistics.median(r["tok_s"] / hf[r["prompt_id"]] for r in rs if r["prompt_id"] in hf) if hf else float("nan")
-                row = f"{task:<8} {T:>4g} {label:<36} {statistics.median(r['tok_s'] for r in rs):>6.1f} {vs_plain:>7.2f}x {vs_hf:>5.2f}x"
+                vs_hf = (f"{statistics.median(r['tok_s'] / hf[r['prompt_id']] for r in rs if r['prompt_id'] in hf):>5.2f}x"
+                         if hf else f"{'-':>6}")
+                row = f"{task:<8} {T:>4g} {label:<36} {statistics.median(r['tok_s'] for r in rs):>6.1f} {vs_plain:>7.2f}x {vs_hf}"
                 if rs[0].get("proposed"):
                     acc = sum(r["accepted"] for r in rs)
                     checked = acc + sum(sum(r["rejection_positions"]) for r in rs)

@@ -70,7 +70,8 @@ class AdaptiveK:
     and T linear in n this is exactly k = optimal_k(alpha, c); per-position rates let bursty drafters
     (prompt lookup copies whole spans) use long drafts, and the measured T(n) follows CPU kernels
     whose cost is not linear (here a pass over 2-3 tokens costs more than one over 5). k = 0 (plain
-    decoding) when nothing beats it; rows at k = 0 probe every ``probe_every`` steps.
+    decoding) when nothing beats it; rows at k = 0 probe every ``probe_every`` steps. The first
+    step is plain, so that T(1) (the cost of plain decoding) is measured, not guessed.
     """
 
     def __init__(self, batch: int, k_max: int, decay: float = 0.9, probe_every: int = 8, shrink: float = 2.0):
@@ -139,6 +140,10 @@ class AdaptiveK:
         return best
 
     def choose(self, b: int) -> int:
+        if 1 not in self.t_by_n and self.k_max > 0:
+            # measure one plain pass first: without T(1) plain decoding would be priced like the smallest pass
+            # seen so far (a 4-6 token pass costs 1.5x a 1-token one here), and k = 0 would never win
+            return 0
         k = self.best_k(b)
         if k == 0:
             self.idle[b] += 1
