@@ -240,10 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ds = sub.add_parser("distill", help="train a small draft for a target (distillation on its own generations)",
                         description="Generates labelled data with the target (its own continuations of built-in prompts, "
-                                    "plus --corpus files), trains a shallow draft that shares the target's embeddings and "
-                                    "has a reduced-vocabulary head (soft cross-entropy to the target's distributions), and "
-                                    "saves it for --drafter model:OUT. Resumable: run the same command again after an "
-                                    "interruption; --max-minutes bounds data + training.")
+                                    "plus --corpus files), trains a draft with a reduced-vocabulary head (soft cross-entropy "
+                                    "to the target's distributions): by default an EAGLE-style head on the target's hidden "
+                                    "states, or a shallow standalone model (--arch shallow), and saves it for --drafter "
+                                    "model:OUT. Resumable: run the same command again after an interruption; --max-minutes "
+                                    "bounds data + training. Evaluate with `specdecode bench-draft`.")
     cli_distill.add_args(ds)
     ds.set_defaults(func=cli_distill.cmd)
 

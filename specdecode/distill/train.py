@@ -46,8 +46,8 @@ class DistillConfig:
     gen_batch: int = 48
     gen_dtype: str = "bf16"
     corpus: tuple = ()
-    steps: int = 1500
-    batch_size: int = 8
+    steps: int = 4000
+    batch_size: int = 12
     lr: float = 5e-4
     max_minutes: float = 55.0
     gen_fraction: float = 0.35  # at most this share of --max-minutes goes to data generation
