@@ -131,7 +131,6 @@ class Runner:
     def run(self, cfg: Config, ids: list[int], max_new: int, seed: int, batch_ids: list | None = None) -> dict:
         """batch_ids: the prompts of a batch (cfg.batch > 1); ids is the first of them."""
         sampling = SamplingConfig(cfg.temperature)
-        self.target.record_features = False  # only an EAGLE drafter needs the target's hidden states (it turns this on)
         if cfg.drafter.startswith("hf"):
             return self._run_hf(cfg, ids, max_new, seed)
         if cfg.tree:

@@ -144,7 +144,7 @@ def corpus_examples(model, tokenizer, files: list[Path], *, chunk: int = 256, to
     return out
 
 
-def split_counts(examples: list[Example], vocab_size: int) -> torch.Tensor:
+def teacher_mass(examples: list[Example], vocab_size: int) -> torch.Tensor:
     """Teacher probability mass per token over all labelled positions -> [V] (picks the head's tokens)."""
     mass = torch.zeros(vocab_size, dtype=torch.float64)
     for e in examples:

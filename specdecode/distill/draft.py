@@ -78,7 +78,8 @@ def kept_tokens(counts: torch.Tensor, n: int, always: tuple = ()) -> torch.Tenso
     if n == 0 or n >= V:
         return torch.arange(V)
     top = torch.topk(counts.double(), n).indices.tolist()
-    extra = [int(t) for t in always if int(t) not in set(top)]
+    chosen = set(top)
+    extra = [int(t) for t in always if int(t) not in chosen]
     keep = top[: n - len(extra)] + extra
     return torch.tensor(sorted(keep), dtype=torch.long)
 

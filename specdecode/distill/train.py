@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from .data import (Example, attach_features, corpus_examples, encode, generate_examples, held_out_prompts, load_examples,
-                   save_examples, split_counts, training_prompts)
+                   save_examples, teacher_mass, training_prompts)
 from .draft import DraftShape, build_draft, kept_tokens, save_draft, trainable_state, vocab_fingerprint
 from .eagle import EagleHead, save_eagle
 
@@ -298,7 +298,7 @@ def distill(cfg: DistillConfig, *, restart: bool = False, progress: bool = True)
     train, heldout = _gen_data(cfg, work, target, tok, eos, t_start + cfg.gen_fraction * max(budget_s, 0), progress)
     kept_path = work.path("kept.pt")
     if not kept_path.exists():
-        torch.save(kept_tokens(split_counts(train, V), cfg.head_tokens, eos), kept_path)
+        torch.save(kept_tokens(teacher_mass(train, V), cfg.head_tokens, eos), kept_path)
     kept = torch.load(kept_path)
     pos_in_head = torch.full((V,), -1, dtype=torch.long)
     pos_in_head[kept] = torch.arange(len(kept))

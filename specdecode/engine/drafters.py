@@ -41,6 +41,7 @@ class Proposal:
 class Drafter(Protocol):
     name: str
     deterministic: bool
+    needs_target_features: bool  # the generator makes the target record its hidden states (EAGLE heads)
     time_spent: float
     calls: int
 
@@ -54,6 +55,7 @@ class Drafter(Protocol):
 class NoDrafter:
     name = "none"
     deterministic = True
+    needs_target_features = False
 
     def __init__(self):
         self.time_spent, self.calls = 0.0, 0
@@ -68,10 +70,22 @@ class NoDrafter:
         pass
 
 
+def ngram_continuations(seq: list[int], k: int, max_ngram: int, min_ngram: int = 1):
+    """Yield (n, the k tokens after an earlier occurrence of the last n tokens): longest n first, most
+    recent occurrence first. Each continuation has at least one token."""
+    L = len(seq)
+    for n in range(min(max_ngram, L - 1), min_ngram - 1, -1):
+        tail = seq[L - n:]
+        for start in range(L - n - 1, -1, -1):
+            if seq[start : start + n] == tail:
+                yield n, seq[start + n : start + n + k]
+
+
 class PromptLookupDrafter:
     """Propose the k tokens that followed the most recent earlier occurrence of the last n-gram."""
 
     deterministic = True
+    needs_target_features = False
 
     def __init__(self, max_ngram: int = 3, min_ngram: int = 1):
         if not 1 <= min_ngram <= max_ngram:
@@ -84,13 +98,7 @@ class PromptLookupDrafter:
         pass
 
     def lookup(self, seq: list[int], k: int) -> list[int]:
-        L = len(seq)
-        for n in range(min(self.max_ngram, L - 1), self.min_ngram - 1, -1):
-            tail = seq[L - n:]
-            for start in range(L - n - 1, -1, -1):  # most recent match first
-                if seq[start : start + n] == tail:
-                    return seq[start + n : start + n + k]
-        return []
+        return next((cont for _, cont in ngram_continuations(seq, k, self.max_ngram, self.min_ngram)), [])
 
     def propose(self, seqs, ks, sampler):
         t0 = time.perf_counter()
@@ -107,6 +115,7 @@ class ModelDrafter:
     """A small draft model sharing the target's tokenizer, with its own KV cache."""
 
     deterministic = False
+    needs_target_features = False
 
     def __init__(self, lm: CausalLM, cfg: SamplingConfig, name: str | None = None):
         self.lm = lm
@@ -188,20 +197,21 @@ class EarlyExitDrafter(ModelDrafter):
 class EagleDrafter:
     """EAGLE-style drafting (batch 1): a small head on the target's own last hidden states.
 
-    The target records the hidden state of every cached position (``CausalLM.record_features``);
-    each step the head catches up on the verified pairs (f_j, x_{j+1}) with true features, then
-    drafts k tokens feeding back its predicted features. Its own KV cache is cut back to the
+    The generator has the target record the hidden state of every cached position
+    (``needs_target_features`` -> ``CausalLM.record_features``); each step the head catches up
+    on the verified pairs (f_j, x_{j+1}) with true features, then drafts k tokens feeding back
+    its predicted features. Its own KV cache is cut back to the
     verified pairs after every proposal.
     """
 
     deterministic = False
+    needs_target_features = True
 
     def __init__(self, target: CausalLM, head: torch.nn.Module, cfg: SamplingConfig, name: str = "eagle"):
         if not target.is_hf:
             raise ValueError("EAGLE drafting needs a Hugging Face target model")
         self.target, self.head, self.cfg, self.name = target, head.eval(), cfg, name
         self.deterministic = cfg.is_greedy
-        target.record_features = True
         self.time_spent, self.calls = 0.0, 0
         self.cache = None
         self.synced = 0  # pairs in the head's cache, all computed from true features

@@ -185,6 +185,7 @@ class SpeculativeGenerator:
         reasons = ["length"] * B
 
         self.target.reset(B)
+        self.target.record_features = self.drafter.needs_target_features
         t0 = time.perf_counter()
         self.target.extend([p[:-1] for p in prompts])
         self.drafter.begin(prompts)

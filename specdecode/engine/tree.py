@@ -24,6 +24,7 @@ import torch
 from ..rng import TorchRNG
 from ..sampling import SamplingConfig, logits_to_probs
 from ..verify.multidraft import children_lists, verify_tree
+from .drafters import ngram_continuations
 from .generate import GenerationConfig, GenerationOutput
 from .lm import CausalLM, TreeSegment, extend_tree, keep_path
 from .stats import GenerationStats
@@ -125,19 +126,16 @@ class PromptLookupTreeDrafter:
         pass
 
     def continuations(self, seq: list[int]) -> list[list[int]]:
-        L = len(seq)
+        """Distinct continuations of the longest n-gram that matches at all, most recent first."""
         out: list[list[int]] = []
-        for n in range(min(self.max_ngram, L - 1), 0, -1):
-            tail = seq[L - n:]
-            for start in range(L - n - 1, -1, -1):
-                if seq[start:start + n] == tail:
-                    cont = seq[start + n:start + n + self.length]
-                    if cont and cont not in out:
-                        out.append(cont)
-                        if len(out) == self.matches:
-                            return out
-            if out:
-                return out
+        for n, cont in ngram_continuations(seq, self.length, self.max_ngram):
+            if out and n != longest:
+                break
+            longest = n
+            if cont not in out:
+                out.append(cont)
+                if len(out) == self.matches:
+                    break
         return out
 
     def propose(self, seq: list[int], rng) -> DraftTree:
