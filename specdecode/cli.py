@@ -105,7 +105,8 @@ def cmd_bench(args) -> int:
     records = out / "records.jsonl"
     if not args.report_only:
         run_sweep(out, args.quick, args.model, args.dtype, progress=True, drafts=_bench_drafts(args),
-                  ray=args.ray or bool(args.ray_address), ray_address=args.ray_address, ray_workers=args.ray_workers)
+                  ray=args.ray or bool(args.ray_address), ray_address=args.ray_address, ray_workers=args.ray_workers,
+                  quality_drafts=_existing(args.quality_draft, "--quality-draft"))
     if not records.exists():
         raise ValueError(f"no records in {out}: run without --report-only first")
     path = write_report(records, out)
@@ -114,17 +115,22 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _existing(paths: list, flag: str) -> tuple:
+    from pathlib import Path
+
+    for d in paths:
+        if not Path(d).expanduser().is_dir():
+            raise ValueError(f"{flag} {d}: no such folder (train one with `specdecode distill`)")
+    return tuple(paths)
+
+
 def _bench_drafts(args) -> tuple:
     from pathlib import Path
 
     from .bench.draft import default_draft
 
     if args.draft:
-        drafts = tuple(d for d in args.draft if d != "none")
-        for d in drafts:
-            if not Path(d).expanduser().is_dir():
-                raise ValueError(f"--draft {d}: no such folder (train one with `specdecode distill`)")
-        return drafts
+        return _existing([d for d in args.draft if d != "none"], "--draft")
     d = default_draft(args.model)
     if Path(d).is_dir():
         print(f"[specdecode] adding the trained draft {d} (--draft none to leave it out)", file=sys.stderr)
@@ -223,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--ray-address", metavar="ADDR", help="an existing Ray cluster ('auto' or host:port); implies --ray")
     bn.add_argument("--ray-workers", type=int, default=2, help="Ray actors (default 2; on a 2-core machine parallel "
                                                                "workers distort timings)")
+    bn.add_argument("--quality-draft", action="append", default=[], metavar="PATH",
+                    help="a trained draft that only joins the draft-quality study (repeatable), e.g. the snapshots of "
+                         "`specdecode distill --snapshots 50,150,400` (drafts trained for increasing steps)")
     bn.add_argument("--draft", action="append", metavar="PATH",
                     help="add a trained draft (specdecode distill) as a drafter, repeatable; by default the default "
                          "`specdecode distill` output for --model is added when it exists; --draft none: no trained draft")

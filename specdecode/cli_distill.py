@@ -33,6 +33,9 @@ def add_args(ap) -> None:
                     help=f"wall-clock budget for data + training, across resumes (default {d.max_minutes})")
     ap.add_argument("--eval-every", type=int, default=d.eval_every, help=f"held-out evaluation every N steps (default {d.eval_every})")
     ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--snapshots", default="", metavar="STEPS",
+                    help="also save the draft at these steps (comma-separated) to OUT.snapshots/step-N, e.g. for "
+                         "`specdecode bench --quality-draft` (drafts trained for increasing steps)")
     ap.add_argument("--restart", action="store_true", help="discard the work folder of an earlier run instead of resuming it")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -44,6 +47,13 @@ def _temps(text: str) -> tuple:
         raise ValueError(f"--gen-temperatures must be comma-separated numbers, got {text!r}")
 
 
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"--snapshots must be comma-separated step numbers, got {text!r}")
+
+
 def cmd(args) -> int:
     from .distill import DistillConfig, distill
     from .distill.train import default_out
@@ -53,7 +63,7 @@ def cmd(args) -> int:
                         max_new_tokens=args.max_new_tokens, gen_temperatures=_temps(args.gen_temperatures),
                         gen_batch=args.gen_batch, gen_dtype=args.gen_dtype, corpus=tuple(args.corpus), steps=args.steps,
                         batch_size=args.batch_size, lr=args.lr, max_minutes=args.max_minutes, eval_every=args.eval_every,
-                        seed=args.seed)
+                        seed=args.seed, snapshots=tuple(_ints(args.snapshots)))
     res = distill(cfg, restart=args.restart, progress=not args.no_progress)
     print(f"{'step':>6} {'held-out loss':>13} {'alpha (T=1, >=)':>15} {'greedy match':>12}")
     for h in res.history:

@@ -202,3 +202,24 @@ def test_eagle_sampling_first_tokens_follow_target():
                  for x in range(V) for y in range(V)}
     tv = 0.5 * sum(abs(counts.get(s, 0) / n - w) for s, w in exact.items())
     assert tv <= 0.5 * ((len(exact) - 1) / n) ** 0.5 + (13.8 / (2 * n)) ** 0.5, tv
+
+
+def test_snapshots_join_the_quality_study(tmp_path):
+    from specdecode.bench import run as bench_run
+    from specdecode.bench.report import write_report
+    from specdecode.bench.run import Config
+    from specdecode.distill.train import snapshot_dir
+
+    out = tmp_path / "d"
+    distill(tiny_cfg(out, steps=6, snapshots=(2, 4)), progress=False)
+    snaps = [snapshot_dir(out, 2), snapshot_dir(out, 4)]
+    assert all(json.loads((p / "specdecode_draft.json").read_text())["steps"] == s for p, s in zip(snaps, (2, 4)))
+    cfgs, _ = bench_run.sweep(True, quality_drafts=tuple(str(p) for p in snaps))
+    quality = [c for c in cfgs if c.study == "quality" and c.drafter.startswith("model:")]
+    assert len(quality) == 2 and not [c for c in cfgs if c.study == "sweep" and "step-" in c.drafter]
+    recs = bench_run.run_sweep(tmp_path / "b", True, "tiny-llama", "fp32", progress=False,
+                               configs=([Config("none")] + quality, {"prompts_per_task": 1, "max_new_tokens": 4}))
+    text = write_report(recs, tmp_path / "b").read_text()
+    assert "model:step-2 (2 training steps)" in text and "model:step-4 (4 training steps)" in text
+    with pytest.raises(ValueError, match="--snapshots"):
+        tiny_cfg(out, snapshots=(0,))

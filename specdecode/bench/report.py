@@ -165,8 +165,15 @@ def write_report(records_path: Path, out_dir: Path) -> Path:
         by = defaultdict(list)
         for r in quality:
             by[r["drafter"]].append(r)
-        for d, rs in sorted(by.items(), key=lambda kv: (0, int(kv[0][11:]), "") if kv[0].startswith("early-exit:") else (1, 0, kv[0])):
-            md.append(f"| {short_drafter(d)} | {_fmt(_mean([r['alpha_counts'] for r in rs]))} | {_fmt(_mean([r['alpha_exact'] for r in rs]))} | "
+        def order(d):
+            if d.startswith("early-exit:"):
+                return (0, int(d[11:]), "")
+            steps = by[d][0].get("draft_steps")
+            return (1, steps if steps is not None else 1 << 30, d)
+
+        for d, rs in sorted(by.items(), key=lambda kv: order(kv[0])):
+            steps = rs[0].get("draft_steps")
+            md.append(f"| {short_drafter(d)}{f' ({steps} training steps)' if steps is not None else ''} | {_fmt(_mean([r['alpha_counts'] for r in rs]))} | {_fmt(_mean([r['alpha_exact'] for r in rs]))} | "
                       f"{_x(_med([r['vs_plain'] for r in rs]))} |")
     if errors:
         md += ["", "## Baselines that could not run", ""] + sorted({f"- {r['label']}: {r['error']}" for r in errors})

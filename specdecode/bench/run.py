@@ -59,9 +59,10 @@ def short_drafter(drafter: str) -> str:
     return drafter
 
 
-def sweep(quick: bool, drafts: tuple = ()) -> tuple[list[Config], dict]:
+def sweep(quick: bool, drafts: tuple = (), quality_drafts: tuple = ()) -> tuple[list[Config], dict]:
     """-> (configurations, settings). Quick: a few minutes; full: the whole grid of the issue.
-    drafts: folders of trained drafts (``specdecode distill``) to add as ``model:`` drafters."""
+    drafts: folders of trained drafts (``specdecode distill``) to add as ``model:`` drafters;
+    quality_drafts: drafts that only join the draft-quality study (e.g. distill snapshots)."""
     if quick:
         temps, ks, methods = (0.0, 0.8), (2, 4, 8), ("tokenwise",)
         prompts, max_new = 1, 48
@@ -95,7 +96,7 @@ def sweep(quick: bool, drafts: tuple = ()) -> tuple[list[Config], dict]:
         cfgs += [Config("none", batch=b), Config("prompt-lookup", 4, False, 0.0, batch=b),
                  Config("prompt-lookup", 16, True, 0.0, batch=b)]
     cfgs += [Config(f"early-exit:{n}", 2, False, 0.0, "tokenwise", "quality") for n in quality]
-    cfgs += [Config(f"model:{path}", 2, False, 0.0, "tokenwise", "quality") for path in drafts]
+    cfgs += [Config(f"model:{path}", 2, False, 0.0, "tokenwise", "quality") for path in drafts + tuple(quality_drafts)]
     return cfgs, {"prompts_per_task": prompts, "max_new_tokens": max_new}
 
 
@@ -163,6 +164,8 @@ class Runner:
                "per_position_proposed": s.per_position_proposed, "per_position_accepted": s.per_position_accepted,
                "rejection_positions": s.rejection_positions, "k_history": s.k_history, "c": c,
                "target_time": s.target_time, "draft_time": s.draft_time, "overhead_fraction": s.overhead_fraction}
+        if cfg.drafter.startswith("model:"):
+            rec["draft_steps"] = _draft_steps(cfg.drafter[6:])
         if not cfg.adaptive and cfg.k > 0 and s.proposed:
             a = min(max(s.alpha_estimate, 0.0), 1.0)
             rec["predicted_tokens_per_call"] = expected_tokens_per_step(a, cfg.k)
@@ -225,6 +228,14 @@ class Runner:
         return {"seconds": dt, "tokens": n, "tok_s": n / dt}
 
 
+def _draft_steps(path: str) -> int | None:
+    """Training steps of a draft made by ``specdecode distill`` (None for other models)."""
+    from ..distill.draft import is_draft_dir, read_meta
+
+    p = Path(path).expanduser()
+    return read_meta(p).get("steps") if p.is_dir() and is_draft_dir(p) else None
+
+
 def _g_standard_error(s, k: int) -> float:
     """Standard error of the mean tokens per step from the step histogram (fixed k)."""
     counts = list(s.rejection_positions) + [0] * (k + 1 - len(s.rejection_positions))
@@ -239,7 +250,7 @@ def _g_standard_error(s, k: int) -> float:
 
 
 def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True, configs=None, drafts: tuple = (),
-              ray: bool = False, ray_address: str | None = None, ray_workers: int = 2) -> Path:
+              ray: bool = False, ray_address: str | None = None, ray_workers: int = 2, quality_drafts: tuple = ()) -> Path:
     """Run every configuration not yet in OUT/records.jsonl. configs: (configurations, settings) to
     replace the standard sweep (tests); drafts: trained draft folders to add to the standard sweep;
     ray: run prompt groups on Ray actors (``ray_address`` None = a local Ray instance)."""
@@ -252,7 +263,7 @@ def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True,
                 done.add(json.loads(line)["key"])
             except (json.JSONDecodeError, KeyError):
                 continue  # a line cut by an interruption: that record runs again
-    cfgs, settings = configs or sweep(quick, drafts)
+    cfgs, settings = configs or sweep(quick, drafts, quality_drafts)
     work = []
     for task, prompts in TASKS.items():
         for pid in range(settings["prompts_per_task"]):

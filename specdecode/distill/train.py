@@ -54,6 +54,7 @@ class DistillConfig:
     eval_every: int = 50
     seed: int = 0
     held_out: int = 20  # held-out prompts (bench chat + story)
+    snapshots: tuple = ()  # also save the draft at these steps, to OUT.snapshots/step-N (draft-quality studies)
 
     def __post_init__(self):
         DraftShape(self.layers, self.head_tokens)  # validates
@@ -66,6 +67,8 @@ class DistillConfig:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
         if not self.max_minutes > 0:
             raise ValueError(f"--max-minutes must be > 0, got {self.max_minutes}")
+        if any(n < 1 for n in self.snapshots):
+            raise ValueError(f"--snapshots must be steps >= 1, got {self.snapshots}")
         if any(t < 0 for t in self.gen_temperatures) or not self.gen_temperatures:
             raise ValueError(f"--gen-temperatures must be >= 0, got {self.gen_temperatures}")
 
@@ -358,8 +361,11 @@ def distill(cfg: DistillConfig, *, restart: bool = False, progress: bool = True)
             step += 1
             train_s += time.time() - t0
             loss_ema = loss.item() if loss_ema is None else 0.9 * loss_ema + 0.1 * loss.item()
-            if step % cfg.eval_every == 0 or step == cfg.steps:
+            if step % cfg.eval_every == 0 or step == cfg.steps or step in cfg.snapshots:
                 history.append({"step": step, "train_loss": loss_ema, **evaluate(draft, heldout, pos_in_head)})
+            if step in cfg.snapshots:
+                _save(draft, snapshot_dir(out, step), tok, cfg, kept, V, step, spent_before + (time.time() - t_start) / 60,
+                      n_tok, history)
             h = history[-1]
             bar.set_postfix_str(f"loss {loss_ema:.3f} held-out alpha {h['alpha_t1']:.3f} greedy {h['greedy_match']:.3f}")
             bar.update(1)
@@ -381,12 +387,22 @@ def distill(cfg: DistillConfig, *, restart: bool = False, progress: bool = True)
         history.append({"step": step, "train_loss": loss_ema, **evaluate(draft, heldout, pos_in_head)})
     save_ckpt()
     minutes = spent_before + (time.time() - t_start) / 60
+    _save(draft, out, tok, cfg, kept, V, step, minutes, n_tok, history)
+    return DistillResult(out, step, minutes, n_tok, history)
+
+
+def _save(draft, path: Path, tok, cfg: DistillConfig, kept, V: int, step: int, minutes: float, n_tok: int, history: list) -> None:
     meta = {"format": 1, "kind": cfg.arch, "target": cfg.model, "vocab_fingerprint": vocab_fingerprint(tok, V), "vocab_size": V,
             "layers": 1 if cfg.arch == "eagle" else cfg.layers, "head_tokens": int(len(kept)), "steps": step, "minutes": round(minutes, 2),
             "train_tokens": n_tok, "held_out": history[-1], "settings": cfg.identity()}
+    was = draft.training
     draft.eval()
     if isinstance(draft, EagleHead):
-        save_eagle(draft, out, tok, meta)
+        save_eagle(draft, path, tok, meta)
     else:
-        save_draft(draft, out, tok, meta)
-    return DistillResult(out, step, minutes, n_tok, history)
+        save_draft(draft, path, tok, meta)
+    draft.train(was)
+
+
+def snapshot_dir(out: Path, step: int) -> Path:
+    return Path(str(out) + ".snapshots") / f"step-{step}"
