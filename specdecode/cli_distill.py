@@ -18,7 +18,7 @@ def add_args(ap) -> None:
     ap.add_argument("--layers", type=int, default=d.layers, help=f"decoder layers of a shallow draft (default {d.layers})")
     ap.add_argument("--head-tokens", type=int, default=d.head_tokens,
                     help=f"tokens in the draft's head, the most frequent in the target's generations (0 = all; default {d.head_tokens})")
-    ap.add_argument("--prompts", type=int, default=d.prompts, help=f"built-in training prompts to generate from (max 944; default {d.prompts})")
+    ap.add_argument("--prompts", type=int, default=d.prompts, help=f"built-in training prompts to generate from (max 5130; default {d.prompts}: all, as many as the time allows)")
     ap.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"tokens generated per prompt (default {d.max_new_tokens})")
     ap.add_argument("--gen-temperatures", default=",".join(str(t) for t in d.gen_temperatures),
                     help="temperatures used in turn for the data batches (default 0.8,0.0)")

@@ -8,7 +8,7 @@ import sys
 import torch
 
 from .engine import GenerationConfig, format_stats
-from .runtime import DEFAULT_MODEL, build, encode_prompt, eos_ids
+from .runtime import DEFAULT_MODEL, build, encode_prompt, eos_ids, tree_drafter_for
 from .sampling import SamplingConfig
 
 COLORS = {"accepted": "\033[32m", "recovered": "\033[33m", "bonus": "\033[36m", "plain": ""}
@@ -24,7 +24,8 @@ def add_generation_args(ap) -> None:
     ap.add_argument("--method", default=None, choices=["tokenwise", "block", "greedy", "gumbel", "typical", "spectr", "rrs", "rrs-wor"],
                     help="verification method: chains tokenwise (default) | block | greedy | gumbel | typical (LOSSY); "
                          "trees spectr (default) | rrs | rrs-wor. Temperature 0 always verifies greedily")
-    ap.add_argument("--tree", help="tree speculation, one target pass verifies the whole tree. With a model drafter: "
+    ap.add_argument("--tree", help="tree speculation, one target pass verifies the whole tree. With a model drafter (a draft model, "
+                                   "an EAGLE head from `specdecode distill`, early-exit:N): "
                                    "static:B1,B2,... (children per depth) or dynamic:N (node budget); with "
                                    "--drafter prompt-lookup: lookup:M (up to M n-gram matches, -k tokens each, merged)")
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default 0)")
@@ -153,9 +154,10 @@ def _generate_tree(args, sampling, texts) -> int:
         from .models.registry import early_exit_model
 
         draft_lm = CausalLM(early_exit_model(setup.target.model, int(name)), name=args.drafter)
-    else:
-        draft_lm = setup.generator.drafter.lm
-    drafter = TreeDrafter(draft_lm, sampling, shape, mode)
+        drafter = TreeDrafter(draft_lm, sampling, shape, mode)
+    else:  # a standalone draft model or an EAGLE head
+        d = setup.generator.drafter
+        drafter = tree_drafter_for(getattr(d, "lm", None) or d.head, setup.target, sampling, shape, mode)
     return _run_tree(args, setup, TreeGenerator(setup.target, drafter, method), sampling, method, texts)
 
 

@@ -63,6 +63,15 @@ def drafter_for(draft, target: CausalLM, sampling: SamplingConfig, name: str):
     return EagleDrafter(target, draft, sampling, name=name)
 
 
+def tree_drafter_for(draft, target: CausalLM, sampling: SamplingConfig, shape, mode: str):
+    """A tree drafter for what ``load_model_draft`` returned (or an early-exit CausalLM)."""
+    from .engine.tree import EagleTreeDrafter, TreeDrafter
+
+    if isinstance(draft, CausalLM):
+        return TreeDrafter(draft, sampling, shape, mode)
+    return EagleTreeDrafter(target, draft, sampling, shape, mode)
+
+
 def model_drafter(path: str, target: CausalLM, tokenizer, sampling: SamplingConfig, dtype: str, target_name: str):
     return drafter_for(load_model_draft(path, target, tokenizer, dtype, target_name), target, sampling, f"model:{path}")
 

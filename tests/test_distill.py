@@ -139,9 +139,10 @@ def test_cli_distill_and_bench_draft(tmp_path, trained, capsys):
     assert cli.main(["distill", "--layers", "0", "--out", str(tmp_path / "x")]) == 2
     assert "--layers must be >= 1" in capsys.readouterr().err
     rc = cli.main(["bench-draft", "--model", "tiny-llama", "--draft", str(trained.out), "--prompts", "1", "--tasks", "chat",
-                   "--temperatures", "0,0.8", "--max-new-tokens", "6", "-k", "2"])
+                   "--temperatures", "0,0.8", "--max-new-tokens", "6", "-k", "2", "--tree", "static:2,1"])
     out = capsys.readouterr().out
     assert rc == 0 and "model:draft k=2" in out and "hf-draft:draft" in out and "plain" in out
+    assert "model:draft tree static:2,1" in out
     assert cli.main(["bench-draft", "--model", "tiny-llama", "--draft", str(tmp_path / "nope")]) == 2
 
 
@@ -179,6 +180,21 @@ def test_eagle_greedy_equals_plain(trained_eagle):
     with pytest.raises(ValueError, match="batch size 1"):
         setup.generator.generate([[1, 2], [3, 4]], GenerationConfig(max_new_tokens=4, k=2, sampling=SamplingConfig(0.0)),
                                  torch.Generator())
+
+
+def test_eagle_tree_from_the_cli(trained_eagle, capsys):
+    """`generate --tree` and `bench-draft --tree` grow trees from an EAGLE head; greedy output == plain."""
+    def run(*extra):
+        assert cli.main(["generate", "--model", "tiny-llama", "--max-new-tokens", "10", "--no-chat", "--json", *extra, "hello"]) == 0
+        return json.loads(capsys.readouterr().out)["outputs"][0]["tokens"]
+
+    d = f"model:{trained_eagle.out}"
+    assert run("--drafter", d, "--tree", "static:2,2") == run("--drafter", "none")
+    assert len(run("--drafter", d, "--tree", "dynamic:5", "--method", "rrs-wor", "--temperature", "0.8")) == 10
+    assert cli.main(["bench-draft", "--model", "tiny-llama", "--draft", str(trained_eagle.out), "--prompts", "1", "--tasks", "chat",
+                     "--max-new-tokens", "6", "-k", "2", "--tree", "static:2,1", "--no-hf"]) == 0
+    assert "tree static:2,1" in capsys.readouterr().out
+    assert cli.main(["bench-draft", "--model", "tiny-llama", "--draft", str(trained_eagle.out), "--tree", "static:0"]) == 2
 
 
 def test_eagle_sampling_first_tokens_follow_target():
@@ -223,3 +239,28 @@ def test_snapshots_join_the_quality_study(tmp_path):
     assert "model:step-2 (2 training steps)" in text and "model:step-4 (4 training steps)" in text
     with pytest.raises(ValueError, match="--snapshots"):
         tiny_cfg(out, snapshots=(0,))
+
+
+def test_trained_drafts_grow_trees_in_the_bench(tmp_path, trained_eagle):
+    from specdecode.bench import run as bench_run
+    from specdecode.bench.report import write_report
+    from specdecode.bench.run import Config
+
+    cfgs, _ = bench_run.sweep(True, drafts=(str(trained_eagle.out),))
+    trees = [c for c in cfgs if c.tree and c.drafter.startswith("model:")]
+    chains = [c for c in cfgs if c.drafter.startswith("model:") and c.study == "sweep" and not c.tree and not c.adaptive]
+    assert {c.temperature for c in trees} == {0.0, 0.8} and {c.temperature for c in chains} == {0.0, 0.8}
+    path = bench_run.run_sweep(tmp_path, True, "tiny-llama", "fp32", progress=False,
+                               configs=([Config("none"), Config("none", temperature=0.8)] + trees + chains,
+                                        {"prompts_per_task": 1, "max_new_tokens": 6}))
+    recs = [json.loads(x) for x in path.read_text().splitlines()]
+    assert all(r.get("tokens", 0) >= 1 for r in recs if r.get("tree")) and sum(1 for r in recs if r.get("tree")) == 2 * 7
+    text = write_report(path, tmp_path).read_text()
+    assert "Trees vs chains" in text and "model:head tree static:3,1,1" in text and "model:head k=4 tokenwise" in text
+
+
+def test_bench_trees_with_a_trained_eagle_head(trained_eagle, capsys):
+    rc = cli.main(["bench-trees", "--model", "tiny-llama", "--draft", str(trained_eagle.out), "--tasks", "chat",
+                   "--temperatures", "0,0.8", "--repeats", "1", "--max-new-tokens", "5", "--only", "chain k=4,static,dynamic:8"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "tree static:2,2,1" in out and "chain k=4" in out and "tree dynamic:8" in out and "draft = model:" in out

@@ -71,3 +71,12 @@ def test_trained_draft_greedy_equals_plain(smol, arch):
         out = SpeculativeGenerator(target, drafter).generate([ids], GenerationConfig(max_new_tokens=32, k=k, sampling=GREEDY),
                                                              torch.Generator().manual_seed(0))
         assert out.tokens == want
+    from specdecode.engine.tree import TreeGenerator, TreeShape
+    from specdecode.runtime import tree_drafter_for
+
+    draft = load_model_draft(str(path), target, tok, "fp32", "smollm2-135m")
+    for spec in ("static:3,1,1", "dynamic:8"):  # greedy trees: distinct top-m children, longest matching path
+        gen = TreeGenerator(target, tree_drafter_for(draft, target, GREEDY, TreeShape.parse(spec), "topm"), "spectr")
+        out = gen.generate(ids, GenerationConfig(max_new_tokens=32, sampling=GREEDY), torch.Generator().manual_seed(0))
+        assert out.tokens == want, spec
+        assert out.stats.tokens_per_target_call > 1.2, spec

@@ -153,6 +153,9 @@ def test_get_k_candidates_iid_sequences():
         assert all(q[i, t] > 0 for i, t in enumerate(chain))
     with pytest.raises(ValueError, match="K"):
         get_k_candidates(d, PROMPT, k=3, K=0, cfg=SamplingConfig(1.0), generator=torch.Generator())
+    # seed 003's observation: at T = 0 the K i.i.d. drafts are all the same greedy chain
+    ids, _ = get_k_candidates(d, PROMPT, k=3, K=3, cfg=GREEDY, generator=torch.Generator().manual_seed(0))
+    assert ids[0] == ids[1] == ids[2]
 
 
 def test_early_exit_model_shares_weights_and_matches_shared_cache_drafter():
@@ -180,3 +183,107 @@ def test_tree_cli_with_early_exit(capsys):
                  "--no-chat", "--json", "hello"]) == 0
     rec = json.loads(capsys.readouterr().out)
     assert len(rec["outputs"][0]["tokens"]) == 6
+
+
+# ------------------------------------------------------------------ EAGLE-head trees
+
+def _eagle(target):
+    from specdecode.distill.eagle import EagleHead
+
+    torch.manual_seed(0)
+    head = EagleHead(target.model, torch.arange(target.vocab_size))
+    with torch.no_grad():  # a random (untrained) head that is not degenerate
+        for p in head.fc.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return head
+
+
+def test_tree_pass_keeps_the_accepted_paths_hidden_states(target):
+    target.record_features = True
+    try:
+        target.reset(1)
+        target.extend([PROMPT[:-1]])
+        seg = TreeSegment(target.lengths[0])
+        extend_tree(target, seg, [PROMPT[-1], 7, 9, 8], [-1, 0, 0, 1])
+        keep_path(target, seg, [0, 1, 3])  # root, 7, 8
+        with torch.no_grad():
+            want = target.model(torch.tensor([PROMPT + [7, 8]]), output_hidden_states=True).hidden_states[-1][0]
+        assert target.features[0].shape[0] == target.lengths[0] == len(PROMPT) + 2
+        assert torch.allclose(target.features[0], want, atol=1e-4)
+    finally:
+        target.record_features = False
+
+
+def test_eagle_tree_q_matches_the_chain_drafter(target):
+    """Every node's q from the head's tree-attention passes == the chain EagleDrafter's q along that node's path."""
+    from specdecode.engine.drafters import EagleDrafter
+    from specdecode.engine.tree import EagleTreeDrafter
+    from specdecode.rng import TorchRNG
+
+    head, cfg = _eagle(target), SamplingConfig(1.0)
+    target.record_features = True
+    try:
+        target.reset(1)
+        target.extend([PROMPT[:-1]])
+        drafter = EagleTreeDrafter(target, head, cfg, TreeShape.parse("static:2,2,1"), "wor")
+        drafter.begin(PROMPT)
+        tree = drafter.propose(PROMPT, TorchRNG(torch.Generator().manual_seed(1)))
+        kids = [[c for c, par in enumerate(tree.parents) if par == n] for n in range(len(tree.tokens))]
+        for leaf in (n for n in range(len(tree.tokens)) if not kids[n]):
+            path = []
+            while leaf > 0:
+                path.insert(0, leaf)
+                leaf = tree.parents[leaf]
+            chain = EagleDrafter(target, head, cfg)
+            chain.begin([PROMPT])
+            prop = chain.propose([PROMPT], [len(path)], lambda q, rows, offs: torch.tensor([tree.tokens[path[offs[0]]]]))
+            assert prop.tokens[0] == [tree.tokens[n] for n in path]
+            for i, n in enumerate([0] + path[:-1]):
+                assert torch.allclose(tree.q[n].float(), prop.q[0][i].float(), atol=1e-5), (path, i)
+    finally:
+        target.record_features = False
+
+
+@pytest.mark.parametrize("spec", ["static:2,2,1", "dynamic:6"])
+def test_greedy_eagle_tree_equals_plain(target, spec):
+    from specdecode.engine.tree import EagleTreeDrafter
+
+    gen = TreeGenerator(target, EagleTreeDrafter(target, _eagle(target), GREEDY, TreeShape.parse(spec), "topm"), "spectr")
+    try:
+        out = gen.generate(PROMPT, GenerationConfig(max_new_tokens=24, sampling=GREEDY), torch.Generator().manual_seed(0))
+    finally:
+        target.record_features = False
+    assert out.tokens[0] == _plain(target)
+
+
+@pytest.mark.parametrize("method,spec", [("spectr", "static:3,1"), ("rrs-wor", "dynamic:5")])
+def test_eagle_tree_sampling_first_tokens_follow_target(method, spec):
+    from specdecode.engine.tree import EagleTreeDrafter
+
+    cfg = SamplingConfig(1.0)
+    target = CausalLM(_tiny_llama(3, vocab_size=V), name="t")
+    mode = "wor" if method == "rrs-wor" else "iid"
+    gen = TreeGenerator(target, EagleTreeDrafter(target, _eagle(target), cfg, TreeShape.parse(spec), mode), method)
+    _assert_first_two_tokens_follow_target(gen, target, [1, 2, 3, 1, 2], cfg)
+
+
+def test_greedy_trees_branch(target):
+    """At T = 0 the children are the draft's distinct top-m tokens (the warped q is one-hot: ranking by it would
+    leave one child per node), for draft models and EAGLE heads, static and dynamic shapes."""
+    from specdecode.engine.tree import EagleTreeDrafter
+    from specdecode.rng import TorchRNG
+
+    target.record_features = True
+    try:
+        for spec, nodes in (("static:3,2", 1 + 3 + 6), ("dynamic:6", 1 + 6)):
+            for drafter in (TreeDrafter(CausalLM(_tiny_llama(2), name="d"), GREEDY, TreeShape.parse(spec), "topm"),
+                            EagleTreeDrafter(target, _eagle(target), GREEDY, TreeShape.parse(spec), "topm")):
+                target.reset(1)
+                target.extend([PROMPT[:-1]])
+                drafter.begin(PROMPT)
+                tree = drafter.propose(PROMPT, TorchRNG(torch.Generator()))
+                assert len(tree.tokens) == nodes, (spec, type(drafter).__name__)
+                kids = [[tree.tokens[c] for c, par in enumerate(tree.parents) if par == n] for n in range(nodes)]
+                assert all(len(set(k)) == len(k) for k in kids) and len(kids[0]) >= 2
+    finally:
+        target.record_features = False

@@ -2,8 +2,8 @@
 open-ended prompts, interleaved in one process.
 
 For every prompt and temperature the configurations run back to back in a rotating order: our plain
-decoding, the draft at fixed k and adaptive k, HF ``generate`` and HF assisted generation with the same
-draft. Reports per task and temperature: alpha (pooled accepted / checked, and exact mean sum min(p, q)
+decoding, the draft at fixed k and adaptive k, draft trees (``--tree``), HF ``generate`` and HF assisted
+generation with the same draft. Reports per task and temperature: alpha (pooled accepted / checked, and exact mean sum min(p, q)
 from the logits), the measured cost ratio c, tokens per target call, tokens/s and speedups (median of
 per-prompt ratios), with the predicted S(alpha, k, c). Not here: the sweep over all drafters (``bench``).
 """
@@ -35,6 +35,9 @@ def add_args(ap) -> None:
     ap.add_argument("-k", default="3,5", help="fixed draft lengths to run, comma-separated (adaptive k always runs; default 3,5)")
     ap.add_argument("--prompts", type=int, default=4, help="prompts per task (default 4)")
     ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--tree", action="append", default=[], metavar="SPEC",
+                    help="also run draft trees of this shape (static:B1,B2,... or dynamic:N; repeatable), grown by the "
+                         "draft (EAGLE heads: one head pass per depth) and verified with rrs-wor (greedy walk at T=0)")
     ap.add_argument("--no-hf", action="store_true", help="skip the Hugging Face baselines")
     ap.add_argument("--json", metavar="FILE", help="also write every record as JSON lines to FILE")
 
@@ -63,6 +66,10 @@ def cmd(args) -> int:
         raise ValueError(f"--prompts must be in [1, 10], got {args.prompts}")
     temps = [float(x) for x in args.temperatures.split(",") if x.strip()]
     ks = _ints(args.k, "-k")
+    from ..engine.tree import TreeShape
+
+    for spec in args.tree:
+        TreeShape.parse(spec)  # a bad shape fails before any model loads
     runner = Runner(args.model, args.dtype)
     runner.draft_model(path)
     d = f"model:{path}"
@@ -75,6 +82,7 @@ def cmd(args) -> int:
             ids = runner.encode(TASKS[task][pid])
             for T in temps:
                 cfgs = [Config("none", temperature=T)] + [Config(d, k, False, T) for k in ks] + [Config(d, 8, True, T)]
+                cfgs += [Config(d, 0, False, T, method="rrs-wor", tree=spec) for spec in args.tree]
                 if not args.no_hf:
                     cfgs += [Config("hf", temperature=T), Config(f"hf-draft:{path}", temperature=T)]
                 shift = (pid + ti) % len(cfgs)
@@ -104,7 +112,7 @@ def format_table(records: list[dict], tasks: list[str], temps: list[float]) -> s
             hf = {r["prompt_id"]: r["tok_s"] for r in rs_all if r["drafter"] == "hf"}
             def order(r):
                 kind = {"none": 0, "hf": 3}.get(r["drafter"], 4 if r["drafter"].startswith("hf-") else 1)
-                return kind, r["adaptive"], r["k"]
+                return kind, bool(r.get("tree")), r["adaptive"], r["k"]
 
             for label in dict.fromkeys(r["label"] for r in sorted(rs_all, key=order)):
                 rs = [r for r in rs_all if r["label"] == label]
@@ -112,15 +120,18 @@ def format_table(records: list[dict], tasks: list[str], temps: list[float]) -> s
                 vs_hf = (f"{statistics.median(r['tok_s'] / hf[r['prompt_id']] for r in rs if r['prompt_id'] in hf):>5.2f}x"
                          if hf else f"{'-':>6}")
                 row = f"{task:<8} {T:>4g} {label:<36} {statistics.median(r['tok_s'] for r in rs):>6.1f} {vs_plain:>7.2f}x {vs_hf}"
-                if rs[0].get("proposed"):
+                if rs[0].get("tree"):  # trees: tokens per target call only (alpha and c are chain figures)
+                    tpc = statistics.mean(r["tokens_per_call"] for r in rs)
+                    row += f" {'-':>6} {'-':>6} {'-':>6} {tpc:>8.2f} {'-':>8}"
+                elif rs[0].get("proposed"):
                     acc = sum(r["accepted"] for r in rs)
                     checked = acc + sum(sum(r["rejection_positions"]) for r in rs)
                     alpha = acc / checked if checked else float("nan")
                     exact = statistics.mean(r["alpha_exact"] for r in rs)
                     c = statistics.median(r["c"] for r in rs)
                     tpc = statistics.mean(r["tokens_per_call"] for r in rs)
-                    s = speedup(min(alpha, 0.999), rs[0]["k"], c) if not rs[0]["adaptive"] else float("nan")
-                    row += f" {alpha:>6.3f} {exact:>6.3f} {c:>6.3f} {tpc:>8.2f} {s:>7.2f}x"
+                    s = f"{speedup(min(alpha, 0.999), rs[0]['k'], c):>7.2f}x" if not rs[0]["adaptive"] else f"{'-':>8}"
+                    row += f" {alpha:>6.3f} {exact:>6.3f} {c:>6.3f} {tpc:>8.2f} {s}"
                 lines.append(row)
     return "\n".join(lines)
 

@@ -87,8 +87,10 @@ def sweep(quick: bool, drafts: tuple = (), quality_drafts: tuple = ()) -> tuple[
                 cfgs += [Config(f"model:{path}", 4, False, T, m), Config(f"model:{path}", 8, True, T, m)]
         cfgs += [Config(f"hf-draft:{path}", temperature=T) for path in drafts]
     cfgs += [Config("hf-prompt-lookup"), Config("hf-early-exit:20")]
-    for T in temps:  # trees vs chains at comparable verify sizes (<= 16 tree nodes vs the k=8 chain's 9 tokens)
+    for T in temps:  # trees vs chains at comparable verify sizes (<= 16 tree nodes vs the k=8 chain's 9 tokens;
+        # trained drafts: 9 nodes vs their k=4 chain's 5 tokens)
         cfgs.append(Config("prompt-lookup", 4, False, T, "rrs", tree="lookup:4"))
+        cfgs += [Config(f"model:{path}", 0, False, T, "rrs-wor", tree="static:3,1,1") for path in drafts]
         if not quick:
             cfgs += [Config("prompt-lookup", 8, False, T, "rrs", tree="lookup:2"),
                      Config(ee[0], 0, False, T, "spectr", tree="static:2,2,1"), Config(ee[0], 0, False, T, "spectr", tree="dynamic:8")]
@@ -175,7 +177,8 @@ class Runner:
 
     def _run_tree(self, cfg: Config, ids, max_new, seed, sampling) -> dict:
         """One tree run (batch 1): a prompt-lookup tree or a draft-model tree (early exit / trained draft)."""
-        from ..engine.tree import PromptLookupTreeDrafter, TreeDrafter, TreeGenerator, TreeShape
+        from ..engine.tree import PromptLookupTreeDrafter, TreeGenerator, TreeShape
+        from ..runtime import tree_drafter_for
         from ..models.registry import early_exit_model
 
         if cfg.tree.startswith("lookup:"):
@@ -187,11 +190,9 @@ class Runner:
                     self._early[n] = CausalLM(early_exit_model(self.target.model, n), name=cfg.drafter)
                 lm = self._early[n]
             else:
-                lm = self.draft_model(cfg.drafter[6:])
-                if not isinstance(lm, CausalLM):
-                    return {"error": "trees need a standalone draft model, not an EAGLE head"}
+                lm = self.draft_model(cfg.drafter[6:])  # a standalone draft model or an EAGLE head
             mode = "topm" if sampling.is_greedy else ("wor" if cfg.method == "rrs-wor" else "iid")
-            drafter = TreeDrafter(lm, sampling, TreeShape.parse(cfg.tree), mode)
+            drafter = tree_drafter_for(lm, self.target, sampling, TreeShape.parse(cfg.tree), mode)
         gen = TreeGenerator(self.target, drafter, cfg.method)
         gc = GenerationConfig(max_new_tokens=max_new, sampling=sampling, eos_token_ids=self.eos)
         t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """``specdecode bench-trees``: draft trees vs a single draft chain on the real model, interleaved.
 
-Same drafter (early exit of the target, its own KV cache; or prompt lookup), same prompts, greedy
-and sampled; chains of k tokens vs trees whose verify pass holds a comparable number of tokens. Reports
+Same drafter (early exit of the target with its own KV cache, or a trained draft / EAGLE head from
+``specdecode distill`` with ``--draft``; or prompt lookup), same prompts, greedy and sampled; chains of k tokens vs trees whose verify pass holds a comparable number of tokens. Reports
 tokens per target call, tokens/s and the speedup vs plain decoding from the same run.
 """
 
@@ -14,9 +14,11 @@ import time
 
 import torch
 
-from ..engine import CausalLM, GenerationConfig, ModelDrafter, NoDrafter, PromptLookupDrafter, SpeculativeGenerator
-from ..engine.tree import PromptLookupTreeDrafter, TreeDrafter, TreeGenerator, TreeShape
+from ..distill.data import encode
+from ..engine import CausalLM, GenerationConfig, NoDrafter, PromptLookupDrafter, SpeculativeGenerator
+from ..engine.tree import PromptLookupTreeDrafter, TreeGenerator, TreeShape
 from ..models.registry import early_exit_model, load_model, load_tokenizer
+from ..runtime import drafter_for, load_model_draft, tree_drafter_for
 from ..sampling import SamplingConfig
 from .tasks import TASKS
 
@@ -30,6 +32,9 @@ CONFIGS = [("plain", None, 0), ("chain k=4", None, 4), ("chain k=8", None, 8), (
 def add_args(ap) -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--early-exit", type=int, default=26, help="draft = the target's first N layers (default 26)")
+    ap.add_argument("--draft", metavar="DIR", help="draft = this trained draft (`specdecode distill`: a draft model or an "
+                                                  "EAGLE head) instead of early exit")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--tasks", default="summarisation,code-edit,story")
     ap.add_argument("--temperatures", default="0,0.8")
     ap.add_argument("--max-new-tokens", type=int, default=48)
@@ -46,15 +51,19 @@ def cmd(args) -> int:
     temps = [float(x) for x in args.temperatures.split(",")]
     words = [w.strip() for w in (args.only or "").split(",") if w.strip()]
     configs = [c for c in CONFIGS if c[0] == "plain" or not words or any(w in c[0] for w in words)]
-    target = CausalLM(load_model(args.model), name=args.model)
+    target = CausalLM(load_model(args.model, args.dtype), name=args.model)
     tok = load_tokenizer(args.model, target.model)
-    draft = CausalLM(early_exit_model(target.model, args.early_exit), name=f"early-exit:{args.early_exit}")
+    if args.draft:
+        draft, draft_name = load_model_draft(args.draft, target, tok, args.dtype, args.model), f"model:{args.draft}"
+    else:
+        draft_name = f"early-exit:{args.early_exit}"
+        draft = CausalLM(early_exit_model(target.model, args.early_exit), name=draft_name)
     eos = (int(tok.eos_token_id),) if getattr(tok, "eos_token_id", None) is not None else ()
     rows = []
     load0 = os.getloadavg()[0]
     for rep in range(args.repeats):
         for task in tasks:
-            ids = list(tok.apply_chat_template(TASKS[task][rep % len(TASKS[task])], add_generation_prompt=True, tokenize=True)["input_ids"])
+            ids = encode(tok, TASKS[task][rep % len(TASKS[task])])
             for T in temps:
                 cfg = SamplingConfig(T)
                 gc_base = dict(max_new_tokens=args.max_new_tokens, sampling=cfg, eos_token_ids=eos)
@@ -69,10 +78,10 @@ def cmd(args) -> int:
                     elif tree:
                         method = "spectr"
                         mode = "topm" if cfg.is_greedy else "iid"
-                        out = TreeGenerator(target, TreeDrafter(draft, cfg, TreeShape.parse(tree), mode), method).generate(
+                        out = TreeGenerator(target, tree_drafter_for(draft, target, cfg, TreeShape.parse(tree), mode), method).generate(
                             ids, GenerationConfig(**gc_base), g)
                     else:
-                        d = NoDrafter() if k == 0 else ModelDrafter(draft, cfg)
+                        d = NoDrafter() if k == 0 else drafter_for(draft, target, cfg, draft_name)
                         out = SpeculativeGenerator(target, d, tok).generate([ids], GenerationConfig(k=k, **gc_base), g)
                     dt = time.perf_counter() - t0
                     rows.append(dict(task=task, T=T, config=name, rep=rep, tok_s=out.stats.new_tokens / dt,
@@ -89,5 +98,5 @@ def cmd(args) -> int:
                       f"{statistics.median(r['tok_s'] for r in rs):>7.1f} {ratio:>7.2f}x")
     model_rows = any((tree is None and k > 0) or (tree or "").startswith(("static:", "dynamic:")) for _, tree, k in configs)
     print(f"\nload average (1 min) before {load0:.2f}, after {os.getloadavg()[0]:.2f} (2 cores)"
-          + (f"; draft model = early-exit:{args.early_exit}" if model_rows else ""))
+          + (f"; draft = {draft_name} ({args.dtype})" if model_rows else ""))
     return 0

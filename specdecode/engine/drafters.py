@@ -194,14 +194,47 @@ class EarlyExitDrafter(ModelDrafter):
         pass  # the shared cache is rolled back by the target
 
 
+class EagleCache:
+    """An EAGLE head's KV cache over the verified pairs (f_j, x_{j+1}), all built from the target's true
+    hidden states; entries built on predicted features during drafting are cut off again (``crop``)."""
+
+    def __init__(self, head: torch.nn.Module):
+        self.head = head
+        self.reset()
+
+    def reset(self) -> None:
+        from transformers import DynamicCache
+
+        self.cache, self.synced = DynamicCache(), 0
+
+    def crop(self) -> None:
+        extra = self.cache.get_seq_length() - self.synced
+        if extra > 0:
+            self.cache.crop(-extra)
+
+    def catch_up(self, target: CausalLM, seq: list[int]) -> torch.Tensor:
+        """Feed the new verified pairs with true features -> the predicted feature f^_{n-1} [H] of the last one
+        (its head gives q for the token after ``seq``)."""
+        feats = target.features[0]  # [n - 1, H]: f_0 .. f_{n-2}
+        n = len(seq)
+        if n < 2:
+            raise ValueError("EAGLE drafting needs a prompt of at least 2 tokens")
+        if feats is None or feats.shape[0] != n - 1:
+            raise ValueError("the target did not record hidden states for every verified position")
+        self.crop()
+        j = torch.arange(self.synced, n - 1)  # new verified pairs (f_j, x_{j+1})
+        h = self.head(feats[j][None], torch.tensor(seq[self.synced + 1 : n])[None], j[None], cache=self.cache)
+        self.synced = n - 1
+        return h[0, -1]
+
+
 class EagleDrafter:
     """EAGLE-style drafting (batch 1): a small head on the target's own last hidden states.
 
     The generator has the target record the hidden state of every cached position
     (``needs_target_features`` -> ``CausalLM.record_features``); each step the head catches up
     on the verified pairs (f_j, x_{j+1}) with true features, then drafts k tokens feeding back
-    its predicted features. Its own KV cache is cut back to the
-    verified pairs after every proposal.
+    its predicted features (``EagleCache``).
     """
 
     deterministic = False
@@ -213,16 +246,12 @@ class EagleDrafter:
         self.target, self.head, self.cfg, self.name = target, head.eval(), cfg, name
         self.deterministic = cfg.is_greedy
         self.time_spent, self.calls = 0.0, 0
-        self.cache = None
-        self.synced = 0  # pairs in the head's cache, all computed from true features
+        self.state = EagleCache(self.head)
 
     def begin(self, prompts):
         if len(prompts) != 1:
             raise ValueError(f"EAGLE drafts run with batch size 1, got {len(prompts)} prompts")
-        from transformers import DynamicCache
-
-        self.cache = DynamicCache()
-        self.synced = 0
+        self.state.reset()
 
     @torch.inference_mode()
     def propose(self, seqs, ks, sampler):
@@ -230,29 +259,20 @@ class EagleDrafter:
         seq, k = seqs[0], ks[0]
         if k == 0:
             return Proposal([[]], [None])
-        feats = self.target.features[0]  # [n - 1, H]: f_0 .. f_{n-2}
         n = len(seq)
-        if feats is None or feats.shape[0] != n - 1:
-            raise ValueError("the target did not record hidden states for every verified position")
-        extra = self.cache.get_seq_length() - self.synced
-        if extra > 0:
-            self.cache.crop(-extra)  # drop the pairs built on predicted features
-        j = torch.arange(self.synced, n - 1)  # new verified pairs (f_j, x_{j+1})
-        f_in = feats[j][None]
-        x_in = torch.tensor(seq[self.synced + 1 : n])[None]
+        h = self.state.catch_up(self.target, seq)  # [H] = f^_{n-1}
+        self.calls += 1
         toks, qs = [], []
         for i in range(k):
-            h = self.head(f_in, x_in, j[None], cache=self.cache)[:, -1:]  # [1, 1, H] = f^ of the last position
-            self.calls += 1
-            if i == 0:
-                self.synced = n - 1
-            q = logits_to_probs(self.head.head(h[0, -1]).float()[None], self.cfg)  # [1, V]
+            if i > 0:  # the pair (f^, x) of the token just drafted, at position n - 2 + i
+                h = self.head(h[None, None], torch.tensor([[toks[-1]]]), torch.tensor([[n - 2 + i]]), cache=self.state.cache)[0, -1]
+                self.calls += 1
+            q = logits_to_probs(self.head.head(h).float()[None], self.cfg)  # [1, V]
             x = int(sampler(q, [0], [i])[0])
             toks.append(x)
             qs.append(q[0])
-            f_in, x_in, j = h, torch.tensor([[x]]), torch.tensor([n - 1 + i])
         self.time_spent += time.perf_counter() - t0
         return Proposal([toks], [None if self.deterministic else torch.stack(qs)])
 
     def observe(self, num_accepted):
-        pass  # true features arrive through the target's record; the cache is cut in propose
+        pass  # true features arrive through the target's record; the cache is cut in the next catch-up

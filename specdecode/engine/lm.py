@@ -41,8 +41,8 @@ class CausalLM:
         self.dtype = next(model.parameters()).dtype
         self.forward_time = 0.0
         self.forward_calls = 0
-        self.record_features = False  # keep the last hidden state of every cached position (EAGLE drafts; chain
-        # passes through extend() only: tree and early-exit passes do not record, so EAGLE heads run on chains)
+        self.record_features = False  # keep the last hidden state of every cached position (EAGLE drafts; recorded
+        # by extend() and extend_tree/keep_path; early-exit passes do not record)
         self.reset(1)
 
     # ------------------------------------------------------------ state
@@ -195,6 +195,7 @@ class TreeSegment:
         self.base = base
         self.parents: list[int] = []
         self.depths: list[int] = []
+        self.features: torch.Tensor | None = None  # [len, H] target hidden states when the model records them
 
     def add(self, parents: list[int]) -> list[int]:
         ids = []
@@ -211,6 +212,18 @@ class TreeSegment:
             i = self.parents[i]
         return out
 
+    def attention(self, ids: list[int], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Segment nodes ``ids`` (just added) -> additive tree mask [1, 1, n, base + len] (each node sees the
+        prefix and its ancestors) and position ids [1, n] (base + depth)."""
+        total = self.base + len(self.parents)
+        allow = torch.zeros(len(ids), total, dtype=torch.bool)
+        allow[:, : self.base] = True
+        for r, i in enumerate(ids):
+            for a in self.ancestors(i):
+                allow[r, self.base + a] = True
+        mask = torch.zeros(1, 1, len(ids), total, dtype=dtype).masked_fill(~allow[None, None], torch.finfo(dtype).min)
+        return mask, torch.tensor([[self.base + self.depths[i] for i in ids]])
+
 
 @torch.inference_mode()
 def extend_tree(lm: CausalLM, seg: TreeSegment, tokens: list[int], parents: list[int]) -> torch.Tensor:
@@ -225,20 +238,17 @@ def extend_tree(lm: CausalLM, seg: TreeSegment, tokens: list[int], parents: list
     if lm.physical != seg.base + len(seg.parents):
         raise ValueError("the tree segment does not match the cache")
     ids = seg.add(parents)
-    n, total = len(ids), seg.base + len(seg.parents)
+    total = seg.base + len(seg.parents)
     if total > lm.max_length:
         raise ValueError(f"the tree needs {total} positions but the model's context is {lm.max_length} tokens")
-    allow = torch.zeros(n, total, dtype=torch.bool)
-    allow[:, : seg.base] = True
-    for r, i in enumerate(ids):
-        for a in seg.ancestors(i):
-            allow[r, seg.base + a] = True
-    neg = torch.finfo(lm.dtype).min
-    mask = torch.zeros(1, 1, n, total, dtype=lm.dtype).masked_fill(~allow[None, None], neg)
-    pos = torch.tensor([[seg.base + seg.depths[i] for i in ids]])
+    mask, pos = seg.attention(ids, lm.dtype)
     t0 = time.perf_counter()
-    logits = lm.model(input_ids=torch.tensor([tokens]), attention_mask=mask, position_ids=pos,
-                      past_key_values=lm.cache, use_cache=True).logits[0].float()
+    out = lm.model(input_ids=torch.tensor([tokens]), attention_mask=mask, position_ids=pos,
+                   past_key_values=lm.cache, use_cache=True, output_hidden_states=lm.record_features)
+    if lm.record_features:  # kept for the accepted path by keep_path (EAGLE heads)
+        h = out.hidden_states[-1][0].detach().float()
+        seg.features = h if seg.features is None else torch.cat([seg.features, h])
+    logits = out.logits[0].float()
     lm.forward_time += time.perf_counter() - t0
     lm.forward_calls += 1
     lm.physical = total
@@ -258,3 +268,8 @@ def keep_path(lm: CausalLM, seg: TreeSegment, path: list[int]) -> None:
     new = seg.base + len(path)
     lm._crop(range(len(lm.cache.layers)), new)
     lm.lengths = [new]
+    if lm.record_features:
+        if seg.features is None:
+            raise ValueError("the target records hidden states but the tree pass kept none")
+        prev = lm.features[0][: seg.base] if lm.features[0] is not None else seg.features[:0]
+        lm.features[0] = torch.cat([prev, seg.features[path]])

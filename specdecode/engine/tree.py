@@ -1,7 +1,7 @@
 """Tree speculation in the engine (batch 1): a draft tree verified by ONE target pass.
 
-The drafter grows a tree from the draft model, one draft forward per depth over the whole
-frontier (tree attention on the draft's cache): a *static* shape (children per depth) or a
+The drafter grows a tree from a draft model or an EAGLE head, one draft forward per depth over
+the whole frontier (tree attention on the draft's cache): a *static* shape (children per depth) or a
 *dynamic* one that gives children to the most probable frontier nodes within a node
 budget (EAGLE-2 style; the number of children is fixed before they are drawn, which keeps
 verification exact). Children are drawn i.i.d. from q (SpecTr K-SEQ, RRS), without
@@ -24,7 +24,7 @@ import torch
 from ..rng import TorchRNG
 from ..sampling import SamplingConfig, logits_to_probs
 from ..verify.multidraft import children_lists, verify_tree
-from .drafters import ngram_continuations
+from .drafters import EagleCache, ngram_continuations
 from .generate import GenerationConfig, GenerationOutput
 from .lm import CausalLM, TreeSegment, extend_tree, keep_path
 from .stats import GenerationStats
@@ -114,6 +114,7 @@ class PromptLookupTreeDrafter:
     merged into a prefix tree. q = None: verified by recursive rejection with one-hot q per child."""
 
     deterministic = True
+    needs_target_features = False
 
     def __init__(self, matches: int, length: int, max_ngram: int = 3):
         if matches < 1 or length < 1:
@@ -147,12 +148,21 @@ class PromptLookupTreeDrafter:
 
 
 class TreeDrafter:
-    """Grows draft trees from a draft model with its own KV cache."""
+    """Grows draft trees from a draft model with its own KV cache.
 
-    def __init__(self, lm: CausalLM, cfg: SamplingConfig, shape: TreeShape, mode: str):
+    The growth loop (children per node, dynamic allocation) is shared with ``EagleTreeDrafter``;
+    subclasses change only how the root's q and the frontier's q are computed (``_start``,
+    ``_expand``, ``_end``)."""
+
+    needs_target_features = False
+
+    def __init__(self, lm: CausalLM | None, cfg: SamplingConfig, shape: TreeShape, mode: str):
         if mode not in ("iid", "wor", "topm"):
             raise ValueError(f"mode must be iid, wor or topm, got {mode!r}")
         self.lm, self.cfg, self.shape, self.mode = lm, cfg, shape, mode
+        # Greedy trees: at T = 0 the warped q is one-hot (it would leave one child per node) and the greedy walk
+        # ignores q, so the top-m children, and the node scores of dynamic trees, come from the plain softmax.
+        self.q_cfg = SamplingConfig(1.0) if cfg.is_greedy and mode == "topm" else cfg
         self.time_spent, self.calls = 0.0, 0
 
     def begin(self, prompt: list[int]) -> None:
@@ -171,15 +181,27 @@ class TreeDrafter:
             s[x] = 0
         return out
 
+    # --- how q is computed: the draft model's own cache, one tree-attention pass per depth
+    def _start(self, seq: list[int]) -> tuple[torch.Tensor, TreeSegment]:
+        """Catch up on the verified tokens -> (q for the root's children [V], the draft's tree segment)."""
+        logits = self.lm.extend([seq[self.lm.lengths[0]:]])
+        self.calls += 1
+        return logits_to_probs(logits[0, -1], self.q_cfg), TreeSegment(self.lm.lengths[0])
+
+    def _expand(self, seg: TreeSegment, tokens: list[int], parents: list[int]) -> list[torch.Tensor]:
+        """New frontier nodes (parents index ``seg``, -1 = the root) -> q for each node's children."""
+        lg = extend_tree(self.lm, seg, tokens, parents)
+        self.calls += 1
+        return list(logits_to_probs(lg, self.q_cfg))
+
+    def _end(self, seg: TreeSegment) -> None:
+        self.lm.rollback([seg.base])
+
+    @torch.inference_mode()
     def propose(self, seq: list[int], rng: TorchRNG) -> DraftTree:
         t0 = time.perf_counter()
-        lm = self.lm
-        logits = lm.extend([seq[lm.lengths[0]:]])
-        self.calls += 1
-        base = lm.lengths[0]
-        seg = TreeSegment(base)
-        V = lm.vocab_size
-        tokens, parents, qs, score = [seq[-1]], [-1], [logits_to_probs(logits[0, -1], self.cfg)], [1.0]
+        q_root, seg = self._start(seq)
+        tokens, parents, qs, score = [seq[-1]], [-1], [q_root], [1.0]
         frontier = [0]
         used = 0
         for depth in range(self.shape.depth):
@@ -196,16 +218,14 @@ class TreeDrafter:
             if not new:
                 break
             frontier = new
-            last = depth == self.shape.depth - 1 or (self.shape.budget and used >= self.shape.budget)
-            if not last:
-                lg = extend_tree(lm, seg, [tokens[n] for n in new], [parents[n] - 1 for n in new])
-                self.calls += 1
-                for j, n in enumerate(new):
-                    qs[n] = logits_to_probs(lg[j], self.cfg)
-            else:
+            if depth == self.shape.depth - 1 or (self.shape.budget and used >= self.shape.budget):
                 break
-        lm.rollback([base])
-        q = torch.stack([x if x is not None else torch.zeros(V) for x in qs])
+            # node n of the tree is node n - 1 of the draft's segment (the root is already in its cache)
+            for n, qn in zip(new, self._expand(seg, [tokens[n] for n in new], [parents[n] - 1 for n in new])):
+                qs[n] = qn
+        self._end(seg)
+        V = q_root.shape[-1]
+        q = torch.stack([x if x is not None else torch.zeros(V, dtype=q_root.dtype) for x in qs])
         self.time_spent += time.perf_counter() - t0
         return DraftTree(tokens, parents, q)
 
@@ -219,6 +239,50 @@ class TreeDrafter:
             c = min(2 if rank == 0 else 1, left)
             counts[i], left = c, left - c
         return counts
+
+
+class EagleTreeDrafter(TreeDrafter):
+    """Draft trees from an EAGLE head (EAGLE-2 style): the head catches up on the verified pairs
+    (f_j, x_{j+1}) with the target's true hidden states, then grows the tree one head pass per depth
+    over the frontier, with tree attention on the head's own cache; a node's input feature is its
+    parent's predicted one. The target records its hidden states in the tree pass (``keep_path``
+    keeps the accepted path's)."""
+
+    needs_target_features = True
+
+    def __init__(self, target: CausalLM, head: torch.nn.Module, cfg: SamplingConfig, shape: TreeShape, mode: str):
+        if not target.is_hf:
+            raise ValueError("EAGLE drafting needs a Hugging Face target model")
+        super().__init__(None, cfg, shape, mode)
+        self.target, self.head = target, head.eval()
+        self.state = EagleCache(self.head)
+        self._feats: dict[int, torch.Tensor] = {}  # segment node -> predicted feature [H] (-1: the root)
+
+    def begin(self, prompt: list[int]) -> None:
+        self.state.reset()
+
+    def _start(self, seq):
+        h = self.state.catch_up(self.target, seq)  # [H] = f^_{n-1}: the root's children
+        self.calls += 1
+        self._feats = {-1: h}
+        return self._probs(h[None])[0], TreeSegment(len(seq) - 1)
+
+    def _expand(self, seg, tokens, parents):
+        f_in = torch.stack([self._feats[p] for p in parents])[None]
+        ids = seg.add(parents)
+        mask, pos = seg.attention(ids, self.head.fc.weight.dtype)
+        h = self.head(f_in, torch.tensor([tokens]), pos, cache=self.state.cache, attention_mask=mask)
+        self.calls += 1
+        for r, i in enumerate(ids):
+            self._feats[i] = h[0, r]
+        return list(self._probs(h[0]))
+
+    def _end(self, seg):
+        self.state.crop()
+
+    def _probs(self, h: torch.Tensor) -> torch.Tensor:
+        """h [n, H] predicted features -> q [n, V]."""
+        return logits_to_probs(self.head.head(h).float(), self.q_cfg)
 
 
 def greedy_tree_walk(p: torch.Tensor, tree: DraftTree) -> tuple[list[int], list[int]]:
@@ -238,13 +302,14 @@ def greedy_tree_walk(p: torch.Tensor, tree: DraftTree) -> tuple[list[int], list[
 class TreeGenerator:
     """Tree speculative generation (batch 1) with a TreeDrafter; same outputs/stats types as the chain engine."""
 
-    def __init__(self, target: CausalLM, drafter: "TreeDrafter | PromptLookupTreeDrafter", method: str):
+    def __init__(self, target: CausalLM, drafter: "TreeDrafter | EagleTreeDrafter | PromptLookupTreeDrafter", method: str):
         if method not in TREE_METHODS:
             raise ValueError(f"tree method must be one of {', '.join(TREE_METHODS)}, got {method!r}")
         lm = getattr(drafter, "lm", None)
         if lm is not None and lm.vocab_size != target.vocab_size:
             raise ValueError("the draft model's vocabulary differs from the target's")
         self.target, self.drafter, self.method = target, drafter, method
+        target.record_features = drafter.needs_target_features
 
     @torch.inference_mode()
     def generate(self, prompt: list[int], config: GenerationConfig, generator: torch.Generator) -> GenerationOutput:
