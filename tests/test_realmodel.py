@@ -80,3 +80,24 @@ def test_trained_draft_greedy_equals_plain(smol, arch):
         out = gen.generate(ids, GenerationConfig(max_new_tokens=32, sampling=GREEDY), torch.Generator().manual_seed(0))
         assert out.tokens == want, spec
         assert out.stats.tokens_per_target_call > 1.2, spec
+
+
+@pytest.mark.slow
+def test_greedy_trees_equal_plain(smol):
+    """Greedy trees (distinct top-m children, longest matching path) == plain greedy on SmolLM2 fp32."""
+    from specdecode.engine.tree import PromptLookupTreeDrafter, TreeDrafter, TreeGenerator, TreeShape
+    from specdecode.models.registry import early_exit_model
+
+    target, tok = smol
+    ids = encode_prompt(tok, TEXTS[0], True)
+    want = _plain(target, [ids], 24)
+    cfg = GenerationConfig(max_new_tokens=24, sampling=GREEDY)
+    for d in [CausalLM(early_exit_model(target.model, 8), name="early-exit:8"), CausalLM(load_model("smollm2-135m", "fp32"), name="self")]:
+        for spec in ("static:2,2,1", "dynamic:8"):
+            out = TreeGenerator(target, TreeDrafter(d, GREEDY, TreeShape.parse(spec), "topm"), "spectr").generate(
+                ids, cfg, torch.Generator().manual_seed(0))
+            assert out.tokens == want, (d.name, spec)
+            if d.name == "self":  # the draft is the target: the main path is always accepted
+                assert out.stats.tokens_per_target_call > 2.5, spec
+    out = TreeGenerator(target, PromptLookupTreeDrafter(4, 4), "rrs").generate(ids, cfg, torch.Generator().manual_seed(0))
+    assert out.tokens == want
