@@ -264,3 +264,22 @@ def test_bench_trees_with_a_trained_eagle_head(trained_eagle, capsys):
                    "--temperatures", "0,0.8", "--repeats", "1", "--max-new-tokens", "5", "--only", "chain k=4,static,dynamic:8"])
     out = capsys.readouterr().out
     assert rc == 0 and "tree static:2,2,1" in out and "chain k=4" in out and "tree dynamic:8" in out and "draft = model:" in out
+
+
+def test_resumed_bench_refuses_records_of_a_retrained_draft(tmp_path, trained):
+    import shutil
+
+    from specdecode.bench import run as bench_run
+    from specdecode.bench.run import Config
+
+    draft = tmp_path / "draft"
+    shutil.copytree(trained.out, draft)
+    cfgs = ([Config("none"), Config(f"model:{draft}", 2)], {"prompts_per_task": 1, "max_new_tokens": 3})
+    path = bench_run.run_sweep(tmp_path / "b", True, "tiny-llama", "fp32", progress=False, configs=cfgs)
+    recs = [json.loads(x) for x in path.read_text().splitlines()]
+    assert all(r["draft_version"].startswith("steps ") for r in recs if r["drafter"].startswith("model:"))
+    bench_run.run_sweep(tmp_path / "b", True, "tiny-llama", "fp32", progress=False, configs=cfgs)  # same draft: resumes
+    meta = json.loads((draft / "specdecode_draft.json").read_text())
+    (draft / "specdecode_draft.json").write_text(json.dumps({**meta, "steps": meta["steps"] + 100}))
+    with pytest.raises(ValueError, match="retrained"):
+        bench_run.run_sweep(tmp_path / "b", True, "tiny-llama", "fp32", progress=False, configs=cfgs)

@@ -229,6 +229,18 @@ class Runner:
         return {"seconds": dt, "tokens": n, "tok_s": n / dt}
 
 
+def _draft_version(path: str) -> str | None:
+    """'steps N, T tokens, M min' of a draft made by ``specdecode distill`` (None for other models): a resumed
+    bench folder must not mix records of a draft with those of its retrained successor."""
+    from ..distill.draft import is_draft_dir, read_meta
+
+    p = Path(path).expanduser()
+    if not (p.is_dir() and is_draft_dir(p)):
+        return None
+    m = read_meta(p)
+    return f"steps {m.get('steps')}, {m.get('train_tokens')} tokens, {m.get('minutes')} min"
+
+
 def _draft_steps(path: str) -> int | None:
     """Training steps of a draft made by ``specdecode distill`` (None for other models)."""
     from ..distill.draft import is_draft_dir, read_meta
@@ -257,14 +269,21 @@ def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True,
     ray: run prompt groups on Ray actors (``ray_address`` None = a local Ray instance)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "records.jsonl"
+    cfgs, settings = configs or sweep(quick, drafts, quality_drafts)
+    versions = {c.drafter: _draft_version(c.drafter.split(":", 1)[1]) for c in cfgs
+                if c.drafter.startswith(("model:", "hf-draft:"))}
     done = set()
     if path.exists():
         for line in path.read_text().splitlines():
             try:
-                done.add(json.loads(line)["key"])
+                rec = json.loads(line)
+                done.add(rec["key"])
             except (json.JSONDecodeError, KeyError):
                 continue  # a line cut by an interruption: that record runs again
-    cfgs, settings = configs or sweep(quick, drafts, quality_drafts)
+            old, new = rec.get("draft_version"), versions.get(rec.get("drafter"))
+            if old and new and old != new:
+                raise ValueError(f"{path} holds records of an earlier version of {rec['drafter'][rec['drafter'].index(':') + 1:]} "
+                                 f"({old}; now {new}): the draft was retrained. Use a new --out folder")
     work = []
     for task, prompts in TASKS.items():
         for pid in range(settings["prompts_per_task"]):
@@ -290,6 +309,8 @@ def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True,
     with path.open("a", encoding="utf-8") as fh:
         for recs in results:
             for rec in recs:
+                if versions.get(rec.get("drafter")):
+                    rec["draft_version"] = versions[rec["drafter"]]
                 fh.write(json.dumps(rec) + "\n")
             fh.flush()
             if bar:
