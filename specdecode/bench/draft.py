@@ -3,8 +3,8 @@ open-ended prompts, interleaved in one process.
 
 For every prompt and temperature the configurations run back to back in a rotating order: our plain
 decoding, the draft at fixed k and adaptive k, draft trees (``--tree``), HF ``generate`` and HF assisted
-generation with the same draft. Reports per task and temperature: alpha (pooled accepted / checked, and exact mean sum min(p, q)
-from the logits), the measured cost ratio c, tokens per target call, tokens/s and speedups (median of
+generation with the same draft. Reports per task and temperature: alpha (pooled accepted / checked, and
+exact mean sum min(p, q) from the logits), the measured cost ratio c, tokens per target call, tokens/s and speedups (median of
 per-prompt ratios), with the predicted S(alpha, k, c). Not here: the sweep over all drafters (``bench``).
 """
 

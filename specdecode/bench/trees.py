@@ -1,8 +1,9 @@
 """``specdecode bench-trees``: draft trees vs a single draft chain on the real model, interleaved.
 
 Same drafter (early exit of the target with its own KV cache, or a trained draft / EAGLE head from
-``specdecode distill`` with ``--draft``; or prompt lookup), same prompts, greedy and sampled; chains of k tokens vs trees whose verify pass holds a comparable number of tokens. Reports
-tokens per target call, tokens/s and the speedup vs plain decoding from the same run.
+``specdecode distill`` with ``--draft``; or prompt lookup), same prompts, greedy and sampled; chains of
+k tokens vs trees whose verify pass holds a comparable number of tokens. Reports tokens per target call,
+tokens/s and the speedup vs plain decoding from the same run.
 """
 
 from __future__ import annotations
