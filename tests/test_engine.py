@@ -282,3 +282,29 @@ def test_adaptive_k_measures_a_plain_pass_first():
     for _ in range(30):  # alpha ~ 0.37 at the first position, little after it
         ctrl.observe(0, 4, 1 if _ % 8 < 3 else 0)
     assert ctrl.best_k(0) == 0
+
+
+def test_recorded_hidden_states_follow_extend_and_rollback():
+    """CausalLM.record_features: after ragged extends (past the storage's first size) and rollbacks, features[b]
+    equals a fresh forward's last hidden states over row b's cached tokens."""
+    from specdecode.models.registry import _tiny_llama
+
+    lm = CausalLM(_tiny_llama(1), name="t")
+    lm.record_features = True
+    lm.reset(2)
+    rows = [[1, 2, 3], [4, 5]]
+    lm.extend(rows)
+    for step in range(40):
+        new = [[(7 * step + b) % 90 + 1] * (1 + (step + b) % 3) for b in range(2)]
+        lm.extend(new)
+        rows = [r + x for r, x in zip(rows, new)]
+        if step % 5 == 4:
+            keep = [len(rows[0]) - 2, len(rows[1]) - 1]
+            lm.rollback(keep)
+            rows = [r[:k] for r, k in zip(rows, keep)]
+    for b in range(2):
+        with torch.no_grad():
+            want = lm.model(torch.tensor([rows[b]]), output_hidden_states=True).hidden_states[-1][0]
+        assert lm.features[b].shape[0] == len(rows[b]) > 64
+        assert torch.allclose(lm.features[b], want, atol=1e-4)
+    lm.record_features = False

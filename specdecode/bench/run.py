@@ -167,7 +167,7 @@ class Runner:
                "rejection_positions": s.rejection_positions, "k_history": s.k_history, "c": c,
                "target_time": s.target_time, "draft_time": s.draft_time, "overhead_fraction": s.overhead_fraction}
         if cfg.drafter.startswith("model:"):
-            rec["draft_steps"] = _draft_steps(cfg.drafter[6:])
+            rec["draft_steps"] = _draft_meta(cfg.drafter[6:]).get("steps")
         if not cfg.adaptive and cfg.k > 0 and s.proposed:
             a = min(max(s.alpha_estimate, 0.0), 1.0)
             rec["predicted_tokens_per_call"] = expected_tokens_per_step(a, cfg.k)
@@ -229,24 +229,19 @@ class Runner:
         return {"seconds": dt, "tokens": n, "tok_s": n / dt}
 
 
+def _draft_meta(path: str) -> dict:
+    """The metadata of a draft made by ``specdecode distill`` ({} for other models)."""
+    from ..distill.draft import is_draft_dir, read_meta
+
+    p = Path(path).expanduser()
+    return read_meta(p) if p.is_dir() and is_draft_dir(p) else {}
+
+
 def _draft_version(path: str) -> str | None:
-    """'steps N, T tokens, M min' of a draft made by ``specdecode distill`` (None for other models): a resumed
-    bench folder must not mix records of a draft with those of its retrained successor."""
-    from ..distill.draft import is_draft_dir, read_meta
-
-    p = Path(path).expanduser()
-    if not (p.is_dir() and is_draft_dir(p)):
-        return None
-    m = read_meta(p)
-    return f"steps {m.get('steps')}, {m.get('train_tokens')} tokens, {m.get('minutes')} min"
-
-
-def _draft_steps(path: str) -> int | None:
-    """Training steps of a draft made by ``specdecode distill`` (None for other models)."""
-    from ..distill.draft import is_draft_dir, read_meta
-
-    p = Path(path).expanduser()
-    return read_meta(p).get("steps") if p.is_dir() and is_draft_dir(p) else None
+    """'steps N, T tokens, M min' of a distill draft (None for other models): a resumed bench folder must not
+    mix records of a draft with those of its retrained successor."""
+    m = _draft_meta(path)
+    return f"steps {m.get('steps')}, {m.get('train_tokens')} tokens, {m.get('minutes')} min" if m else None
 
 
 def _g_standard_error(s, k: int) -> float:
@@ -282,7 +277,7 @@ def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True,
                 continue  # a line cut by an interruption: that record runs again
             old, new = rec.get("draft_version"), versions.get(rec.get("drafter"))
             if old and new and old != new:
-                raise ValueError(f"{path} holds records of an earlier version of {rec['drafter'][rec['drafter'].index(':') + 1:]} "
+                raise ValueError(f"{path} holds records of an earlier version of {rec['drafter'].split(':', 1)[1]} "
                                  f"({old}; now {new}): the draft was retrained. Use a new --out folder")
     work = []
     for task, prompts in TASKS.items():

@@ -52,10 +52,27 @@ class CausalLM:
         self.cache = DynamicCache() if self.is_hf else None
         self.history: list[list[int]] = [[] for _ in range(batch_size)]
         self.features: list[torch.Tensor | None] = [None] * batch_size  # [length_b, H] when record_features
+        self._feature_buf: list[torch.Tensor | None] = [None] * batch_size  # storage behind features[b]
 
     @property
     def batch_size(self) -> int:
         return len(self.lengths)
+
+    def store_features(self, b: int, start: int, h: torch.Tensor) -> None:
+        """Row b's hidden states h [n, H] for positions start .. start + n - 1; ``features[b]`` then covers
+        positions 0 .. start + n - 1. The storage doubles when full, so a decode step costs O(n), not O(length)."""
+        have = 0 if self.features[b] is None else self.features[b].shape[0]
+        if start > have:
+            raise ValueError("hidden states were not recorded from the start: set record_features before the prefill")
+        end = start + h.shape[0]
+        buf = self._feature_buf[b]
+        if buf is None or buf.shape[0] < end:
+            grown = torch.empty(max(end, 64, 2 * (0 if buf is None else buf.shape[0])), h.shape[-1], dtype=h.dtype)
+            if start:
+                grown[:start] = buf[:start]
+            buf = self._feature_buf[b] = grown
+        buf[start:end] = h
+        self.features[b] = buf[:end]
 
     # ---------------------------------------------------------- forward
     @torch.inference_mode()
@@ -114,8 +131,7 @@ class CausalLM:
             if self.record_features:
                 h = out.hidden_states[-1].detach().float()  # [B, n_max, H]: the input of the head
                 for b in range(B):
-                    old = self.features[b][: self.lengths[b]] if self.features[b] is not None else h[b, :0]
-                    self.features[b] = torch.cat([old, h[b, : n[b]]])
+                    self.store_features(b, self.lengths[b], h[b, : n[b]])
         else:
             logits = self._early_exit_forward(ids, mask, pos, n_layers)
         layers = range(len(self.cache.layers)) if n_layers is None else range(n_layers)
@@ -271,5 +287,4 @@ def keep_path(lm: CausalLM, seg: TreeSegment, path: list[int]) -> None:
     if lm.record_features:
         if seg.features is None:
             raise ValueError("the target records hidden states but the tree pass kept none")
-        prev = lm.features[0][: seg.base] if lm.features[0] is not None else seg.features[:0]
-        lm.features[0] = torch.cat([prev, seg.features[path]])
+        lm.store_features(0, seg.base, seg.features[path])

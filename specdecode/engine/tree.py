@@ -129,8 +129,9 @@ class PromptLookupTreeDrafter:
     def continuations(self, seq: list[int]) -> list[list[int]]:
         """Distinct continuations of the longest n-gram that matches at all, most recent first."""
         out: list[list[int]] = []
+        longest = None  # the n-gram length of the first match; shorter matches are not used
         for n, cont in ngram_continuations(seq, self.length, self.max_ngram):
-            if out and n != longest:
+            if longest is not None and n != longest:
                 break
             longest = n
             if cont not in out:
@@ -309,7 +310,6 @@ class TreeGenerator:
         if lm is not None and lm.vocab_size != target.vocab_size:
             raise ValueError("the draft model's vocabulary differs from the target's")
         self.target, self.drafter, self.method = target, drafter, method
-        target.record_features = drafter.needs_target_features
 
     @torch.inference_mode()
     def generate(self, prompt: list[int], config: GenerationConfig, generator: torch.Generator) -> GenerationOutput:
@@ -325,6 +325,7 @@ class TreeGenerator:
         t_start = time.perf_counter()
         seq, new, kinds = list(prompt), [], []
         self.target.reset(1)
+        self.target.record_features = self.drafter.needs_target_features
         t0 = time.perf_counter()
         self.target.extend([prompt[:-1]])
         self.drafter.begin(prompt)
