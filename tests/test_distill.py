@@ -283,3 +283,29 @@ def test_resumed_bench_refuses_records_of_a_retrained_draft(tmp_path, trained):
     (draft / "specdecode_draft.json").write_text(json.dumps({**meta, "steps": meta["steps"] + 100}))
     with pytest.raises(ValueError, match="retrained"):
         bench_run.run_sweep(tmp_path / "b", True, "tiny-llama", "fp32", progress=False, configs=cfgs)
+
+
+def test_generated_data_matches_teacher_forcing():
+    """The decode loop's labels, features and greedy tokens == one teacher-forced pass over each result
+    (prompts of different lengths: left padding and per-row positions must not show)."""
+    from specdecode.distill.data import attach_features, generate_examples
+
+    target = load_model("tiny-llama", "fp32")
+    prompts = [[5, 9, 3], [7, 1, 4, 4, 8, 2, 6], [11]]
+    ex = generate_examples(target, prompts, max_new_tokens=6, temperature=0.0, eos=(), generator=torch.Generator().manual_seed(0),
+                           features=True)
+    assert [e.ids[:e.start] for e in ex] == prompts and all(e.labelled == 6 for e in ex)
+    tf = [type(e)(e.ids, e.start, e.top_ids, e.top_p) for e in ex]
+    attach_features(target, tf, cache=None)
+    for e, r in zip(ex, tf):
+        with torch.no_grad():
+            logits = target(torch.tensor([e.ids])).logits[0].float()
+        assert e.ids[e.start:] == logits[e.start - 1:-1].argmax(-1).tolist()  # greedy continuation
+        p = torch.softmax(logits[e.start - 1:-1], -1)
+        assert torch.allclose(p.gather(1, e.top_ids.long()), e.top_p.float(), atol=2e-3)
+        assert torch.allclose(e.feats[:-1].float(), r.feats[:-1].float(), atol=5e-3)  # the last one is filler
+    sampled = generate_examples(target, prompts, max_new_tokens=6, temperature=0.8, eos=(),
+                                generator=torch.Generator().manual_seed(1))
+    again = generate_examples(target, prompts, max_new_tokens=6, temperature=0.8, eos=(),
+                              generator=torch.Generator().manual_seed(1))
+    assert [e.ids for e in sampled] == [e.ids for e in again] and sampled[0].feats is None

@@ -50,7 +50,7 @@ class DistillConfig:
     batch_size: int = 12
     lr: float = 5e-4
     max_minutes: float = 55.0
-    gen_fraction: float = 0.45  # at most this share of --max-minutes goes to data generation
+    gen_fraction: float = 0.5  # at most this share of --max-minutes goes to data generation
     eval_every: int = 50
     seed: int = 0
     held_out: int = 20  # held-out prompts (bench chat + story)
@@ -227,7 +227,8 @@ def _gen_data(cfg, work: _Work, gen_model, target, tok, eos, deadline: float, pr
         ex = []
         for i in range(0, len(hp), cfg.gen_batch):
             ex += generate_examples(gen_model, hp[i:i + cfg.gen_batch], max_new_tokens=cfg.max_new_tokens,
-                                    temperature=0.8, eos=eos, seed=cfg.seed + 10_000 + i)
+                                    temperature=0.8, eos=eos, generator=torch.Generator().manual_seed(cfg.seed + 10_000 + i),
+                                    features=cfg.arch == "eagle")
         save_examples(ex, held)
     heldout = load_examples(held)
     prompts = [encode(tok, p) for p in training_prompts(cfg.prompts, cfg.seed)]
@@ -244,7 +245,8 @@ def _gen_data(cfg, work: _Work, gen_model, target, tok, eos, deadline: float, pr
                 break
             T = cfg.gen_temperatures[i % len(cfg.gen_temperatures)]
             ex = generate_examples(gen_model, prompts[i * cfg.gen_batch:(i + 1) * cfg.gen_batch],
-                                   max_new_tokens=cfg.max_new_tokens, temperature=T, eos=eos, seed=cfg.seed + i)
+                                   max_new_tokens=cfg.max_new_tokens, temperature=T, eos=eos,
+                                   generator=torch.Generator().manual_seed(cfg.seed + i), features=cfg.arch == "eagle")
             save_examples(ex, f)
         train += load_examples(f)
         bar.update(1)
@@ -308,8 +310,9 @@ def distill(cfg: DistillConfig, *, restart: bool = False, progress: bool = True)
     pos_in_head[kept] = torch.arange(len(kept))
     if cfg.arch == "eagle":
         draft = EagleHead(target, kept)
-        attach_features(gen_model, heldout, work.path("heldout-feats.pt"))
-        attach_features(gen_model, train, work.path("train-feats.pt"), progress=progress)
+        # generated data carries its features; a corpus (and data from older versions) gets them here
+        attach_features(gen_model, [e for e in heldout if e.feats is None], work.path("heldout-feats.pt"))
+        attach_features(gen_model, [e for e in train if e.feats is None], work.path("train-feats.pt"), progress=progress)
     else:
         draft = build_draft(target, DraftShape(cfg.layers, cfg.head_tokens), kept)
     params = [p for p in draft.parameters() if p.requires_grad]
