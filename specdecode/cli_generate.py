@@ -126,7 +126,7 @@ def lookup_tree_matches(spec: str) -> int:
 
 
 def _generate_tree(args, sampling, texts) -> int:
-    from .engine.tree import PromptLookupTreeDrafter, TreeDrafter, TreeGenerator, TreeShape
+    from .engine.tree import PromptLookupTreeDrafter, TreeGenerator, TreeShape
     from .models.registry import parse_drafter
 
     method = args.method or "spectr"
@@ -153,11 +153,11 @@ def _generate_tree(args, sampling, texts) -> int:
         from .engine import CausalLM
         from .models.registry import early_exit_model
 
-        draft_lm = CausalLM(early_exit_model(setup.target.model, int(name)), name=args.drafter)
-        drafter = TreeDrafter(draft_lm, sampling, shape, mode)
+        draft = CausalLM(early_exit_model(setup.target.model, int(name)), name=args.drafter)
     else:  # a standalone draft model or an EAGLE head
         d = setup.generator.drafter
-        drafter = tree_drafter_for(getattr(d, "lm", None) or d.head, setup.target, sampling, shape, mode)
+        draft = getattr(d, "lm", None) or d.head
+    drafter = tree_drafter_for(draft, setup.target, sampling, shape, mode)
     return _run_tree(args, setup, TreeGenerator(setup.target, drafter, method), sampling, method, texts)
 
 

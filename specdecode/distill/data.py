@@ -227,10 +227,9 @@ def generate_examples(model, prompts: list[list[int]], *, max_new_tokens: int, t
         if n == 0:
             continue
         e = Example(list(p) + row[:n], len(p), ti[b, :n].clone(), tp[b, :n].clone())
-        if features:  # positions of the prompt (left padding dropped) and of the kept tokens but the last
-            f = torch.cat([f_all[b, L - len(p):L], f_all[b, L:L + n - 1]])
-            # the last token's state is never an input with a label after it: use the previous as filler
-            e.feats = torch.cat([f, f[-1:]]).clone()
+        if features:  # positions of the prompt (left padding dropped) and of the kept tokens but the last;
+            # the last token's state is never an input with a label after it: the previous one fills its place
+            e.feats = torch.cat([f_all[b, L - len(p):L + n - 1], f_all[b, L + n - 2:L + n - 1]])
         examples.append(e)
     return examples
 
