@@ -29,6 +29,11 @@ def add_args(ap) -> None:
     ap.add_argument("--steps", type=int, default=d.steps, help=f"training steps at most (default {d.steps})")
     ap.add_argument("--batch-size", type=int, default=d.batch_size, help=f"sequences per step (default {d.batch_size})")
     ap.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
+    ap.add_argument("--unroll", type=int, default=d.unroll,
+                    help="EAGLE: also train drafting steps 2..N, which start from the head's own predicted features, as "
+                         f"the drafter runs them (training-time test; step N costs about one more forward; default {d.unroll})")
+    ap.add_argument("--unroll-from", type=float, default=d.unroll_from,
+                    help=f"share of the training after which --unroll applies (before: step 1 only; default {d.unroll_from})")
     ap.add_argument("--max-minutes", type=float, default=d.max_minutes,
                     help=f"wall-clock budget for data + training, across resumes (default {d.max_minutes})")
     ap.add_argument("--eval-every", type=int, default=d.eval_every, help=f"held-out evaluation every N steps (default {d.eval_every})")
@@ -62,12 +67,15 @@ def cmd(args) -> int:
     cfg = DistillConfig(model=args.model, out=out, arch=args.arch, layers=args.layers, head_tokens=args.head_tokens, prompts=args.prompts,
                         max_new_tokens=args.max_new_tokens, gen_temperatures=_temps(args.gen_temperatures),
                         gen_batch=args.gen_batch, gen_dtype=args.gen_dtype, corpus=tuple(args.corpus), steps=args.steps,
-                        batch_size=args.batch_size, lr=args.lr, max_minutes=args.max_minutes, eval_every=args.eval_every,
+                        batch_size=args.batch_size, lr=args.lr, unroll=args.unroll, unroll_from=args.unroll_from, max_minutes=args.max_minutes, eval_every=args.eval_every,
                         seed=args.seed, snapshots=tuple(_ints(args.snapshots)))
     res = distill(cfg, restart=args.restart, progress=not args.no_progress)
-    print(f"{'step':>6} {'held-out loss':>13} {'alpha (T=1, >=)':>15} {'greedy match':>12}")
+    later = "greedy_match_s2" in res.history[-1]  # EAGLE heads: also drafting steps 2 and 3 (predicted features)
+    print(f"{'step':>6} {'held-out loss':>13} {'alpha (T=1, >=)':>15} {'greedy match':>12}"
+          + (f" {'greedy match step 2':>19} {'step 3':>6}" if later else ""))
     for h in res.history:
-        print(f"{h['step']:>6} {h['loss']:>13.4f} {h['alpha_t1']:>15.3f} {h['greedy_match']:>12.3f}")
+        print(f"{h['step']:>6} {h['loss']:>13.4f} {h['alpha_t1']:>15.3f} {h['greedy_match']:>12.3f}"
+              + (f" {h.get('greedy_match_s2', float('nan')):>19.3f} {h.get('greedy_match_s3', float('nan')):>6.3f}" if later else ""))
     print(f"\ndraft saved to {res.out} ({res.steps} steps, {res.train_tokens} training tokens, {res.minutes:.1f} min in all)")
     print(f"use it with: specdecode generate --model {args.model} --drafter model:{res.out} ...", file=sys.stdout)
     return 0

@@ -220,6 +220,94 @@ def test_eagle_sampling_first_tokens_follow_target():
     assert tv <= 0.5 * ((len(exact) - 1) / n) ** 0.5 + (13.8 / (2 * n)) ** 0.5, tv
 
 
+def test_unrolled_training_steps_match_the_drafter():
+    """``EagleHead.unrolled`` (training-time test) at column m + s - 1 == the drafter's step s started at column m:
+    the cache holds true-feature pairs up to m, later steps feed back the predicted feature."""
+    from transformers import DynamicCache
+
+    from specdecode.distill.eagle import EagleHead
+    from specdecode.models.registry import _tiny_llama
+
+    torch.manual_seed(0)
+    target = _tiny_llama(2, vocab_size=32)
+    head = EagleHead(target, torch.arange(0, 32, 2))
+    with torch.no_grad():
+        for prm in head.parameters():
+            if prm.requires_grad:
+                prm.add_(0.05 * torch.randn_like(prm))  # away from the identity-like start
+    T, H = 9, target.config.hidden_size
+    feats, tokens = torch.randn(2, T, H), torch.randint(0, 32, (2, T))
+    mask = torch.ones(2, T, dtype=torch.long)
+    mask[1, 6:] = 0  # right padding in the second row
+    with torch.no_grad():
+        outs = head.unrolled(feats, tokens, 3, attention_mask=mask)
+        for b, length in ((0, T), (1, 6)):
+            for m in range(length - 2):
+                cache = DynamicCache()
+                h = head(feats[b:b + 1, : m + 1], tokens[b:b + 1, : m + 1], torch.arange(m + 1)[None], cache=cache)[0, -1]
+                torch.testing.assert_close(h, outs[0][b, m], atol=1e-5, rtol=1e-5)
+                for s in (2, 3):
+                    j = m + s - 1
+                    h = head(h[None, None], tokens[b:b + 1, j:j + 1], torch.tensor([[j]]), cache=cache)[0, -1]
+                    torch.testing.assert_close(h, outs[s - 1][b, j], atol=1e-5, rtol=1e-5)
+
+
+def test_held_out_greedy_chain_matches_a_drafter_loop():
+    """``evaluate``'s greedy_chain (accepted tokens of a greedy 3-token chain) == a slow loop that drafts from every
+    labelled column with a KV cache, feeding back predicted features, and stops at the first miss."""
+    from transformers import DynamicCache
+
+    from specdecode.distill.data import Example
+    from specdecode.distill.eagle import EagleHead
+    from specdecode.distill.train import evaluate
+    from specdecode.models.registry import _tiny_llama
+
+    torch.manual_seed(1)
+    V = 16
+    target = _tiny_llama(2, vocab_size=V)
+    kept = torch.tensor([0, 1, 2, 3, 5, 8, 13])
+    head = EagleHead(target, kept).eval()
+    H = target.config.hidden_size
+    pos_in_head = torch.full((V,), -1, dtype=torch.long)
+    pos_in_head[kept] = torch.arange(len(kept))
+
+    def chain_preds(e, m):  # the drafter's 3 greedy tokens from column m on (teacher-forced tokens)
+        f, x = e.feats.float()[None], torch.tensor(e.ids[1:])[None]
+        cache, out = DynamicCache(), []
+        h = head(f[:, : m + 1], x[:, : m + 1], torch.arange(m + 1)[None], cache=cache)[0, -1]
+        for s in range(3):
+            if s:
+                h = head(h[None, None], x[:, m + s:m + s + 1], torch.tensor([[m + s]]), cache=cache)[0, -1]
+            out.append(int(head.head(h).argmax()))
+        return out
+
+    examples = []
+    with torch.no_grad():
+        for n, start, every in ((12, 3, 3), (9, 2, 4), (15, 6, 5)):
+            ids = torch.randint(0, V, (n,)).tolist()
+            e = Example(ids, start, torch.stack([torch.randperm(V)[:4] for _ in range(n - start)]).to(torch.int32),
+                        torch.full((n - start, 4), 0.25, dtype=torch.float16), torch.randn(n, H).to(torch.float16))
+            for k, m in enumerate(range(start - 2, n - 4, every)):  # some chains are accepted in full, some in part
+                for s, y in enumerate(chain_preds(e, m)[: 1 + k % 3]):
+                    e.top_ids[m + 2 + s - start, 0] = y
+            examples.append(e)
+        got = evaluate(head, examples, pos_in_head)
+        lengths = []
+        for e in examples:
+            for m in range(e.start - 2, len(e.ids) - 4):
+                hits = [y == int(e.top_ids[m + 2 + s - e.start, 0]) for s, y in enumerate(chain_preds(e, m))]
+                lengths.append(hits[0] + hits[0] * hits[1] + hits[0] * hits[1] * hits[2])
+    assert max(lengths) == 3 and min(lengths) == 0 and 1 in lengths
+    assert abs(got["greedy_chain"] - sum(lengths) / len(lengths)) < 1e-6, (got["greedy_chain"], lengths)  # evaluate() averages in float32
+
+
+def test_unrolled_training_runs_and_reports_later_steps(tmp_path):
+    r = distill(tiny_cfg(tmp_path / "u", arch="eagle", steps=6, unroll=3, eval_every=3), progress=False)
+    last = r.history[-1]
+    assert {"alpha_t1_s2", "greedy_match_s2", "alpha_t1_s3", "greedy_match_s3"} <= set(last)
+    assert 0 <= last["alpha_t1_s3"] <= 1
+
+
 def test_snapshots_join_the_quality_study(tmp_path):
     from specdecode.bench import run as bench_run
     from specdecode.bench.report import write_report

@@ -67,6 +67,40 @@ class EagleHead(torch.nn.Module):
                        past_key_values=cache, use_cache=cache is not None)
         return self.norm(h)
 
+    def unrolled(self, feats: torch.Tensor, tokens: torch.Tensor, steps: int,
+                 attention_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The predictions of ``steps`` drafting steps at every column at once (training-time test, as in
+        HASS / EAGLE-3), for right-padded rows at positions 0..T-1.
+
+        feats [B, T, H] (true f_j), tokens [B, T] (x_{j+1}), attention_mask [B, T] (1 = real) ->
+        ``steps`` tensors [B, T, H]; entry s-1 holds step s's f^_{j+1} at column j (meaningful for
+        j >= s - 1). Step s at column j feeds back step s-1's prediction at column j - 1 and attends
+        as the drafter does (``engine.drafters.EagleDrafter``): to the true-feature pairs of columns
+        <= j - s + 1 and to its own chain's pairs at columns j - s + 2 .. j (one per earlier step).
+        """
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        T = tokens.shape[1]
+        pos = torch.arange(T)[None].expand(tokens.shape[0], T)
+        outs = [self.forward(feats, tokens, pos, cache=cache, attention_mask=attention_mask)]
+        if steps == 1:
+            return outs
+        emb = self.embed(tokens)
+        pe = self.rotary(emb, position_ids=pos)
+        j = torch.arange(T)
+        for s in range(2, steps + 1):
+            prev = torch.cat([torch.zeros_like(outs[-1][:, :1]), outs[-1][:, :-1]], dim=1)  # f^_j from column j - 1
+            x = self.fc(torch.cat([prev, emb], dim=-1))
+            blocks = [j[None, :] <= j[:, None] - s + 1]  # step 1's keys: true features
+            blocks += [j[None, :] == j[:, None] - s + u for u in range(2, s + 1)]  # this chain's earlier steps, itself
+            allowed = torch.cat(blocks, dim=1)[None, None]  # [1, 1, T, s * T]; every row keeps its own key
+            mask = torch.zeros(allowed.shape, dtype=x.dtype).masked_fill(~allowed, torch.finfo(x.dtype).min)
+            h = self.layer(x, attention_mask=mask, position_embeddings=pe, position_ids=pos,
+                           past_key_values=cache, use_cache=True)
+            outs.append(self.norm(h))
+        return outs
+
     def trainable_state(self) -> dict:
         return {k: v for k, v in self.state_dict().items() if not k.startswith("embed.")}
 
