@@ -59,10 +59,17 @@ class EagleHead(torch.nn.Module):
         """feats [B, T, H] (f_j), tokens [B, T] (x_{j+1}), position_ids [B, T] (j) -> predicted f^_{j+1} [B, T, H]."""
         from transformers.masking_utils import create_causal_mask
 
-        x = self.fc(torch.cat([feats.to(self.fc.weight.dtype), self.embed(tokens)], dim=-1))
+        x = self._fuse(feats, self.embed(tokens))
         mask = create_causal_mask(config=self.config, inputs_embeds=x, attention_mask=attention_mask,
                                   past_key_values=cache, position_ids=position_ids)
-        pe = self.rotary(x, position_ids=position_ids)
+        return self._decode(x, mask, self.rotary(x, position_ids=position_ids), position_ids, cache)
+
+    def _fuse(self, feats: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """feats [B, T, H] (f_j), emb [B, T, H] (e(x_{j+1})) -> the layer's input [B, T, H]."""
+        return self.fc(torch.cat([feats.to(self.fc.weight.dtype), emb], dim=-1))
+
+    def _decode(self, x: torch.Tensor, mask, pe, position_ids: torch.Tensor, cache) -> torch.Tensor:
+        """x [B, T, H], position_ids [B, T] -> the normed output of the decoder layer [B, T, H]."""
         h = self.layer(x, attention_mask=mask, position_embeddings=pe, position_ids=position_ids,
                        past_key_values=cache, use_cache=cache is not None)
         return self.norm(h)
@@ -91,14 +98,12 @@ class EagleHead(torch.nn.Module):
         j = torch.arange(T)
         for s in range(2, steps + 1):
             prev = torch.cat([torch.zeros_like(outs[-1][:, :1]), outs[-1][:, :-1]], dim=1)  # f^_j from column j - 1
-            x = self.fc(torch.cat([prev, emb], dim=-1))
+            x = self._fuse(prev, emb)
             blocks = [j[None, :] <= j[:, None] - s + 1]  # step 1's keys: true features
             blocks += [j[None, :] == j[:, None] - s + u for u in range(2, s + 1)]  # this chain's earlier steps, itself
             allowed = torch.cat(blocks, dim=1)[None, None]  # [1, 1, T, s * T]; every row keeps its own key
             mask = torch.zeros(allowed.shape, dtype=x.dtype).masked_fill(~allowed, torch.finfo(x.dtype).min)
-            h = self.layer(x, attention_mask=mask, position_embeddings=pe, position_ids=pos,
-                           past_key_values=cache, use_cache=True)
-            outs.append(self.norm(h))
+            outs.append(self._decode(x, mask, pe, pos, cache))
         return outs
 
     def trainable_state(self) -> dict:

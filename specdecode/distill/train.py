@@ -168,14 +168,17 @@ def distill_loss(log_q: torch.Tensor, head_idx: torch.Tensor, p: torch.Tensor) -
     return -(p * lq * valid).sum(1).mean()
 
 
+def greedy_hits(log_q: torch.Tensor, head_idx: torch.Tensor) -> torch.Tensor:
+    """log_q [T, N], head_idx [T, K] -> [T] bool: the draft's argmax is the teacher's argmax."""
+    top = head_idx[:, 0]
+    return (log_q.argmax(1) == top) & (top >= 0)
+
+
 def acceptance(log_q: torch.Tensor, head_idx: torch.Tensor, p: torch.Tensor) -> tuple[float, float]:
     """-> (mean sum over the teacher's top-K of min(p, q) [T = 1], greedy match rate [T = 0])."""
-    q = log_q.exp()
-    qk = q.gather(1, head_idx.clamp(min=0)) * (head_idx >= 0)
+    qk = log_q.exp().gather(1, head_idx.clamp(min=0)) * (head_idx >= 0)
     alpha = torch.minimum(p, qk).sum(1).mean().item()
-    top = head_idx[:, 0]
-    match = ((q.argmax(1) == top) & (top >= 0)).float().mean().item()
-    return alpha, match
+    return alpha, greedy_hits(log_q, head_idx).float().mean().item()
 
 
 EVAL_STEPS = 3  # held-out acceptance is also reported for the EAGLE head's 2nd and 3rd drafting steps
@@ -210,7 +213,7 @@ def evaluate(draft, examples: list[Example], pos_in_head: torch.Tensor) -> dict:
             add("alpha_t1" + sfx, a, T)
             add("greedy_match" + sfx, m, T)
             grid = torch.zeros(len(batch), max(len(e.ids) for e in batch), dtype=torch.bool)
-            hits.append(grid.index_put((rows, cols - (s - 1)), (lq.argmax(1) == hidx[:, 0]) & (hidx[:, 0] >= 0)))
+            hits.append(grid.index_put((rows, cols - (s - 1)), greedy_hits(lq, hidx)))
             known.append(grid.index_put((rows, cols - (s - 1)), torch.ones_like(rows, dtype=torch.bool)))
         if steps > 1:
             valid = torch.stack(known).all(0)
