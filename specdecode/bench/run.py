@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from ..engine import CausalLM, EarlyExitDrafter, GenerationConfig, NoDrafter, PromptLookupDrafter, SpeculativeGenerator
-from ..models.registry import load_model, load_tokenizer
-from ..sampling import SamplingConfig
-from ..theory import expected_tokens_per_step, speedup
-from .tasks import TASKS
+from ..analysis.theory import expected_tokens_per_step, speedup
+from ..core.sampling import SamplingConfig
+from ..engine import CausalLM, GenerationConfig, SpeculativeGenerator
+from ..models.build import Builder
+from ..models.drafts import is_draft_dir, read_meta
+from ..prompts import TASKS
 
 
 @dataclass(frozen=True)
@@ -108,100 +110,36 @@ def record_key(task: str, prompt_id: int, cfg: Config) -> str:
 
 
 class Runner:
+    """Runs one configuration at a time on a target loaded once (drafts too, through the ``Builder``)."""
+
     def __init__(self, model: str, dtype: str = "fp32"):
-        self.target = CausalLM(load_model(model, dtype), name=model)
-        self.tok = load_tokenizer(model, self.target.model)
-        self.eos = (int(self.tok.eos_token_id),) if getattr(self.tok, "eos_token_id", None) is not None else ()
-        self.model_name = model
-        self.dtype = dtype
-        self._drafts: dict[str, object] = {}
-        self._early: dict[int, CausalLM] = {}
+        self.builder = Builder(model, dtype)
+        self.target, self.tok, self.eos = self.builder.target, self.builder.tokenizer, self.builder.eos
 
     def draft_model(self, path: str):
         """A trained draft (loaded once per run): a CausalLM or an EAGLE head."""
-        if path not in self._drafts:
-            from ..runtime import load_model_draft
-
-            self._drafts[path] = load_model_draft(path, self.target, self.tok, self.dtype, self.model_name)
-        return self._drafts[path]
+        return self.builder.draft_model(path)
 
     def encode(self, messages) -> list[int]:
-        if not getattr(self.tok, "chat_template", None):
-            return list(self.tok.encode(" ".join(m["content"] for m in messages)))
-        ids = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "input_ids") else ids)
+        return self.builder.encode(messages)
 
     def run(self, cfg: Config, ids: list[int], max_new: int, seed: int, batch_ids: list | None = None) -> dict:
         """batch_ids: the prompts of a batch (cfg.batch > 1); ids is the first of them."""
-        sampling = SamplingConfig(cfg.temperature)
         if cfg.drafter.startswith("hf"):
             return self._run_hf(cfg, ids, max_new, seed)
-        if cfg.tree:
-            return self._run_tree(cfg, ids, max_new, seed, sampling)
-        if cfg.drafter == "none":
-            drafter = NoDrafter()
-        elif cfg.drafter == "prompt-lookup":
-            drafter = PromptLookupDrafter()
-        elif cfg.drafter.startswith("model:"):
-            from ..runtime import drafter_for
-
-            drafter = drafter_for(self.draft_model(cfg.drafter[6:]), self.target, sampling, short_drafter(cfg.drafter))
-        else:
-            drafter = EarlyExitDrafter(self.target, int(cfg.drafter.split(":")[1]), sampling)
-        gen = SpeculativeGenerator(self.target, drafter, self.tok)
-        gc = GenerationConfig(max_new_tokens=max_new, k=cfg.k, adaptive=cfg.adaptive, method=cfg.method, sampling=sampling,
-                              eos_token_ids=self.eos, measure_overlap=True)
+        gen = SpeculativeGenerator(self.target, self.builder.drafter(cfg.drafter, cfg.tree or None), self.tok)
+        gc = GenerationConfig(max_new_tokens=max_new, k=cfg.k, adaptive=cfg.adaptive, method=cfg.method,
+                              sampling=SamplingConfig(cfg.temperature), eos_token_ids=self.eos, measure_overlap=not cfg.tree)
         t0 = time.perf_counter()
         out = gen.generate(batch_ids or [ids], gc, torch.Generator().manual_seed(seed))
         dt = time.perf_counter() - t0
         s = out.stats
-        steps = s.row_steps
-        draft_tok = s.draft_time / s.proposed if s.proposed else 0.0
-        t_pass = s.target_time / s.target_calls if s.target_calls else float("nan")
-        c = draft_tok / t_pass if s.proposed else 0.0
-        rec = {"seconds": dt, "tokens": s.new_tokens, "tok_s": s.new_tokens / dt, "steps": steps,
+        rec = {"seconds": dt, "tokens": s.new_tokens, "tok_s": s.new_tokens / dt, "steps": s.row_steps,
                "tokens_per_call": s.tokens_per_target_call, "proposed": s.proposed, "accepted": s.accepted,
-               "recovered": s.recovered, "bonus": s.bonus, "alpha_counts": s.alpha_estimate, "alpha_exact": s.alpha_exact,
-               "acceptance_rate": s.acceptance_rate, "mean_accepted": s.accepted / steps if steps else 0.0,
-               "per_position_proposed": s.per_position_proposed, "per_position_accepted": s.per_position_accepted,
-               "rejection_positions": s.rejection_positions, "k_history": s.k_history, "c": c,
-               "target_time": s.target_time, "draft_time": s.draft_time, "overhead_fraction": s.overhead_fraction}
-        if cfg.drafter.startswith("model:"):
-            rec["draft_steps"] = _draft_meta(cfg.drafter[6:]).get("steps")
-        if not cfg.adaptive and cfg.k > 0 and s.proposed:
-            a = min(max(s.alpha_estimate, 0.0), 1.0)
-            rec["predicted_tokens_per_call"] = expected_tokens_per_step(a, cfg.k)
-            rec["predicted_speedup"] = speedup(a, cfg.k, c)
-            rec["g_se"] = _g_standard_error(s, cfg.k)
-        return rec
-
-    def _run_tree(self, cfg: Config, ids, max_new, seed, sampling) -> dict:
-        """One tree run (batch 1): a prompt-lookup tree or a draft-model tree (early exit / trained draft)."""
-        from ..engine.tree import PromptLookupTreeDrafter, TreeGenerator, TreeShape
-        from ..runtime import tree_drafter_for
-        from ..models.registry import early_exit_model
-
-        if cfg.tree.startswith("lookup:"):
-            drafter = PromptLookupTreeDrafter(int(cfg.tree.split(":")[1]), cfg.k)
-        else:
-            if cfg.drafter.startswith("early-exit:"):
-                n = int(cfg.drafter.split(":")[1])
-                if n not in self._early:
-                    self._early[n] = CausalLM(early_exit_model(self.target.model, n), name=cfg.drafter)
-                lm = self._early[n]
-            else:
-                lm = self.draft_model(cfg.drafter[6:])  # a standalone draft model or an EAGLE head
-            mode = "topm" if sampling.is_greedy else ("wor" if cfg.method == "rrs-wor" else "iid")
-            drafter = tree_drafter_for(lm, self.target, sampling, TreeShape.parse(cfg.tree), mode)
-        gen = TreeGenerator(self.target, drafter, cfg.method)
-        gc = GenerationConfig(max_new_tokens=max_new, sampling=sampling, eos_token_ids=self.eos)
-        t0 = time.perf_counter()
-        out = gen.generate(ids, gc, torch.Generator().manual_seed(seed))
-        dt = time.perf_counter() - t0
-        s = out.stats
-        return {"seconds": dt, "tokens": s.new_tokens, "tok_s": s.new_tokens / dt, "steps": s.row_steps,
-                "tokens_per_call": s.tokens_per_target_call, "proposed": s.proposed, "accepted": s.accepted,
-                "target_time": s.target_time, "draft_time": s.draft_time, "tree": cfg.tree}
+               "target_time": s.target_time, "draft_time": s.draft_time}
+        if cfg.tree:  # trees: tokens per target call (alpha and c are chain figures)
+            return {**rec, "tree": cfg.tree}
+        return {**rec, **_chain_figures(cfg, s)}
 
     def _run_hf(self, cfg: Config, ids, max_new, seed) -> dict:
         kw = dict(max_new_tokens=max_new, eos_token_id=list(self.eos) or None, pad_token_id=self.eos[0] if self.eos else None)
@@ -229,10 +167,29 @@ class Runner:
         return {"seconds": dt, "tokens": n, "tok_s": n / dt}
 
 
+def _chain_figures(cfg: Config, s) -> dict:
+    """Acceptance, costs and the theory's prediction for a chain run's statistics."""
+    steps = s.row_steps
+    draft_tok = s.draft_time / s.proposed if s.proposed else 0.0
+    t_pass = s.target_time / s.target_calls if s.target_calls else float("nan")
+    c = draft_tok / t_pass if s.proposed else 0.0
+    rec = {"recovered": s.recovered, "bonus": s.bonus, "alpha_counts": s.alpha_estimate, "alpha_exact": s.alpha_exact,
+           "acceptance_rate": s.acceptance_rate, "mean_accepted": s.accepted / steps if steps else 0.0,
+           "per_position_proposed": s.per_position_proposed, "per_position_accepted": s.per_position_accepted,
+           "rejection_positions": s.rejection_positions, "k_history": s.k_history, "c": c,
+           "overhead_fraction": s.overhead_fraction}
+    if cfg.drafter.startswith("model:"):
+        rec["draft_steps"] = _draft_meta(cfg.drafter[6:]).get("steps")
+    if not cfg.adaptive and cfg.k > 0 and s.proposed:
+        a = min(max(s.alpha_estimate, 0.0), 1.0)
+        rec["predicted_tokens_per_call"] = expected_tokens_per_step(a, cfg.k)
+        rec["predicted_speedup"] = speedup(a, cfg.k, c)
+        rec["g_se"] = _g_standard_error(s, cfg.k)
+    return rec
+
+
 def _draft_meta(path: str) -> dict:
     """The metadata of a draft made by ``specdecode distill`` ({} for other models)."""
-    from ..distill.draft import is_draft_dir, read_meta
-
     p = Path(path).expanduser()
     return read_meta(p) if p.is_dir() and is_draft_dir(p) else {}
 
@@ -267,40 +224,13 @@ def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True,
     cfgs, settings = configs or sweep(quick, drafts, quality_drafts)
     versions = {c.drafter: _draft_version(c.drafter.split(":", 1)[1]) for c in cfgs
                 if c.drafter.startswith(("model:", "hf-draft:"))}
-    done = set()
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-                done.add(rec["key"])
-            except (json.JSONDecodeError, KeyError):
-                continue  # a line cut by an interruption: that record runs again
-            old, new = rec.get("draft_version"), versions.get(rec.get("drafter"))
-            if old and new and old != new:
-                raise ValueError(f"{path} holds records of an earlier version of {rec['drafter'].split(':', 1)[1]} "
-                                 f"({old}; now {new}): the draft was retrained. Use a new --out folder")
-    work = []
-    for task, prompts in TASKS.items():
-        for pid in range(settings["prompts_per_task"]):
-            for cfg in cfgs:
-                if cfg.study == "quality" and task not in ("summarisation", "story"):
-                    continue
-                key = record_key(task, pid, cfg)
-                if key not in done:
-                    work.append((task, pid, cfg, key))
-    if not work:
+    groups = _pending(cfgs, settings, _done_keys(path, versions))
+    if not groups:
         return path
-    groups: dict[tuple, list] = {}
-    for item in work:  # one group = every configuration of one prompt: they run back to back on one worker
-        groups.setdefault(item[:2], []).append(item)
     meta = {"model": model, "dtype": dtype, "quick": quick}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(work), desc="bench" + (" (ray)" if ray else ""), unit="run")
-    results = (_ray_map(list(groups.values()), model, dtype, settings, meta, ray_address, ray_workers) if ray
-               else (run_group(runner, g, settings, meta) for runner in [Runner(model, dtype)] for g in groups.values()))
+    bar = tqdm(total=sum(len(g) for g in groups), desc="bench" + (" (ray)" if ray else ""), unit="run", disable=not progress)
+    results = (_ray_map(groups, model, dtype, settings, meta, ray_address, ray_workers) if ray
+               else (run_group(runner, g, settings, meta) for runner in [Runner(model, dtype)] for g in groups))
     with path.open("a", encoding="utf-8") as fh:
         for recs in results:
             for rec in recs:
@@ -308,12 +238,43 @@ def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True,
                     rec["draft_version"] = versions[rec["drafter"]]
                 fh.write(json.dumps(rec) + "\n")
             fh.flush()
-            if bar:
-                bar.set_postfix_str(f"{recs[-1]['task']} #{recs[-1]['prompt_id']}")
-                bar.update(len(recs))
-    if bar:
-        bar.close()
+            bar.set_postfix_str(f"{recs[-1]['task']} #{recs[-1]['prompt_id']}")
+            bar.update(len(recs))
+    bar.close()
     return path
+
+
+def _done_keys(path: Path, versions: dict) -> set:
+    """Keys of the records already in ``path``; refuses records of an earlier version of a retrained draft."""
+    done = set()
+    if not path.exists():
+        return done
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+            done.add(rec["key"])
+        except (json.JSONDecodeError, KeyError):
+            continue  # a line cut by an interruption: that record runs again
+        old, new = rec.get("draft_version"), versions.get(rec.get("drafter"))
+        if old and new and old != new:
+            raise ValueError(f"{path} holds records of an earlier version of {rec['drafter'].split(':', 1)[1]} "
+                             f"({old}; now {new}): the draft was retrained. Use a new --out folder")
+    return done
+
+
+def _pending(cfgs: list[Config], settings: dict, done: set) -> list[list]:
+    """The runs still to do, grouped by prompt: one group = every configuration of one prompt (they run back to
+    back on one worker, so their ratios come from one time window)."""
+    groups: dict[tuple, list] = {}
+    for task in TASKS:
+        for pid in range(settings["prompts_per_task"]):
+            for cfg in cfgs:
+                if cfg.study == "quality" and task not in ("summarisation", "story"):
+                    continue
+                key = record_key(task, pid, cfg)
+                if key not in done:
+                    groups.setdefault((task, pid), []).append((task, pid, cfg, key))
+    return list(groups.values())
 
 
 def run_group(runner: Runner, items: list, settings: dict, meta: dict) -> list[dict]:

@@ -1,9 +1,9 @@
-"""Distillation of a small draft for a target (``specdecode distill``): data from the target's own
-generations, a shallow draft sharing the target's embeddings with a reduced-vocabulary head, training
-with checkpoints. Not here: speculative decoding itself (``engine``)."""
+"""Distillation: train a small draft (a shallow model or an EAGLE head) on the target's own generations.
+Not here: the draft architectures (``models.drafts``, ``models.eagle``) or drafting (``engine``)."""
 
-from .draft import DraftShape, ReducedHead, build_draft, check_compatible, is_draft_dir, load_draft, save_draft, vocab_fingerprint
-from .train import DistillConfig, DistillResult, distill
+from ..models.drafts import DraftShape, ReducedHead, build_draft, check_compatible, is_draft_dir, load_draft, save_draft, vocab_fingerprint
+from .config import DistillConfig, DistillResult
+from .train import default_out, distill, snapshot_dir
 
-__all__ = ["DraftShape", "ReducedHead", "build_draft", "check_compatible", "is_draft_dir", "load_draft", "save_draft",
-           "vocab_fingerprint", "DistillConfig", "DistillResult", "distill"]
+__all__ = ["DistillConfig", "DistillResult", "DraftShape", "ReducedHead", "build_draft", "check_compatible", "default_out",
+           "distill", "is_draft_dir", "load_draft", "save_draft", "snapshot_dir", "vocab_fingerprint"]

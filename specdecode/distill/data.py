@@ -6,90 +6,23 @@ EAGLE heads the target's hidden states, come free with the sampled text); a corp
 and labelled with one teacher-forcing pass per chunk. Each batch is saved as it finishes, so an
 interrupted run keeps what it has.
 
-The training prompts are built from templates and topics disjoint from the benchmark prompts
-(``bench.tasks``), which serve as held-out evaluation. Not here: the model or the training loop.
+The prompts come from ``specdecode.prompts``. Not here: the model or the training loop.
 """
 
 from __future__ import annotations
 
-import itertools
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+from ..core.rng import TorchRNG
 
 TEACHER_TOP = 64  # teacher probabilities kept per position (the rest of the mass is dropped)
-
-_TEMPLATES = [
-    "Write a short story about {t}.", "Explain {t} to a ten-year-old.", "Give me five tips about {t}.",
-    "What are the pros and cons of {t}?", "Write a poem about {t}.", "Describe {t} in a few sentences.",
-    "I want to learn about {t}. Where should I start?", "Tell me an interesting fact about {t}.",
-    "Write a friendly email to a colleague about {t}.", "What is the history of {t}?",
-    "Can you give me advice on {t}?", "Write a short dialogue between two friends about {t}.",
-    "Summarize what people usually get wrong about {t}.", "Write a blog post introduction about {t}.",
-    "How would you explain {t} to someone from the 1800s?", "Make a weekly plan that involves {t}.",
-    "Why do people care about {t}?", "Write a diary entry about {t}.", "List some questions a child might ask about {t}.",
-    "Write a product description for something related to {t}.", "What would a day focused on {t} look like?",
-    "Give me a fun quiz with three questions about {t}.", "Write a motivational message about {t}.",
-    "Compare {t} today with {t} fifty years ago.", "Tell a bedtime story that involves {t}.",
-    "What are common mistakes beginners make with {t}?", "Write a short speech about {t}.",
-    "How can a family enjoy {t} together?", "Write a letter to a friend describing {t}.",
-    "Explain the basics of {t} in simple steps.", "What should I know before getting into {t}?",
-    "Write a funny short scene about {t}.",
-]
-_TOPICS = [
-    "gardening", "the ocean", "a rainy day", "learning to cook", "saving money", "the moon", "a city at night",
-    "training a puppy", "climate change", "friendship", "old trains", "volcanoes", "healthy breakfasts", "chess",
-    "public speaking", "the first day at a new job", "bees", "recycling", "mountain hiking", "coffee", "jazz music",
-    "the internet", "time management", "a haunted house", "winter sports", "ancient Egypt", "electric cars",
-    "writing a resume", "birds that migrate", "a small bakery", "meditation", "the solar system", "board games",
-    "learning a language", "photography", "a lost key", "honesty", "sleep", "a desert island", "origami",
-    "renewable energy", "a family dinner", "robots in factories", "the library", "a summer festival", "knitting",
-    "moving to a new city", "penguins", "teamwork", "a broken bicycle", "the human heart", "dinosaurs", "tea",
-    "starting a small business", "a snowy village", "video games", "kindness", "rivers", "a birthday surprise",
-    "camping", "running a marathon", "houseplants", "painting with watercolors", "a farmers market", "fishing",
-    "the rainforest", "learning to swim", "pirates", "a road trip", "baking bread", "owls", "the weather",
-    "a wedding", "yoga", "city parks", "the stock market", "cats", "horses", "a science fair", "volunteering",
-    "making pizza", "a thunderstorm", "space travel", "music lessons", "a small island town", "bicycles",
-    "a museum visit", "the human brain", "soccer", "smartphones", "clouds", "a treasure hunt",
-    "an old castle", "whales", "healthy habits", "a school play", "cleaning the house", "the Olympics",
-    "a magic trick", "street food", "a lighthouse", "planting trees", "a job interview", "snow", "butterflies",
-    "a family pet", "learning math", "the Roman Empire", "a garden party", "first aid", "a mountain cabin",
-    "wind turbines", "a night sky full of stars", "making friends", "a talent show", "recipes with rice",
-    "a detective", "the desert", "airplanes", "a new neighbor", "staying focused", "birdwatching", "a market town",
-    "the Arctic", "a rainy weekend", "reading books", "composting", "a science museum", "an old map", "kites",
-    "handwriting", "grandparents", "a lemonade stand", "a long train journey", "exercise at home",
-]
-# two-turn prompts (like the held-out chat ones): first message, a short canned assistant reply, follow-up
-_TURNS = [
-    ("I'm planning something around {t}.", "That sounds fun! What would you like help with?", "Can you give me a simple plan?"),
-    ("I've been thinking about {t} lately.", "Interesting! What about it is on your mind?", "Why does it matter so much?"),
-    ("My friend loves {t}.", "Nice! Are you looking for a gift idea or something else?", "A gift idea, please."),
-    ("I want to write something about {t}.", "Great idea. Should it be a story, a poem or an essay?", "A short story."),
-    ("Tell me about {t}.", "Sure! Do you want a short overview or more detail?", "A detailed overview, please."),
-    ("I'm new to {t}.", "Welcome! How much time can you spend on it each week?", "About two hours."),
-]
-
-
-def training_prompts(n: int, seed: int = 0) -> list:
-    """n distinct open-ended prompts (shuffled): single messages (templates x topics) and two-turn chats
-    (as message lists); at most (32 + 6) x 135 = 5130."""
-    allp: list = [t.format(t=topic) for t, topic in itertools.product(_TEMPLATES, _TOPICS)]
-    allp += [[{"role": "user", "content": a.format(t=topic)}, {"role": "assistant", "content": r},
-              {"role": "user", "content": f}] for (a, r, f), topic in itertools.product(_TURNS, _TOPICS)]
-    random.Random(seed).shuffle(allp)
-    if n > len(allp):
-        raise ValueError(f"at most {len(allp)} built-in training prompts, asked for {n}")
-    return allp[:n]
-
-
-def held_out_prompts() -> list[list[dict]]:
-    """The benchmark's open-ended prompts (chat and story), never used for training."""
-    from ..bench.tasks import TASKS
-
-    return TASKS["chat"] + TASKS["story"]
-
 
 @dataclass
 class Example:
@@ -111,14 +44,6 @@ def _teacher(logits: torch.Tensor, top: int) -> tuple[torch.Tensor, torch.Tensor
     return idx.to(torch.int32), vals.to(torch.float16)
 
 
-def encode(tokenizer, messages_or_text) -> list[int]:
-    msgs = messages_or_text if isinstance(messages_or_text, list) else [{"role": "user", "content": messages_or_text}]
-    if getattr(tokenizer, "chat_template", None):
-        ids = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
-        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "input_ids") else ids)
-    return list(tokenizer.encode(" ".join(m["content"] for m in msgs)))
-
-
 GQA_DECODE = "specdecode_gqa_decode"  # attention implementation name used while generating data
 
 
@@ -130,8 +55,6 @@ def _gqa_decode_attention(module, query, key, value, attention_mask, dropout=0.0
     for a batch of 96 on this machine; two small matmuls are ~1.4x faster for the whole step. Prompt
     passes (several query tokens) go to SDPA unchanged.
     """
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     B, H, q, D = query.shape
     if q != 1:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
@@ -145,9 +68,6 @@ def _gqa_decode_attention(module, query, key, value, attention_mask, dropout=0.0
 
 
 def _register_gqa_decode() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-
     AttentionInterface.register(GQA_DECODE, _gqa_decode_attention)
     ALL_MASK_ATTENTION_FUNCTIONS.register(GQA_DECODE, sdpa_mask)
 
@@ -164,18 +84,8 @@ def generate_examples(model, prompts: list[list[int]], *, max_new_tokens: int, t
     49k tokens here); measured ~1.3x the labelled tokens per second of ``generate`` for a batch of 96,
     and the features need no second pass.
     """
-    from ..rng import TorchRNG
-
-    B = len(prompts)
     L = max(len(p) for p in prompts)
     pad = eos[0] if eos else 0
-    ids = torch.full((B, L), pad, dtype=torch.long)
-    mask = torch.zeros(B, L + max_new_tokens, dtype=torch.long)
-    for b, p in enumerate(prompts):
-        ids[b, L - len(p):] = torch.tensor(p)
-        mask[b, L - len(p):L] = 1
-    rng = TorchRNG(generator)
-    eos_t = torch.tensor(list(eos) or [-1])
     _register_gqa_decode()
     old_impl = model.config._attn_implementation
     try:
@@ -183,47 +93,14 @@ def generate_examples(model, prompts: list[list[int]], *, max_new_tokens: int, t
     except (ValueError, ImportError, NotImplementedError):  # an architecture without pluggable attention: as it is
         old_impl = None
     try:
-        pos = (mask[:, :L].cumsum(-1) - 1).clamp(min=0)
-        out = model(input_ids=ids, attention_mask=mask[:, :L], position_ids=pos, use_cache=True, output_hidden_states=features)
-        cache, last = out.past_key_values, pos[:, -1]
-        feats = [out.hidden_states[-1].to(torch.float16)] if features else []  # [B, L, H], then [B, 1, H] per step
-        toks, top_ids, top_p = [], [], []
-        done = torch.zeros(B, dtype=torch.bool)
-        logits = out.logits[:, -1].float()  # [B, V]
-        for step in range(max_new_tokens):
-            ti, tp = _teacher(logits, top)
-            top_ids.append(ti)
-            top_p.append(tp)
-            if temperature > 0:
-                nxt = rng.categorical(torch.softmax(logits / temperature, dim=-1))
-            else:
-                nxt = logits.argmax(-1)
-            nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
-            toks.append(nxt)
-            done |= torch.isin(nxt, eos_t)
-            if done.all() or step == max_new_tokens - 1:
-                break
-            mask[:, L + step] = 1
-            last = last + 1
-            out = model(input_ids=nxt[:, None], attention_mask=mask[:, :L + step + 1], position_ids=last[:, None],
-                        past_key_values=cache, use_cache=True, output_hidden_states=features)
-            cache, logits = out.past_key_values, out.logits[:, -1].float()
-            if features:
-                feats.append(out.hidden_states[-1].to(torch.float16))
+        gen, ti, tp, f_all = _decode(model, prompts, max_new_tokens, temperature, eos, TorchRNG(generator), top, features)
     finally:
         if old_impl is not None:
             model.set_attn_implementation(old_impl)
-    gen = torch.stack(toks, dim=1)  # [B, n]
-    ti, tp = torch.stack(top_ids, dim=1), torch.stack(top_p, dim=1)  # [B, n, top]
-    f_all = torch.cat(feats, dim=1) if features else None  # [B, L + n - 1, H]
     examples = []
     for b, p in enumerate(prompts):
         row = gen[b].tolist()
-        n = len(row)
-        for i, t in enumerate(row):
-            if t in eos:
-                n = i + 1
-                break
+        n = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
         if n == 0:
             continue
         e = Example(list(p) + row[:n], len(p), ti[b, :n].clone(), tp[b, :n].clone())
@@ -232,6 +109,45 @@ def generate_examples(model, prompts: list[list[int]], *, max_new_tokens: int, t
             e.feats = torch.cat([f_all[b, L - len(p):L + n - 1], f_all[b, L + n - 2:L + n - 1]])
         examples.append(e)
     return examples
+
+
+def _decode(model, prompts, max_new_tokens: int, temperature: float, eos: tuple, rng: TorchRNG, top: int, features: bool):
+    """The batched KV-cached decode loop over left-padded prompts -> (tokens [B, n], teacher ids [B, n, top],
+    teacher probs [B, n, top], hidden states [B, L + n - 1, H] or None)."""
+    B, L = len(prompts), max(len(p) for p in prompts)
+    pad = eos[0] if eos else 0
+    ids = torch.full((B, L), pad, dtype=torch.long)
+    mask = torch.zeros(B, L + max_new_tokens, dtype=torch.long)
+    for b, p in enumerate(prompts):
+        ids[b, L - len(p):] = torch.tensor(p)
+        mask[b, L - len(p):L] = 1
+    eos_t = torch.tensor(list(eos) or [-1])
+    pos = (mask[:, :L].cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=mask[:, :L], position_ids=pos, use_cache=True, output_hidden_states=features)
+    cache, last = out.cache, pos[:, -1]
+    feats = [out.hidden_states[-1].to(torch.float16)] if features else []  # [B, L, H], then [B, 1, H] per step
+    toks, top_ids, top_p = [], [], []
+    done = torch.zeros(B, dtype=torch.bool)
+    logits = out.logits[:, -1].float()  # [B, V]
+    for step in range(max_new_tokens):
+        ti, tp = _teacher(logits, top)
+        top_ids.append(ti)
+        top_p.append(tp)
+        nxt = rng.categorical(torch.softmax(logits / temperature, dim=-1)) if temperature > 0 else logits.argmax(-1)
+        nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
+        toks.append(nxt)
+        done |= torch.isin(nxt, eos_t)
+        if done.all() or step == max_new_tokens - 1:
+            break
+        mask[:, L + step] = 1
+        last = last + 1
+        out = model(input_ids=nxt[:, None], attention_mask=mask[:, :L + step + 1], position_ids=last[:, None],
+                    cache=cache, use_cache=True, output_hidden_states=features)
+        cache, logits = out.cache, out.logits[:, -1].float()
+        if features:
+            feats.append(out.hidden_states[-1].to(torch.float16))
+    f_all = torch.cat(feats, dim=1) if features else None
+    return torch.stack(toks, dim=1), torch.stack(top_ids, dim=1), torch.stack(top_p, dim=1), f_all
 
 
 @torch.inference_mode()
@@ -275,8 +191,6 @@ def attach_features(model, examples: list[Example], cache: Path | None, batch: i
             for e, f in zip(examples, feats):
                 e.feats = f
             return
-    from tqdm import tqdm
-
     for i in tqdm(range(0, len(examples), batch), desc="target hidden states", unit="batch", disable=not progress):
         group = examples[i:i + batch]
         L = max(len(e.ids) for e in group)

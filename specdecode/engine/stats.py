@@ -33,21 +33,22 @@ class GenerationStats:
     overlap_sum: float = 0.0  # sum over checked draft positions of sum_x min(p, q) (GenerationConfig.measure_overlap)
     overlap_count: int = 0
 
-    def record_step(self, k: int, n_accepted: int) -> None:
-        """One row's step: k drafts proposed, n_accepted of them accepted."""
+    def record_step(self, k: int, n_accepted: int, *, nodes: int | None = None, bonus: bool | None = None) -> None:
+        """One row's step: a draft of depth k (a chain: k tokens) with ``nodes`` draft tokens in all (trees;
+        default k), n_accepted of them accepted; ``bonus``: the last token came after a leaf (default n == k)."""
         self.row_steps += 1
         _grow(self.per_position_proposed, k)
         _grow(self.per_position_accepted, k)
         _grow(self.k_history, k + 1)
         self.k_history[k] += 1
-        self.proposed += k
+        self.proposed += k if nodes is None else nodes
         self.accepted += n_accepted
         for i in range(k):
             self.per_position_proposed[i] += 1
             self.per_position_accepted[i] += i < n_accepted
         if k == 0:
             self.plain += 1
-        elif n_accepted < k:
+        elif not (n_accepted == k if bonus is None else bonus):
             self.recovered += 1
             _grow(self.rejection_positions, n_accepted + 1)
             self.rejection_positions[n_accepted] += 1

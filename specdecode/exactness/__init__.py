@@ -6,6 +6,6 @@
 with the target. Not here: sampling-based (Monte-Carlo) checks, see ``montecarlo``.
 """
 
-from .enumerate import ExactRNG, enumerate_outcomes
+from ..core.enumerate import ExactRNG, enumerate_outcomes
 
 __all__ = ["ExactRNG", "enumerate_outcomes"]

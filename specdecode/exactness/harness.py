@@ -22,14 +22,10 @@ from typing import Callable
 
 import torch
 
+from ..core.enumerate import enumerate_outcomes
 from ..verify import chain, multidraft
 from ..verify import reference as ref
-from .enumerate import enumerate_outcomes
-from .models import OneHotModel, model_pairs
-
-
-class DeterministicDrafter(OneHotModel):
-    """A drafter that proposes its argmax without sampling: verified with q = None."""
+from .models import DeterministicDrafter, model_pairs
 
 
 @dataclass(frozen=True)
@@ -54,7 +50,9 @@ Step = Callable[[Case, tuple, object], tuple]
 
 
 @dataclass(frozen=True)
-class Method:
+class Entry:
+    """One implementation of one method in the suite (not the engine's ``verify.Method``)."""
+
     name: str
     impl: str  # "torch" or "reference"
     step: Step
@@ -266,34 +264,34 @@ def seq_cases(Vs=(2, 3)):
     return [Case(name, t, d, V, L, 2, K=K) for V in Vs for K, L in ((2, 1), (2, 2), (3, 1)) for name, t, d in _pairs(V, False)]
 
 
-def methods() -> list[Method]:
+def methods() -> list[Entry]:
     fast_chain = lambda: chain_cases(CHAIN_SIZES_FAST)  # noqa: E731
     return [
-        Method("tokenwise", "torch", _fast_chain(chain.tokenwise_verify), fast_chain),
-        Method("tokenwise", "reference", _ref_tokenwise, chain_cases),
-        Method("greedy", "torch", _fast_chain(chain.greedy_verify), fast_chain, greedy_target=True),
-        Method("greedy", "reference", _ref_greedy, chain_cases, greedy_target=True),
-        Method("block", "torch", _fast_chain(chain.block_verify), fast_chain),
-        Method("block", "reference", _ref_block, chain_cases),
-        Method("spectr (token)", "torch", _fast_select("spectr"), lambda: select_cases(Ks=(2, 3), Vs=(2, 3))),
-        Method("spectr (token)", "reference", _ref_select("spectr"), select_cases),
-        Method("spectr (sequences)", "torch", _seq_step("spectr", "torch"), lambda: seq_cases(Vs=(2,))),
-        Method("spectr (sequences)", "reference", _seq_step("spectr", "reference"), seq_cases),
-        Method("spectr (tree)", "reference", _tree_step("spectr", "reference"), lambda: tree_cases(Vs=(2,))),
-        Method("rrs (token)", "torch", _fast_select("rrs"), select_cases),
-        Method("rrs (token)", "reference", _ref_select("rrs"), select_cases),
-        Method("rrs-wor (token)", "torch", _fast_select("rrs", False), select_cases),
-        Method("rrs-wor (token)", "reference", _ref_select("rrs", False), select_cases),
-        Method("rrs (tree)", "torch", _tree_step("rrs", "torch"), lambda: tree_cases(shapes=((2, 1), (3,)))),
-        Method("rrs (tree)", "reference", _tree_step("rrs", "reference"), tree_cases),
-        Method("rrs-wor (tree)", "torch", _tree_step("rrs-wor", "torch"), tree_cases),
-        Method("rrs-wor (tree)", "reference", _tree_step("rrs-wor", "reference"), tree_cases),
-        Method("deterministic tree", "torch", _det_tree_step("torch"), lambda: tree_cases(shapes=((2, 1), (3,), (2, 2)))),
-        Method("deterministic tree", "reference", _det_tree_step("reference"), tree_cases),
-        Method("gumbel-coupled", "reference", _ref_gumbel, chain_cases,
+        Entry("tokenwise", "torch", _fast_chain(chain.tokenwise_verify), fast_chain),
+        Entry("tokenwise", "reference", _ref_tokenwise, chain_cases),
+        Entry("greedy", "torch", _fast_chain(chain.greedy_verify), fast_chain, greedy_target=True),
+        Entry("greedy", "reference", _ref_greedy, chain_cases, greedy_target=True),
+        Entry("block", "torch", _fast_chain(chain.block_verify), fast_chain),
+        Entry("block", "reference", _ref_block, chain_cases),
+        Entry("spectr (token)", "torch", _fast_select("spectr"), lambda: select_cases(Ks=(2, 3), Vs=(2, 3))),
+        Entry("spectr (token)", "reference", _ref_select("spectr"), select_cases),
+        Entry("spectr (sequences)", "torch", _seq_step("spectr", "torch"), lambda: seq_cases(Vs=(2,))),
+        Entry("spectr (sequences)", "reference", _seq_step("spectr", "reference"), seq_cases),
+        Entry("spectr (tree)", "reference", _tree_step("spectr", "reference"), lambda: tree_cases(Vs=(2,))),
+        Entry("rrs (token)", "torch", _fast_select("rrs"), select_cases),
+        Entry("rrs (token)", "reference", _ref_select("rrs"), select_cases),
+        Entry("rrs-wor (token)", "torch", _fast_select("rrs", False), select_cases),
+        Entry("rrs-wor (token)", "reference", _ref_select("rrs", False), select_cases),
+        Entry("rrs (tree)", "torch", _tree_step("rrs", "torch"), lambda: tree_cases(shapes=((2, 1), (3,)))),
+        Entry("rrs (tree)", "reference", _tree_step("rrs", "reference"), tree_cases),
+        Entry("rrs-wor (tree)", "torch", _tree_step("rrs-wor", "torch"), tree_cases),
+        Entry("rrs-wor (tree)", "reference", _tree_step("rrs-wor", "reference"), tree_cases),
+        Entry("deterministic tree", "torch", _det_tree_step("torch"), lambda: tree_cases(shapes=((2, 1), (3,), (2, 2)))),
+        Entry("deterministic tree", "reference", _det_tree_step("reference"), tree_cases),
+        Entry("gumbel-coupled", "reference", _ref_gumbel, chain_cases,
                note="torch path: seeded spec == seeded plain (tests)"),
-        Method("typical (Medusa)", "torch", _fast_chain(chain.typical_verify), fast_chain, lossy=True),
-        Method("typical (Medusa)", "reference", _ref_typical, chain_cases, lossy=True),
+        Entry("typical (Medusa)", "torch", _fast_chain(chain.typical_verify), fast_chain, lossy=True),
+        Entry("typical (Medusa)", "reference", _ref_typical, chain_cases, lossy=True),
     ]
 
 
@@ -374,7 +372,7 @@ class Row:
                 "seconds": round(self.seconds, 2), "passed": self.passed, "note": self.note}
 
 
-def run_method(m: Method, cases: list | None = None, progress=None) -> Row:
+def run_method(m: Entry, cases: list | None = None, progress=None) -> Row:
     row = Row(m.name, m.impl, m.lossy, note=m.note)
     t0 = time.perf_counter()
     for case in (m.cases() if cases is None else cases):

@@ -14,6 +14,8 @@ from fractions import Fraction
 
 import torch
 
+from ..core.sampling import SamplingConfig, logits_to_probs
+
 
 def _rnd(seed, ctx) -> random.Random:
     return random.Random(f"{seed}:{','.join(map(str, ctx))}")
@@ -49,6 +51,10 @@ class OneHotModel:
         return [1.0 if i == x else 0.0 for i in range(self.V)]
 
     raw = probs
+
+
+class DeterministicDrafter(OneHotModel):
+    """A drafter that proposes its argmax without sampling: verified with q = None."""
 
 
 @dataclass(frozen=True)
@@ -101,8 +107,6 @@ class WarpedModel:
         return torch.tensor([r.gauss(0, 1.5) for _ in range(self.V)], dtype=torch.float64)
 
     def probs(self, ctx):
-        from ..sampling import SamplingConfig, logits_to_probs
-
         cfg = SamplingConfig(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
         return logits_to_probs(self._logits(ctx), cfg).tolist()
 

@@ -10,22 +10,22 @@ Not here: exact enumeration (see ``harness``) or real language models (see the e
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from ..rng import TorchRNG
-from .harness import DeterministicDrafter, target_distribution
+from ..core.rng import TorchRNG
+from .harness import target_distribution
+from .models import DeterministicDrafter
 
 
 class ContextTable:
     """Dense table of a small model's distributions for every context up to max_len tokens."""
 
     def __init__(self, model, V: int, max_len: int):
-        import itertools
-
         self.V = V
         ids: dict = {}
         rows = []
@@ -107,11 +107,18 @@ def chi_square_tv(samples: torch.Tensor, case, *, greedy: bool = False, delta: f
     expected = torch.zeros(V**N, dtype=torch.float64)
     for seq, w in target.items():
         expected[sum(t * V ** (N - 1 - i) for i, t in enumerate(seq))] = float(w)
+    return compare_counts(counts, expected, delta)
+
+
+def compare_counts(counts: torch.Tensor, expected: torch.Tensor, delta: float = 1e-6) -> MCResult:
+    """counts [C] observed per cell, expected [C] probabilities per cell -> support check, Pearson chi-square
+    (cells with expected count < 5 merged into one) and the TV bound 0.5 sqrt((m-1)/n) + sqrt(ln(1/delta)/(2n))."""
+    counts, expected = counts.double(), expected.double()
+    n = int(counts.sum())
     support_ok = bool((counts[expected == 0] == 0).all())
     m = int((expected > 0).sum())
     tv = 0.5 * float((counts / n - expected).abs().sum())
     tv_threshold = 0.5 * math.sqrt((m - 1) / n) + math.sqrt(math.log(1 / delta) / (2 * n))
-    # Pearson chi-square with cells of expected count < 5 merged into one
     e = expected[expected > 0] * n
     o = counts[expected > 0]
     small = e < 5

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..verify import reference as ref
-from .harness import Case, draft_chain, n_token_distribution, sample_candidates, target_distribution, compare
+from .harness import Case, compare, draft_chain, n_token_distribution, sample_candidates, sample_det_tree, target_distribution
 from .models import model_pairs
 
 
@@ -89,8 +89,6 @@ def _deterministic_tree_mutant():
     rejected sibling from the distribution (plain p throughout, then a final draw from p)."""
 
     def step(case, ctx, rng):
-        from .harness import sample_det_tree
-
         parents, tokens, paths = sample_det_tree(case, ctx)
         kids = [[c for c in range(len(parents)) if parents[c] == n] for n in range(len(parents))]
         node, out = 0, []

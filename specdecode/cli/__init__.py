@@ -1,0 +1,42 @@
+"""Command-line interface: ``specdecode <command>``. One module per command, each with ``NAME``, ``HELP``,
+``DESCRIPTION``, ``add_args(parser)`` and ``run(args)``; this module only assembles them.
+
+Every command prints one clear error line and exits with status 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import (bench, bench_draft, bench_generate, bench_trees, demo, distill, distribution, exactness, generate,
+               simulate)
+
+COMMANDS = [simulate, exactness, distribution, generate, demo, bench, bench_trees, distill, bench_draft, bench_generate]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="specdecode", description="Provably exact speculative decoding: library, theory, "
+                                                                 "simulations, tester.")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    for cmd in COMMANDS:
+        p = sub.add_parser(cmd.NAME, help=cmd.HELP, description=cmd.DESCRIPTION)
+        cmd.add_args(p)
+        p.set_defaults(func=cmd.run)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if not getattr(args, "func", None):
+        ap.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, PermissionError) as exc:
+        print(f"specdecode {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

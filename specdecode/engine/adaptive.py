@@ -1,0 +1,112 @@
+"""Adaptive draft length: per-row online acceptance and measured costs -> k (chains) or depth (trees).
+
+Not here: the loop that feeds it (``loop``) or the closed-form optimum it generalises (``analysis.theory``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+
+class AdaptiveK:
+    """Per-row online acceptance and measured costs -> k each step.
+
+    Each row keeps exponentially forgotten counts of accepted / checked drafts overall (its alpha)
+    and per draft position i (the conditional rate a_i = P(accept i | accepted 1..i-1), shrunk
+    towards alpha). k maximises E[G(k)] / (T(k+1) + k t_draft), with T(n) the measured time of a
+    target pass over n tokens and t_draft the measured draft time per token. With every a_i = alpha
+    and T linear in n this is exactly k = optimal_k(alpha, c); per-position rates let bursty drafters
+    (prompt lookup copies whole spans) use long drafts, and the measured T(n) follows CPU kernels
+    whose cost is not linear (here a pass over 2-3 tokens costs more than one over 5). k = 0 (plain
+    decoding) when nothing beats it; rows at k = 0 probe every ``probe_every`` steps. The first
+    step is plain, so that T(1) (the cost of plain decoding) is measured, not guessed.
+    """
+
+    def __init__(self, batch: int, k_max: int, decay: float = 0.9, probe_every: int = 8, shrink: float = 2.0,
+                 nodes: Callable[[int], int] | None = None):
+        self.k_max, self.decay, self.probe_every, self.shrink = k_max, decay, probe_every, shrink
+        self.nodes = nodes or (lambda k: k)  # draft tokens at depth k (trees: every node the drafter proposes)
+        self.acc = [1.0] * batch
+        self.chk = [2.0] * batch
+        self.pos_acc = [[0.0] * k_max for _ in range(batch)]
+        self.pos_chk = [[0.0] * k_max for _ in range(batch)]
+        self.idle = [0] * batch
+        self.t_by_n: dict[int, float] = {}  # tokens fed -> seconds per target pass (EMA)
+        self.draft_tok_time = 0.0
+
+    def alpha(self, b: int) -> float:
+        return self.acc[b] / self.chk[b]
+
+    def position_rates(self, b: int) -> list[float]:
+        a = self.alpha(b)
+        return [(self.pos_acc[b][i] + self.shrink * a) / (self.pos_chk[b][i] + self.shrink) for i in range(self.k_max)]
+
+    def observe(self, b: int, k: int, n_accepted: int) -> None:
+        if k == 0:
+            return
+        checked = n_accepted + (n_accepted < k)
+        self.acc[b] = self.decay * self.acc[b] + n_accepted
+        self.chk[b] = self.decay * self.chk[b] + checked
+        for i in range(min(checked, self.k_max)):
+            self.pos_acc[b][i] = self.decay * self.pos_acc[b][i] + (i < n_accepted)
+            self.pos_chk[b][i] = self.decay * self.pos_chk[b][i] + 1
+
+    def observe_pass(self, n_fed: int, seconds: float) -> None:
+        """Target pass over n_fed tokens took ``seconds`` (kept per n: on CPUs the cost is not linear in n)."""
+        old = self.t_by_n.get(n_fed)
+        self.t_by_n[n_fed] = seconds if old is None else 0.7 * old + 0.3 * seconds
+
+    def observe_draft(self, seconds_per_token: float) -> None:
+        """The drafter's time per draft token this step (kept as an EMA)."""
+        t = self.draft_tok_time
+        self.draft_tok_time = seconds_per_token if t == 0 else 0.8 * t + 0.2 * seconds_per_token
+
+    def pass_cost(self, n: int) -> float:
+        """Estimated seconds of a target pass over n tokens: measured if seen, else interpolated."""
+        if n in self.t_by_n:
+            return self.t_by_n[n]
+        seen = sorted(self.t_by_n)
+        if not seen:
+            return 1.0 + 0.015 * (n - 1)
+        lo = [m for m in seen if m < n]
+        hi = [m for m in seen if m > n]
+        if lo and hi:
+            a, b = lo[-1], hi[0]
+            return self.t_by_n[a] + (self.t_by_n[b] - self.t_by_n[a]) * (n - a) / (b - a)
+        base = self.t_by_n[seen[0]]
+        if lo:  # extrapolate up with a slope of 1.5% of the smallest pass per token (optimistic: it gets measured)
+            return self.t_by_n[lo[-1]] + 0.015 * base * (n - lo[-1])
+        return self.t_by_n[hi[0]]
+
+    def best_k(self, b: int, k_min: int = 0) -> int:
+        """argmax_k E[G(k)] / (T(n_k + 1) + n_k t_draft) with E[G(k)] from the per-position acceptance rates and
+        n_k the draft tokens at depth k (chains: k)."""
+        rates = self.position_rates(b)
+        best, best_rate = 0, -1.0
+        total, run = 1.0, 1.0
+        for k in range(0, self.k_max + 1):
+            if k > 0:
+                run *= rates[k - 1]
+                total += run
+            if k < k_min:
+                continue
+            n = self.nodes(k)
+            r = total / (self.pass_cost(n + 1) + n * self.draft_tok_time)
+            if r > best_rate * (1 + 1e-9):
+                best, best_rate = k, r
+        return best
+
+    def choose(self, b: int) -> int:
+        if 1 not in self.t_by_n and self.k_max > 0:
+            # measure one plain pass first: without T(1) plain decoding would be priced like the smallest pass
+            # seen so far (a 4-6 token pass costs 1.5x a 1-token one here), and k = 0 would never win
+            return 0
+        k = self.best_k(b)
+        if k == 0:
+            self.idle[b] += 1
+            if self.idle[b] >= self.probe_every and self.k_max > 0:
+                self.idle[b] = 0
+                return self.best_k(b, k_min=1)  # probe with the cheapest useful draft length
+        else:
+            self.idle[b] = 0
+        return k

@@ -1,0 +1,10 @@
+"""Drafters (proposers): every step, a draft tree per row (a chain is a tree with one path) with the q
+its children were drawn from. One protocol (``engine.drafts.Drafter``); they never verify."""
+
+from ..drafts import NoDrafter
+from .eagle import EagleCache, EagleDrafter
+from .lookup import PromptLookupDrafter, ngram_continuations
+from .model import EarlyExitDrafter, ModelDrafter
+
+__all__ = ["EagleCache", "EagleDrafter", "EarlyExitDrafter", "ModelDrafter", "NoDrafter", "PromptLookupDrafter",
+           "ngram_continuations"]

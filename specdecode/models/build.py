@@ -1,0 +1,141 @@
+"""The one builder from spec strings to objects, used by every command, the benches and the library:
+``--model NAME``, ``--drafter SPEC``, ``--tree SPEC`` and ``--dtype``.
+
+Specs are parsed and checked before anything loads (``DrafterSpec``, ``TreeSpec``), so a typo fails
+with one clear line. A ``Builder`` loads the target and its tokenizer once and then makes drafters and
+generators from specs, loading each draft model once.
+
+Drafters: ``none`` (plain decoding), ``prompt-lookup``, ``early-exit:N`` (the target's first N layers),
+``model:NAME`` (a registry model, a local Hugging Face folder, or a draft from ``specdecode distill``:
+a small model or an EAGLE head). Trees: ``lookup:M`` (with prompt-lookup: M matches merged),
+``static:B1,B2,...`` or ``dynamic:N`` (with a model drafter).
+
+Not here: loading weights (``registry``), the engine loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..engine import (CausalLM, EagleDrafter, EarlyExitDrafter, ModelDrafter, NoDrafter, PromptLookupDrafter,
+                      SpeculativeGenerator, TreeShape)
+from .drafts import check_compatible, draft_kind, is_draft_dir
+from .eagle import EagleHead, load_eagle
+from .early_exit import early_exit_model
+from .registry import SMOLLM2, load_model
+from .tokenizers import encode_chat, eos_ids, load_tokenizer
+
+DEFAULT_MODEL = SMOLLM2
+DRAFTER_HELP = "none | prompt-lookup | early-exit:N | model:NAME"
+
+
+@dataclass(frozen=True)
+class DrafterSpec:
+    kind: str  # "none" | "prompt-lookup" | "early-exit" | "model"
+    arg: str | int | None = None
+
+    @staticmethod
+    def parse(spec: str) -> "DrafterSpec":
+        if spec in ("none", "prompt-lookup"):
+            return DrafterSpec(spec)
+        if spec.startswith("model:") and len(spec) > 6:
+            return DrafterSpec("model", spec[6:])
+        if spec.startswith("early-exit:"):
+            try:
+                return DrafterSpec("early-exit", int(spec.split(":", 1)[1]))
+            except ValueError:
+                pass
+        raise ValueError(f"unknown drafter {spec!r}: use {DRAFTER_HELP.replace(' | ', ', ')}")
+
+
+@dataclass(frozen=True)
+class TreeSpec:
+    lookup: int = 0  # lookup:M: M prompt-lookup matches merged into a prefix tree
+    shape: TreeShape | None = None  # static:... / dynamic:N: grown by a draft model
+
+    @staticmethod
+    def parse(spec: str | None) -> "TreeSpec | None":
+        if not spec:
+            return None
+        if spec.startswith("lookup:"):
+            try:
+                m = int(spec.split(":", 1)[1])
+            except ValueError:
+                m = 0
+            if m < 1:
+                raise ValueError(f"--tree lookup:M needs a number of matches M >= 1, got {spec!r}")
+            return TreeSpec(lookup=m)
+        return TreeSpec(shape=TreeShape.parse(spec))
+
+
+def check_specs(drafter: str, tree: str | None = None) -> tuple[DrafterSpec, TreeSpec | None]:
+    """Parse and cross-check a drafter and a tree spec (before any model loads)."""
+    d, t = DrafterSpec.parse(drafter), TreeSpec.parse(tree)
+    if t is None:
+        return d, t
+    if (d.kind == "prompt-lookup") != bool(t.lookup):
+        raise ValueError("prompt-lookup trees are --drafter prompt-lookup --tree lookup:M; model drafters take "
+                         "--tree static:... or dynamic:N")
+    if d.kind == "none":
+        raise ValueError("--tree needs a drafter: --drafter model:NAME or early-exit:N (static:... / dynamic:N), "
+                         "or --drafter prompt-lookup (lookup:M)")
+    return d, t
+
+
+class Builder:
+    """Loads a target once; makes drafters and generators from spec strings."""
+
+    def __init__(self, model: str, dtype: str = "fp32", draft_dtype: str | None = None):
+        self.model_name, self.dtype, self.draft_dtype = model, dtype, draft_dtype or dtype
+        self.target = CausalLM(load_model(model, dtype), name=model)
+        self.tokenizer = load_tokenizer(model, self.target.model)
+        self.eos = eos_ids(self.tokenizer)
+        self._drafts: dict[str, CausalLM | EagleHead] = {}
+        self._early: dict[int, CausalLM] = {}
+
+    def encode(self, prompt: str | list[dict], chat: bool = True) -> list[int]:
+        return encode_chat(self.tokenizer, prompt, chat)
+
+    def generator(self, drafter: str = "none", tree: str | None = None) -> SpeculativeGenerator:
+        return SpeculativeGenerator(self.target, self.drafter(drafter, tree), self.tokenizer)
+
+    def drafter(self, spec: str, tree: str | None = None):
+        d, t = check_specs(spec, tree)
+        shape = t.shape if t else None
+        if d.kind == "none":
+            return NoDrafter()
+        if d.kind == "prompt-lookup":
+            return PromptLookupDrafter(matches=t.lookup if t else 1)
+        if d.kind == "early-exit":
+            if shape is None:  # chains share the target's cache
+                return EarlyExitDrafter(self.target, int(d.arg))
+            return ModelDrafter(self._early_exit(int(d.arg)), shape, name=spec)
+        draft = self.draft_model(str(d.arg))
+        if isinstance(draft, CausalLM):
+            return ModelDrafter(draft, shape, name=spec)
+        return EagleDrafter(self.target, draft, shape, name=spec)
+
+    def _early_exit(self, n: int) -> CausalLM:
+        """The target's first n layers as a model with its own cache (trees), built once."""
+        if n not in self._early:
+            self._early[n] = CausalLM(early_exit_model(self.target.model, n), name=f"early-exit:{n}")
+        return self._early[n]
+
+    def draft_model(self, path: str) -> CausalLM | EagleHead:
+        """A draft for ``model:PATH``, loaded once: a standalone model (CausalLM) or an EAGLE head."""
+        if path not in self._drafts:
+            self._drafts[path] = self._load_draft(path)
+        return self._drafts[path]
+
+    def _load_draft(self, path: str) -> CausalLM | EagleHead:
+        p = Path(path).expanduser()
+        if p.is_dir() and is_draft_dir(p):
+            check_compatible(p, self.tokenizer, self.target.vocab_size, self.model_name)
+            if draft_kind(p) == "eagle":
+                return load_eagle(p, self.target.model)
+        dm = CausalLM(load_model(path, self.draft_dtype), name=path)
+        if dm.vocab_size != self.target.vocab_size:
+            raise ValueError(f"drafter {path!r} has vocabulary size {dm.vocab_size} but the target {self.model_name!r} "
+                             f"has {self.target.vocab_size}: a drafter must share the target's tokenizer")
+        return dm
