@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,20 +62,26 @@ def short_drafter(drafter: str) -> str:
     return drafter
 
 
-def sweep(quick: bool, drafts: tuple = (), quality_drafts: tuple = ()) -> tuple[list[Config], dict]:
+def early_exit_depths(layers: int, fractions: tuple) -> list[int]:
+    """Early-exit depths at these fractions of a model's layers (distinct, in [1, layers - 1]; none for a model
+    without layers to exit from)."""
+    return sorted({min(max(round(f * layers), 1), layers - 1) for f in fractions}) if layers >= 2 else []
+
+
+def sweep(quick: bool, drafts: tuple = (), quality_drafts: tuple = (), layers: int = 30) -> tuple[list[Config], dict]:
     """-> (configurations, settings). Quick: a few minutes; full: the whole grid of the issue.
     drafts: folders of trained drafts (``specdecode distill``) to add as ``model:`` drafters;
-    quality_drafts: drafts that only join the draft-quality study (e.g. distill snapshots)."""
+    quality_drafts: drafts that only join the draft-quality study (e.g. distill snapshots);
+    layers: the target's layers, which the early-exit depths follow (30 for SmolLM2: 20, and 10..26)."""
     if quick:
         temps, ks, methods = (0.0, 0.8), (2, 4, 8), ("tokenwise",)
         prompts, max_new = 1, 48
-        ee = ["early-exit:20"]
-        quality = [10, 20, 26]
+        quality = early_exit_depths(layers, (1 / 3, 2 / 3, 0.87))
     else:
         temps, ks, methods = (0.0, 0.5, 0.8, 1.0, 1.2), tuple(range(1, 11)), ("tokenwise", "block", "gumbel")
         prompts, max_new = 3, 96
-        ee = ["early-exit:20"]
-        quality = [6, 10, 14, 18, 22, 26]
+        quality = early_exit_depths(layers, (0.2, 1 / 3, 0.47, 0.6, 0.73, 0.87))
+    ee = [f"early-exit:{n}" for n in early_exit_depths(layers, (2 / 3,))]
     cfgs = []
     for T in temps:
         cfgs += [Config("none", temperature=T), Config("hf", temperature=T)]
@@ -88,14 +95,14 @@ def sweep(quick: bool, drafts: tuple = (), quality_drafts: tuple = ()) -> tuple[
             for path in drafts:
                 cfgs += [Config(f"model:{path}", 4, False, T, m), Config(f"model:{path}", 8, True, T, m)]
         cfgs += [Config(f"hf-draft:{path}", temperature=T) for path in drafts]
-    cfgs += [Config("hf-prompt-lookup"), Config("hf-early-exit:20")]
+    cfgs += [Config("hf-prompt-lookup")] + [Config(f"hf-{d}") for d in ee]
     for T in temps:  # trees vs chains at comparable verify sizes (<= 16 tree nodes vs the k=8 chain's 9 tokens;
         # trained drafts: 9 nodes vs their k=4 chain's 5 tokens)
         cfgs.append(Config("prompt-lookup", 4, False, T, "rrs", tree="lookup:4"))
         cfgs += [Config(f"model:{path}", 0, False, T, "rrs-wor", tree="static:3,1,1") for path in drafts]
         if not quick:
-            cfgs += [Config("prompt-lookup", 8, False, T, "rrs", tree="lookup:2"),
-                     Config(ee[0], 0, False, T, "spectr", tree="static:2,2,1"), Config(ee[0], 0, False, T, "spectr", tree="dynamic:8")]
+            cfgs.append(Config("prompt-lookup", 8, False, T, "rrs", tree="lookup:2"))
+            cfgs += [Config(d, 0, False, T, "spectr", tree=t) for d in ee for t in ("static:2,2,1", "dynamic:8")]
     for b in (2, 4):  # the engine's batches (ragged acceptance): plain vs prompt lookup at the same batch size
         cfgs += [Config("none", batch=b), Config("prompt-lookup", 4, False, 0.0, batch=b),
                  Config("prompt-lookup", 16, True, 0.0, batch=b)]
@@ -218,19 +225,24 @@ def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True,
               ray: bool = False, ray_address: str | None = None, ray_workers: int = 2, quality_drafts: tuple = ()) -> Path:
     """Run every configuration not yet in OUT/records.jsonl. configs: (configurations, settings) to
     replace the standard sweep (tests); drafts: trained draft folders to add to the standard sweep;
-    ray: run prompt groups on Ray actors (``ray_address`` None = a local Ray instance)."""
+    ray: run prompt groups on Ray actors (``ray_address`` None = a local Ray instance).
+
+    Every record is appended as one whole line and synced to disk as soon as its run finishes, so an
+    interruption keeps every finished run; a line torn by a crash is dropped when the sweep resumes."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "records.jsonl"
-    cfgs, settings = configs or sweep(quick, drafts, quality_drafts)
+    runner = None if ray else Runner(model, dtype)
+    cfgs, settings = configs or sweep(quick, drafts, quality_drafts, layers=_layers(runner, model, dtype))
     versions = {c.drafter: _draft_version(c.drafter.split(":", 1)[1]) for c in cfgs
                 if c.drafter.startswith(("model:", "hf-draft:"))}
+    repair_torn_line(path)
     groups = _pending(cfgs, settings, _done_keys(path, versions))
     if not groups:
         return path
     meta = {"model": model, "dtype": dtype, "quick": quick}
     bar = tqdm(total=sum(len(g) for g in groups), desc="bench" + (" (ray)" if ray else ""), unit="run", disable=not progress)
     results = (_ray_map(groups, model, dtype, settings, meta, ray_address, ray_workers) if ray
-               else (run_group(runner, g, settings, meta) for runner in [Runner(model, dtype)] for g in groups))
+               else ([rec] for g in groups for rec in run_group(runner, g, settings, meta)))
     with path.open("a", encoding="utf-8") as fh:
         for recs in results:
             for rec in recs:
@@ -238,10 +250,31 @@ def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True,
                     rec["draft_version"] = versions[rec["drafter"]]
                 fh.write(json.dumps(rec) + "\n")
             fh.flush()
+            os.fsync(fh.fileno())
             bar.set_postfix_str(f"{recs[-1]['task']} #{recs[-1]['prompt_id']}")
             bar.update(len(recs))
     bar.close()
     return path
+
+
+def _layers(runner: "Runner | None", model: str, dtype: str) -> int:
+    """The target's decoder layers (0 for a model without early exit), from the loaded runner or a quick load."""
+    lm = runner.target if runner is not None else Runner(model, dtype).target
+    return lm.num_layers if lm.supports_early_exit else 0
+
+
+def repair_torn_line(path: Path) -> None:
+    """Drop a last line that a crash cut mid-record (the file then ends without a newline), saying so on stderr."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return
+    keep = data.rfind(b"\n") + 1
+    with path.open("r+b") as fh:
+        fh.truncate(keep)
+    print(f"[specdecode] {path}: dropped a record cut by an interruption ({len(data) - keep} bytes); it runs again",
+          file=sys.stderr)
 
 
 def _done_keys(path: Path, versions: dict) -> set:
@@ -277,9 +310,8 @@ def _pending(cfgs: list[Config], settings: dict, done: set) -> list[list]:
     return list(groups.values())
 
 
-def run_group(runner: Runner, items: list, settings: dict, meta: dict) -> list[dict]:
-    """items: (task, prompt_id, Config, key) of one prompt -> their records, run in order."""
-    out = []
+def run_group(runner: Runner, items: list, settings: dict, meta: dict):
+    """items: (task, prompt_id, Config, key) of one prompt -> yields their records, run in order."""
     for task, pid, cfg, key in items:
         ids = runner.encode(TASKS[task][pid])
         batch_ids = [runner.encode(TASKS[task][(pid + j) % len(TASKS[task])]) for j in range(cfg.batch)] if cfg.batch > 1 else None
@@ -287,8 +319,7 @@ def run_group(runner: Runner, items: list, settings: dict, meta: dict) -> list[d
         rec.update(key=key, task=task, prompt_id=pid, drafter=cfg.drafter, k=cfg.k, adaptive=cfg.adaptive,
                    temperature=cfg.temperature, method=cfg.method, study=cfg.study, label=cfg.label, batch=cfg.batch,
                    tree=cfg.tree, load1=os.getloadavg()[0], **meta)
-        out.append(rec)
-    return out
+        yield rec
 
 
 class _RayWorker:
@@ -299,7 +330,7 @@ class _RayWorker:
         self.runner = Runner(model, dtype)
 
     def run_group(self, items, settings, meta):
-        return run_group(self.runner, items, settings, meta)
+        return list(run_group(self.runner, items, settings, meta))
 
 
 def _ray_map(groups: list, model: str, dtype: str, settings: dict, meta: dict, address: str | None, workers: int):

@@ -7,12 +7,15 @@ Every command prints one clear error line and exits with status 2 on bad input.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
-from . import (bench, bench_draft, bench_generate, bench_trees, demo, distill, distribution, exactness, generate,
-               simulate)
+from . import (bench, bench_backends, bench_draft, bench_generate, bench_trees, demo, distill, distribution, exactness,
+               generate, simulate)
 
-COMMANDS = [simulate, exactness, distribution, generate, demo, bench, bench_trees, distill, bench_draft, bench_generate]
+COMMANDS = [simulate, exactness, distribution, generate, demo, bench, bench_trees, distill, bench_draft, bench_generate,
+            bench_backends]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,12 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     if not getattr(args, "func", None):
         ap.print_help()
         return 2
+    if threading.current_thread() is threading.main_thread():  # SIGTERM cleans up like Ctrl-C (temporary files)
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, PermissionError) as exc:

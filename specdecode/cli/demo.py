@@ -8,7 +8,7 @@ import torch
 
 from ..core.sampling import SamplingConfig
 from ..engine import GenerationConfig, format_stats
-from ..models.build import Builder
+from .common import add_model_args, builder_from
 from .generate import COLORS, RESET
 
 NAME = "demo"
@@ -24,17 +24,17 @@ RUNS = [("plain", 0, False), ("speculative (prompt lookup, k=8)", 8, False),
 
 
 def add_args(dm) -> None:
-    dm.add_argument("--model", default="smollm2-135m")
-    dm.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    add_model_args(dm)
     dm.add_argument("--max-new-tokens", type=int, default=96)
 
 
 def run(args) -> int:
     sampling = SamplingConfig(0.0)
-    builder = Builder(args.model, args.dtype)
+    builder = builder_from(args)
     gen, tok = builder.generator("prompt-lookup"), builder.tokenizer
     ids = builder.encode(DEMO_PROMPT)
-    print(f"model: {args.model} ({args.dtype}), prompt of {len(ids)} tokens, greedy, up to {args.max_new_tokens} new tokens\n")
+    fmt = args.dtype if args.backend == "hf" else builder.target.path.rsplit("/", 1)[-1]
+    print(f"model: {args.model} on {args.backend} ({fmt}), prompt of {len(ids)} tokens, greedy, up to {args.max_new_tokens} new tokens\n")
     print(f"prompt: {DEMO_PROMPT}\n")
     results = {}
     for label, k, adaptive in RUNS:

@@ -12,8 +12,9 @@ import torch
 
 from ..core.sampling import SamplingConfig
 from ..engine import K_MAX, GenerationConfig, GenerationOutput, format_stats
-from ..models.build import DEFAULT_MODEL, DRAFTER_HELP, Builder, check_specs
+from ..models.build import DRAFTER_HELP, Builder, check_specs
 from ..verify import METHODS
+from .common import add_model_args, builder_from
 
 NAME = "generate"
 HELP = "speculative generation on a real model (streams text, prints stats)"
@@ -26,7 +27,7 @@ SEED_MAX = (1 << 63) - 1
 
 def add_args(ap) -> None:
     ap.add_argument("prompt", nargs="?", help="prompt text (or use --batch-file)")
-    ap.add_argument("--model", default=DEFAULT_MODEL, help=f"target model: a registry name or a local folder (default {DEFAULT_MODEL})")
+    add_model_args(ap)
     ap.add_argument("--drafter", default="prompt-lookup", help=f"{DRAFTER_HELP} (default prompt-lookup)")
     ap.add_argument("-k", type=int, default=4, help=f"draft tokens per step, 0-{K_MAX} (the upper bound with --adaptive; with "
                                                     "--tree lookup:M the tokens per match; default 4)")
@@ -44,7 +45,6 @@ def add_args(ap) -> None:
     ap.add_argument("--top-p", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0, help=f"seed of the explicit torch.Generator, 0-{SEED_MAX} (default 0)")
     ap.add_argument("--max-new-tokens", type=int, default=128)
-    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--batch-file", help="file with one prompt per line, generated as one batch")
     ap.add_argument("--no-chat", action="store_true", help="do not wrap prompts in the model's chat template")
     ap.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
@@ -86,7 +86,7 @@ def run(args) -> int:
     check_specs(args.drafter, args.tree)
     if args.tree and args.tree.startswith("lookup:") and args.k < 1:
         raise ValueError(f"-k (tokens per match) must be in [1, {K_MAX}] for a lookup tree, got {args.k}")
-    builder = Builder(args.model, args.dtype)
+    builder = builder_from(args)
     gen = builder.generator(args.drafter, args.tree)
     config = generation_config(args, builder, sampling)
     method = gen.method_for(config)  # a method that does not fit the drafter fails before generating
@@ -120,7 +120,7 @@ def _report(args, tok, texts: list[str], out: GenerationOutput, sampling: Sampli
         return tok.decode(ids, skip_special_tokens=True)
 
     if args.json:
-        print(json.dumps({"model": args.model, "drafter": args.drafter, "tree": args.tree, "k": args.k,
+        print(json.dumps({"model": args.model, "backend": args.backend, "drafter": args.drafter, "tree": args.tree, "k": args.k,
                           "adaptive": args.adaptive, "method": method, "sampling": sampling.describe(), "seed": args.seed,
                           "outputs": [{"prompt": t, "text": decode(ids), "tokens": ids, "kinds": kk, "finish_reason": r}
                                       for t, ids, kk, r in zip(texts, out.tokens, out.kinds, out.finish_reasons)],

@@ -51,6 +51,17 @@ def check_probs(name: str, probs: torch.Tensor) -> None:
         raise ValueError(f"{name} rows must sum to 1 (tolerance {tol:g}); worst row sums to {1 + worst if (sums > 1).any() else 1 - worst:.6g}")
 
 
+def check_logits(name: str, logits: torch.Tensor) -> None:
+    """logits: [..., V] may hold -inf (ruled-out tokens) but no NaN or +inf, and not be all -inf (one reduction)."""
+    if not torch.is_tensor(logits) or not logits.is_floating_point() or logits.numel() == 0:
+        raise ValueError(f"{name} must be a non-empty floating-point tensor")
+    top = float(logits.max())
+    if not top < math.inf:  # NaN anywhere makes the max NaN; +inf makes it inf
+        raise ValueError(f"{name} contain NaN or +inf; logits must be finite or -inf")
+    if top == -math.inf:
+        raise ValueError(f"{name} are all -inf: no token can be sampled")
+
+
 def check_tokens(name: str, tokens: torch.Tensor, vocab_size: int) -> None:
     if not torch.is_tensor(tokens) or tokens.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"{name} must be an integer (long) tensor")
@@ -77,6 +88,8 @@ def check_chain_inputs(p: torch.Tensor, q: torch.Tensor | None, draft_tokens: to
         if not torch.is_tensor(q) or q.dim() != 3 or tuple(q.shape) != (B, k, V):
             raise ValueError(f"q must have shape [B, k, V] = [{B}, {k}, {V}] (or be None for one-hot drafts), got {tuple(getattr(q, 'shape', ()))}")
     check_tokens("draft_tokens", draft_tokens, V)
+    if not probs:
+        check_logits("p", p)
     if probs:
         check_probs("p", p)
         if q is not None:

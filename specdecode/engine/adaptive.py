@@ -1,68 +1,106 @@
-"""Adaptive draft length: per-row online acceptance and measured costs -> k (chains) or depth (trees).
+"""Adaptive draft length: per-row online acceptance and the pass costs -> k (chains) or depth (trees).
 
-Not here: the loop that feeds it (``loop``) or the closed-form optimum it generalises (``analysis.theory``).
+Not here: the loop that feeds it (``loop``), measuring the costs (``costs``) or the closed-form optimum it
+generalises (``analysis.theory``).
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from .costs import extrapolate
+
 
 class AdaptiveK:
-    """Per-row online acceptance and measured costs -> k each step.
+    """Per-row online acceptance and costs -> k each step.
 
     Each row keeps exponentially forgotten counts of accepted / checked drafts overall (its alpha)
     and per draft position i (the conditional rate a_i = P(accept i | accepted 1..i-1), shrunk
-    towards alpha). k maximises E[G(k)] / (T(k+1) + k t_draft), with T(n) the measured time of a
-    target pass over n tokens and t_draft the measured draft time per token. With every a_i = alpha
-    and T linear in n this is exactly k = optimal_k(alpha, c); per-position rates let bursty drafters
-    (prompt lookup copies whole spans) use long drafts, and the measured T(n) follows CPU kernels
-    whose cost is not linear (here a pass over 2-3 tokens costs more than one over 5). k = 0 (plain
-    decoding) when nothing beats it; rows at k = 0 probe every ``probe_every`` steps. The first
-    step is plain, so that T(1) (the cost of plain decoding) is measured, not guessed.
+    towards alpha). k maximises E[G(k)] / (T(n_k + 1) + n_k t_draft), with T(n) the cost of a target
+    pass over n tokens, n_k the draft tokens at depth k and t_draft the draft cost per token. With
+    every a_i = alpha and T linear in n this is exactly k = optimal_k(alpha, c); per-position rates let
+    bursty drafters (prompt lookup copies whole spans) use long drafts, and T(n) follows the backend's
+    kernels, which are not linear in n.
+
+    Costs: ``costs`` (T(1..17) measured once per backend, ``costs.py``) and ``draft_cost`` fixed per
+    generation make the choice a function of the acceptance counts only, so a seeded run repeats; without
+    them every pass is timed (an EMA per n) and the first step is plain, so that T(1) is measured.
+    k = 0 (plain decoding) when nothing beats it; a row at k = 0 probes with the cheapest draft after
+    ``probe_every`` idle steps, and waits twice as long after each probe that accepted nothing.
     """
 
     def __init__(self, batch: int, k_max: int, decay: float = 0.9, probe_every: int = 8, shrink: float = 2.0,
-                 nodes: Callable[[int], int] | None = None):
+                 nodes: Callable[[int], int] | None = None, costs: list[float] | None = None,
+                 draft_cost: float | None = None):
         self.k_max, self.decay, self.probe_every, self.shrink = k_max, decay, probe_every, shrink
         self.nodes = nodes or (lambda k: k)  # draft tokens at depth k (trees: every node the drafter proposes)
         self.acc = [1.0] * batch
         self.chk = [2.0] * batch
         self.pos_acc = [[0.0] * k_max for _ in range(batch)]
         self.pos_chk = [[0.0] * k_max for _ in range(batch)]
+        # the same per-position counts split by the row's state: 1 after a step that accepted every draft, 0 after
+        # one that rejected (acceptance is bursty: prompt lookup copies whole spans, then misses for a while)
+        self.state = [0] * batch
+        self.st_acc = [[[0.0] * k_max, [0.0] * k_max] for _ in range(batch)]
+        self.st_chk = [[[0.0] * k_max, [0.0] * k_max] for _ in range(batch)]
         self.idle = [0] * batch
-        self.t_by_n: dict[int, float] = {}  # tokens fed -> seconds per target pass (EMA)
-        self.draft_tok_time = 0.0
+        self.wait = [probe_every] * batch  # idle steps before the next probe (doubles after a failed probe)
+        self.probing = [False] * batch
+        self.costs = costs
+        self.t_by_n: dict[int, float] = {}  # tokens fed -> seconds per target pass (EMA), without a cost table
+        self.fixed_draft = draft_cost is not None
+        self.draft_tok_time = draft_cost or 0.0
 
     def alpha(self, b: int) -> float:
         return self.acc[b] / self.chk[b]
 
     def position_rates(self, b: int) -> list[float]:
-        a = self.alpha(b)
-        return [(self.pos_acc[b][i] + self.shrink * a) / (self.pos_chk[b][i] + self.shrink) for i in range(self.k_max)]
+        """P(accept draft i | drafts < i accepted) for row b in its current state: the row's rate at that position
+        (shrunk towards its alpha), moved by the state's own counts: down as they say, up only by what exceeds
+        one standard error (a few lucky steps must not buy long, costly drafts)."""
+        a, acc, chk = self.alpha(b), self.st_acc[b][self.state[b]], self.st_chk[b][self.state[b]]
+        rates = []
+        for i in range(self.k_max):
+            r = (self.pos_acc[b][i] + self.shrink * a) / (self.pos_chk[b][i] + self.shrink)
+            n = chk[i] + self.shrink
+            s = (acc[i] + self.shrink * r) / n
+            rates.append(s if s <= r else max(r, s - (s * (1 - s) / (n + 1)) ** 0.5))
+        return rates
 
     def observe(self, b: int, k: int, n_accepted: int) -> None:
         if k == 0:
             return
+        if self.probing[b]:
+            self.probing[b] = False
+            self.wait[b] = self.probe_every if n_accepted else min(2 * self.wait[b], 64 * self.probe_every)
         checked = n_accepted + (n_accepted < k)
         self.acc[b] = self.decay * self.acc[b] + n_accepted
         self.chk[b] = self.decay * self.chk[b] + checked
+        acc, chk = self.st_acc[b][self.state[b]], self.st_chk[b][self.state[b]]
         for i in range(min(checked, self.k_max)):
             self.pos_acc[b][i] = self.decay * self.pos_acc[b][i] + (i < n_accepted)
             self.pos_chk[b][i] = self.decay * self.pos_chk[b][i] + 1
+            acc[i] = self.decay * acc[i] + (i < n_accepted)
+            chk[i] = self.decay * chk[i] + 1
+        self.state[b] = int(n_accepted == k)
 
     def observe_pass(self, n_fed: int, seconds: float) -> None:
-        """Target pass over n_fed tokens took ``seconds`` (kept per n: on CPUs the cost is not linear in n)."""
-        old = self.t_by_n.get(n_fed)
-        self.t_by_n[n_fed] = seconds if old is None else 0.7 * old + 0.3 * seconds
+        """Target pass over n_fed tokens took ``seconds`` (kept per n: on CPUs the cost is not linear in n);
+        ignored when the costs come from a table."""
+        if self.costs is None:
+            old = self.t_by_n.get(n_fed)
+            self.t_by_n[n_fed] = seconds if old is None else 0.7 * old + 0.3 * seconds
 
     def observe_draft(self, seconds_per_token: float) -> None:
-        """The drafter's time per draft token this step (kept as an EMA)."""
-        t = self.draft_tok_time
-        self.draft_tok_time = seconds_per_token if t == 0 else 0.8 * t + 0.2 * seconds_per_token
+        """The drafter's time per draft token this step (an EMA), unless its cost is fixed."""
+        if not self.fixed_draft:
+            t = self.draft_tok_time
+            self.draft_tok_time = seconds_per_token if t == 0 else 0.8 * t + 0.2 * seconds_per_token
 
     def pass_cost(self, n: int) -> float:
-        """Estimated seconds of a target pass over n tokens: measured if seen, else interpolated."""
+        """Seconds of a target pass over n tokens: from the table, measured if seen, else interpolated."""
+        if self.costs is not None:
+            return extrapolate(self.costs, n)
         if n in self.t_by_n:
             return self.t_by_n[n]
         seen = sorted(self.t_by_n)
@@ -97,15 +135,16 @@ class AdaptiveK:
         return best
 
     def choose(self, b: int) -> int:
-        if 1 not in self.t_by_n and self.k_max > 0:
+        if self.costs is None and 1 not in self.t_by_n and self.k_max > 0:
             # measure one plain pass first: without T(1) plain decoding would be priced like the smallest pass
             # seen so far (a 4-6 token pass costs 1.5x a 1-token one here), and k = 0 would never win
             return 0
         k = self.best_k(b)
         if k == 0:
             self.idle[b] += 1
-            if self.idle[b] >= self.probe_every and self.k_max > 0:
+            if self.idle[b] >= self.wait[b] and self.k_max > 0:
                 self.idle[b] = 0
+                self.probing[b] = True
                 return self.best_k(b, k_min=1)  # probe with the cheapest useful draft length
         else:
             self.idle[b] = 0

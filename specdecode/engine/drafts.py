@@ -168,6 +168,9 @@ class Drafter(Protocol):
 
     def nodes_at_depth(self, k: int) -> int: ...
 
+    def fixed_cost(self) -> float | None:
+        """Seconds per draft token, fixed (from a measured cost table), or None: timed as it drafts."""
+
 
 class NoDrafter:
     """Plain decoding through the same loop (k = 0 everywhere): the fair baseline."""
@@ -192,3 +195,6 @@ class NoDrafter:
 
     def nodes_at_depth(self, k):
         return k
+
+    def fixed_cost(self):
+        return 0.0

@@ -1,4 +1,5 @@
-"""A causal LM with per-row token histories, a KV cache, rollback and draft-tree passes.
+"""The Hugging Face / torch backend: a causal LM with per-row token histories, a KV cache, rollback and
+draft-tree passes (the interface is ``backend.Backend``).
 
 ``CausalLM.extend(rows)`` feeds each row its own (possibly empty) list of new tokens in one forward
 pass and returns their logits; ``rollback(lengths)`` forgets everything after ``lengths[b]`` tokens of
@@ -22,10 +23,13 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 from transformers.masking_utils import create_causal_mask
 
+from .backend import Backend
 from .segments import TreeSegment, tree_attention
 
 
-class CausalLM:
+class CausalLM(Backend):
+    backend = "hf"
+
     def __init__(self, model: torch.nn.Module, *, name: str = "model"):
         self.model = model.eval()
         self.name = name
@@ -34,75 +38,40 @@ class CausalLM:
         self.vocab_size = int(cfg.vocab_size)
         self.max_length = int(getattr(cfg, "max_position_embeddings" if self.is_hf else "max_seq_len", 1 << 30))
         self.num_layers = int(cfg.num_hidden_layers) if self.is_hf else 0
+        self.supports_features = self.supports_early_exit = self.is_hf
         first = next(model.parameters())
         self.dtype, self.device = first.dtype, first.device
-        self.forward_time = 0.0
-        self.forward_calls = 0
-        # keep the last hidden state of every cached position (EAGLE drafts): recorded by extend() and the tree
-        # passes; early-exit passes do not record
-        self.record_features = False
-        self.reset(1)
+        super().__init__()
 
-    # ------------------------------------------------------------ state
     def reset(self, batch_size: int) -> None:
-        self.lengths = [0] * batch_size
+        super().reset(batch_size)
         self.physical = 0
         self.cache = DynamicCache() if self.is_hf else None
         self.history: list[list[int]] = [[] for _ in range(batch_size)]
-        self.features: list[torch.Tensor | None] = [None] * batch_size  # [length_b, H] when record_features
-        self._feature_buf: list[torch.Tensor | None] = [None] * batch_size  # storage behind features[b]
         self._tree: list[TreeSegment] | None = None  # pending draft-tree nodes per row (extend_tree)
-
-    @property
-    def batch_size(self) -> int:
-        return len(self.lengths)
-
-    def store_features(self, b: int, start: int, h: torch.Tensor) -> None:
-        """Row b's hidden states h [n, H] for positions start .. start + n - 1; ``features[b]`` then covers
-        positions 0 .. start + n - 1. The storage doubles when full, so a decode step costs O(n), not O(length)."""
-        have = 0 if self.features[b] is None else self.features[b].shape[0]
-        if start > have:
-            raise ValueError("hidden states were not recorded from the start: set record_features before the prefill")
-        end = start + h.shape[0]
-        buf = self._feature_buf[b]
-        if buf is None or buf.shape[0] < end:
-            size = max(end, 64, 2 * (0 if buf is None else buf.shape[0]))
-            grown = torch.empty(size, h.shape[-1], dtype=h.dtype, device=h.device)
-            if start:
-                grown[:start] = buf[:start]
-            buf = self._feature_buf[b] = grown
-        buf[start:end] = h
-        self.features[b] = buf[:end]
-
-    def _check_rows(self, n: int) -> None:
-        if n != self.batch_size:
-            raise ValueError(f"rows must have one list per batch row ({self.batch_size}), got {n}")
-
-    def _check_context(self, needed: int) -> None:
-        if needed > self.max_length:
-            raise ValueError(f"sequence length {needed} exceeds the model's context of {self.max_length} tokens")
 
     # ---------------------------------------------------------- chains
     @torch.inference_mode()
-    def extend(self, rows: list[list[int]], *, n_layers: int | None = None) -> torch.Tensor:
-        """rows: B lists of new tokens (ragged, may be empty) -> float32 logits [B, n_max, V].
+    def extend(self, rows: list[list[int]], *, need_logits: bool = True, n_layers: int | None = None) -> torch.Tensor | None:
+        """rows: B lists of new tokens (ragged, may be empty) -> float32 logits [B, n_max, V] (None when not
+        ``need_logits``: a prefill computes the head at one position only).
 
         n_layers: run only the first n layers + final norm + head (early-exit self-draft); only
         those layers' cache grows and it must be cut back with ``rollback_layers``.
         """
-        self._check_rows(len(rows))
+        self.check_rows(len(rows))
         if self._tree is not None:
             raise ValueError("draft-tree nodes are pending: call keep_paths or rollback before extend")
         n = [len(r) for r in rows]
         n_max = max(n)
         if n_max == 0:
-            return torch.zeros(len(rows), 0, self.vocab_size, device=self.device)
-        self._check_context(max(length + k for length, k in zip(self.lengths, n)))
+            return torch.zeros(len(rows), 0, self.vocab_size, device=self.device) if need_logits else None
+        self.check_context(max(length + k for length, k in zip(self.lengths, n)))
         t0 = time.perf_counter()
-        logits = self._extend_hf(rows, n, n_max, n_layers) if self.is_hf else self._extend_full(rows, n_max)
+        logits = self._extend_hf(rows, n, n_max, n_layers, need_logits) if self.is_hf else self._extend_full(rows, n_max)
         self.forward_time += time.perf_counter() - t0
         self.forward_calls += 1
-        return logits
+        return logits if need_logits else None
 
     def _extend_full(self, rows, n_max):
         out = torch.zeros(len(rows), n_max, self.vocab_size, device=self.device)
@@ -114,20 +83,20 @@ class CausalLM:
                 out[b, : len(r)] = logits[0, -len(r):].float()
         return out
 
-    def _extend_hf(self, rows, n, n_max, n_layers):
+    def _extend_hf(self, rows, n, n_max, n_layers, need_logits=True):
         B, P = len(rows), self.physical
         ids = torch.tensor([r + [0] * (n_max - len(r)) for r in rows], dtype=torch.long, device=self.device)
         mask = pos = None
         if any(length != P for length in self.lengths) or any(x != n_max for x in n):  # ragged rows
-            mask = torch.zeros(B, P + n_max, dtype=torch.long)
+            mask = torch.zeros(B, P + n_max, dtype=torch.long, device="cpu")  # built on the host, moved once
             for b in range(B):
                 mask[b, : self.lengths[b]] = 1
                 mask[b, P : P + n[b]] = 1
-            pos = torch.tensor([[self.lengths[b] + i for i in range(n_max)] for b in range(B)], dtype=torch.long)
+            pos = torch.tensor([[self.lengths[b] + i for i in range(n_max)] for b in range(B)], dtype=torch.long, device="cpu")
             mask, pos = mask.to(self.device), pos.to(self.device)
         if n_layers is None:
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=self.cache, use_cache=True,
-                             output_hidden_states=self.record_features)
+                             output_hidden_states=self.record_features, logits_to_keep=0 if need_logits else 1)
             logits = out.logits
             if self.record_features:
                 h = out.hidden_states[-1].detach().float()  # [B, n_max, H]: the input of the head
@@ -180,7 +149,7 @@ class CausalLM:
         (earlier passes or this one, -1 = attached to the verified prefix). Each node attends to its row's
         prefix and its own ancestors. The nodes stay pending until ``keep_paths`` (or ``rollback``).
         """
-        self._check_rows(len(tokens))
+        self.check_rows(len(tokens))
         if self._tree is None:
             self._tree = [TreeSegment(length) for length in self.lengths]
         n = [len(t) for t in tokens]
@@ -189,7 +158,7 @@ class CausalLM:
             return torch.zeros(len(tokens), 0, self.vocab_size, device=self.device)
         P = self.physical if self.is_hf else 0
         new = [seg.add(tok, par, [P + j for j in range(len(par))]) for seg, tok, par in zip(self._tree, tokens, parents)]
-        self._check_context(max(seg.base + max(seg.depths, default=-1) + 1 for seg in self._tree))
+        self.check_context(max(seg.base + max(seg.depths, default=-1) + 1 for seg in self._tree))
         t0 = time.perf_counter()
         logits = self._tree_hf(tokens, new, n_max) if self.is_hf else self._tree_full(tokens, new, n_max)
         self.forward_time += time.perf_counter() - t0
@@ -222,7 +191,7 @@ class CausalLM:
     def keep_paths(self, paths: list[list[int]]) -> None:
         """Keep, per row, the pending tree nodes ``paths[b]`` (a root-first chain of segment ids, possibly empty)
         after the verified prefix and drop every other pending node."""
-        self._check_rows(len(paths))
+        self.check_rows(len(paths))
         if self._tree is None:
             if any(paths):
                 raise ValueError("keep_paths needs pending tree nodes: call extend_tree first")
@@ -251,11 +220,10 @@ class CausalLM:
     # ---------------------------------------------------------- rollback
     def rollback(self, lengths: list[int]) -> None:
         """Keep only the first lengths[b] tokens of row b (lengths[b] <= current length); drops pending tree nodes."""
-        if any(new > old for new, old in zip(lengths, self.lengths)):
-            raise ValueError(f"rollback can only shorten rows: {lengths} vs {self.lengths}")
+        self.check_shorter(lengths)
         self._tree = None
         self.lengths = list(lengths)
-        self.features = [f[:length] if f is not None else None for f, length in zip(self.features, lengths)]
+        self.cut_features(lengths)
         if self.is_hf:
             self._crop(range(len(self.cache.layers)), max(lengths) if lengths else 0)
         else:

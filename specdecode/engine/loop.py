@@ -13,6 +13,7 @@ Not here: the verification math (``verify``), drafting (``drafters``), model loa
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable
 
@@ -75,7 +76,10 @@ class SpeculativeGenerator:
         rng = TorchRNG(generator)
         noise = CounterGumbel.from_generator(generator) if method.noise else None
         sampler = DraftSampler(config.sampling, method.children, rng, noise, rows.seqs)
-        ctrl = AdaptiveK(len(prompts), limit, nodes=self.drafter.nodes_at_depth) if config.adaptive else None
+        ctrl = None
+        if config.adaptive:  # fixed costs: the choices depend on acceptance counts only (seeded runs repeat)
+            ctrl = AdaptiveK(len(prompts), limit, nodes=self.drafter.nodes_at_depth, costs=self.target.pass_costs(),
+                             draft_cost=self.drafter.fixed_cost())
         t_start = time.perf_counter()
         self._prefill(prompts, stats)
         d_time0, d_calls0 = self.drafter.time_spent, self.drafter.calls
@@ -103,7 +107,7 @@ class SpeculativeGenerator:
         t0 = time.perf_counter()
         self.target.reset(len(prompts))
         self.target.record_features = self.drafter.needs_target_features
-        self.target.extend([p[:-1] for p in prompts])
+        self.target.extend([p[:-1] for p in prompts], need_logits=False)
         self.drafter.begin(prompts)
         stats.prefill_time = time.perf_counter() - t0
 
@@ -130,8 +134,8 @@ class SpeculativeGenerator:
         stats.target_calls += 1
         if ctrl:
             ctrl.observe_pass(max(len(f) for f in feed), dt)
-        for b, f in enumerate(feed):
-            if f and not torch.isfinite(logits[b, : len(f)]).all():
+        for b, f in enumerate(feed):  # a NaN or inf anywhere makes the sum NaN or inf (one reduction, no mask)
+            if f and not math.isfinite(logits[b, : len(f)].sum()):
                 raise ValueError(f"the target model produced NaN/inf logits at step {stats.steps + 1}")
         return logits, chain_pass
 
@@ -184,3 +188,7 @@ class SpeculativeGenerator:
                                  f"exceeds the model's context of {self.target.max_length} tokens")
             if min(pr) < 0 or max(pr) >= self.target.vocab_size:
                 raise ValueError(f"prompt {i} has token ids outside [0, {self.target.vocab_size - 1}]")
+        cells = sum(len(pr) + config.max_new_tokens + room for pr in prompts)
+        if self.target.capacity is not None and cells > self.target.capacity:
+            raise ValueError(f"the batch needs up to {cells} cache cells but the {self.target.backend} context holds "
+                             f"{self.target.capacity}: generate fewer or shorter prompts at once")

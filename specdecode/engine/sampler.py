@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..core.rng import TorchRNG
-from ..core.sampling import SamplingConfig, logits_to_probs
+from ..core.sampling import SamplingConfig, greedy, logits_to_probs
 from ..verify import CounterGumbel, gumbel_sample
 
 _PLAIN = SamplingConfig(1.0)
@@ -42,11 +42,11 @@ class DraftSampler:
         """One child for each of R nodes: q [R, V]; rows / offsets: each node's row and draft index (depth)
         -> R tokens."""
         if self.noise is not None:
-            pos = torch.tensor([[len(self.seqs[r]) + o] for r, o in zip(rows, offsets)])
+            pos = torch.tensor([[len(self.seqs[r]) + o] for r, o in zip(rows, offsets)], device="cpu")
             g = torch.cat([self.noise.noise([r], pos[j : j + 1], q.shape[-1])[:, 0] for j, r in enumerate(rows)])
             return gumbel_sample(q, g.to(q.device)).tolist()
         if self.sampling.is_greedy:
-            return q.argmax(-1).tolist()
+            return greedy(q).tolist()
         return self.rng.categorical(q).tolist()
 
     def children(self, q: torch.Tensor, count: int, row: int, offset: int) -> list[int]:

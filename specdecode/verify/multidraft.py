@@ -19,6 +19,7 @@ import math
 import torch
 
 from ..core.rng import as_rng
+from ..core.sampling import greedy
 from ..core.validation import check_int, check_probs, check_tokens
 from .types import PAD, TreeVerifyResult, VerifyResult, positive_or, safe_div
 
@@ -169,7 +170,7 @@ def check_tree(parents: torch.Tensor, tokens: torch.Tensor, p: torch.Tensor, q: 
     N = parents.shape[0]
     if N < 1 or int(parents[0]) != -1:
         raise ValueError("parents must start with the root: parents[0] == -1")
-    if N > 1 and ((parents[1:] < 0).any() or (parents[1:] >= torch.arange(1, N)).any()):
+    if N > 1 and ((parents[1:] < 0).any() or (parents[1:] >= torch.arange(1, N, device=parents.device)).any()):
         raise ValueError("parents must list each node after its parent: 0 <= parents[i] < i for i >= 1")
     if tuple(p.shape[:1]) != (N,) or p.shape != q.shape or tokens.shape != (N,):
         raise ValueError(f"p and q must be [N, V] and tokens [N] with N = {N} nodes; got p {tuple(p.shape)}, q {tuple(q.shape)}, tokens {tuple(tokens.shape)}")
@@ -225,7 +226,7 @@ def greedy_tree_verify(p, q, parents, tokens, rng=None, *, validate: bool = True
         check_tree(parents, tokens, p, p, probs=False)
     kids = children_lists([int(x) for x in parents])
     tok = [int(t) for t in tokens]
-    best = p.argmax(-1).tolist()  # [N]
+    best = greedy(p).tolist()  # [N]
     node, out, path = 0, [], []
     while True:
         y = best[node]

@@ -43,7 +43,7 @@ def test_greedy_trees_at_batch_3_equal_plain(target, name, adaptive):
     out = gen.generate(RAGGED, GenerationConfig(max_new_tokens=24, k=4, adaptive=adaptive, sampling=GREEDY),
                        torch.Generator().manual_seed(0))
     assert out.tokens == want and out.method == "greedy"
-    if name.startswith("self"):  # the draft is the target: its main path is always accepted
+    if name.startswith("self") and not adaptive:  # the draft is the target: its main path is always accepted
         assert out.stats.tokens_per_target_call > 2.5
     assert out.stats.new_tokens == sum(len(t) for t in out.tokens)
 

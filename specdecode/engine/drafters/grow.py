@@ -55,6 +55,9 @@ class TreeGrower:
     def nodes_at_depth(self, k: int) -> int:
         return k if self.shape is None else self.shape.nodes_up_to(k)
 
+    def fixed_cost(self) -> float | None:
+        return None  # timed as it drafts
+
     # subclasses ------------------------------------------------------------
     def _start(self, seqs: list[list[int]], active: list[int], sampler) -> list[torch.Tensor]:
         """Catch up on the verified tokens of the ``active`` rows -> q [V] for each active row's root."""

@@ -28,9 +28,13 @@ class ModelDrafter(TreeGrower):
         self._base: list[int] = []  # cache length after the catch-up (the root included)
         self._fed: list[dict[int, int]] = []  # per row: tree node -> its index among the nodes fed to the draft
 
+    def fixed_cost(self) -> float:
+        """One pass of the draft model per drafted token: its measured T(1)."""
+        return self.lm.pass_costs()[0]
+
     def begin(self, prompts):
         self.lm.reset(len(prompts))
-        self.lm.extend([p[:-1] for p in prompts])
+        self.lm.extend([p[:-1] for p in prompts], need_logits=False)
 
     def _forward(self, rows: list[list[int]]) -> torch.Tensor:
         return self.lm.extend(rows)
@@ -80,13 +84,17 @@ class EarlyExitDrafter(ModelDrafter):
     """Self-draft: the target's first n layers + final norm + head, on the target's own cache (chains)."""
 
     def __init__(self, target: CausalLM, n_layers: int):
-        if not target.is_hf:
-            raise ValueError("early-exit drafting needs a Hugging Face target model")
+        if not target.supports_early_exit:
+            raise ValueError(f"early-exit drafting needs the Hugging Face backend, not {target.backend}")
         if not 1 <= n_layers < target.num_layers:
             raise ValueError(f"early-exit layers must be in [1, {target.num_layers - 1}], got {n_layers}")
         super().__init__(target, None, name=f"early-exit:{n_layers}")
         self.n_layers = n_layers
         self._verified: list[int] = []
+
+    def fixed_cost(self) -> float:
+        """The first n of the target's layers: that share of its measured T(1)."""
+        return self.lm.pass_costs()[0] * self.n_layers / self.lm.num_layers
 
     def begin(self, prompts):
         pass  # the target's prefill fills the shared cache

@@ -1,0 +1,114 @@
+"""What the engine needs from a model: the backend interface, and the row bookkeeping every backend shares.
+
+A backend owns every edit of its cache. Rows of a batch are ragged: row b holds ``lengths[b]`` verified
+tokens. The engine calls, per step:
+
+* ``extend(rows, need_logits)`` -> float32 logits [B, n_max, V] for every row's new tokens (a chain);
+* ``extend_tree(tokens, parents)`` -> logits of draft-tree nodes appended after each row's prefix, pending
+  until ``keep_paths(paths)`` keeps one root-to-node path per row;
+* ``rollback(lengths)`` to forget everything after ``lengths[b]`` tokens of row b.
+
+With ``record_features`` a backend also keeps the last hidden state of every cached position in
+``features[b]`` [length_b, H] (EAGLE heads); ``supports_features`` says whether it can.
+
+Implementations: ``lm.CausalLM`` (Hugging Face / torch on any device, and cache-less toy models) and
+``llama_cpp.LlamaCppLM`` (llama.cpp through llama-cpp-python). Not here: sampling, drafting, verification.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .costs import load_or_measure
+
+
+class Backend:
+    name: str = "model"
+    backend: str = "?"  # "hf" | "llama.cpp"
+    vocab_size: int
+    max_length: int  # positions a row may hold
+    capacity: int | None = None  # cache cells shared by all rows of a batch (None: no shared limit)
+    num_layers: int
+    dtype: torch.dtype
+    device: torch.device
+    supports_features: bool = False
+    supports_early_exit: bool = False
+
+    def __init__(self):
+        self.forward_time = 0.0
+        self.forward_calls = 0
+        self._record = False
+        self.cost_file = None  # where pass_costs() keeps its table (set by whoever knows the cache); None: memory only
+        self._costs: list[float] | None = None
+        self.reset(1)
+
+    def pass_costs(self) -> list[float]:
+        """Seconds of one pass over n = 1..17 new tokens, measured once (see ``costs``). Resets the rows."""
+        if self._costs is None:
+            self._costs = load_or_measure(self, self.cost_file)
+        return self._costs
+
+    # the interface ---------------------------------------------------------
+    def extend(self, rows: list[list[int]], *, need_logits: bool = True, n_layers: int | None = None) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def extend_tree(self, tokens: list[list[int]], parents: list[list[int]]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def keep_paths(self, paths: list[list[int]]) -> None:
+        raise NotImplementedError
+
+    def rollback(self, lengths: list[int]) -> None:
+        raise NotImplementedError
+
+    # shared bookkeeping ----------------------------------------------------
+    @property
+    def record_features(self) -> bool:
+        return self._record
+
+    @record_features.setter
+    def record_features(self, on: bool) -> None:
+        if on and not self.supports_features:
+            raise ValueError(f"the {self.backend} backend cannot give the target's hidden states (needed by EAGLE heads)")
+        self._record = bool(on)
+
+    def reset(self, batch_size: int) -> None:
+        self.lengths = [0] * batch_size
+        self.features: list[torch.Tensor | None] = [None] * batch_size  # [length_b, H] when record_features
+        self._feature_buf: list[torch.Tensor | None] = [None] * batch_size  # storage behind features[b]
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.lengths)
+
+    def store_features(self, b: int, start: int, h: torch.Tensor) -> None:
+        """Row b's hidden states h [n, H] for positions start .. start + n - 1; ``features[b]`` then covers
+        positions 0 .. start + n - 1. The storage doubles when full, so a decode step costs O(n), not O(length)."""
+        have = 0 if self.features[b] is None else self.features[b].shape[0]
+        if start > have:
+            raise ValueError("hidden states were not recorded from the start: set record_features before the prefill")
+        end = start + h.shape[0]
+        buf = self._feature_buf[b]
+        if buf is None or buf.shape[0] < end:
+            size = max(end, 64, 2 * (0 if buf is None else buf.shape[0]))
+            grown = torch.empty(size, h.shape[-1], dtype=h.dtype, device=h.device)
+            if start:
+                grown[:start] = buf[:start]
+            buf = self._feature_buf[b] = grown
+        buf[start:end] = h
+        self.features[b] = buf[:end]
+
+    def cut_features(self, lengths: list[int]) -> None:
+        self.features = [f[:length] if f is not None else None for f, length in zip(self.features, lengths)]
+
+    def check_rows(self, n: int) -> None:
+        if n != self.batch_size:
+            raise ValueError(f"rows must have one list per batch row ({self.batch_size}), got {n}")
+
+    def check_context(self, needed: int) -> None:
+        if needed > self.max_length:
+            raise ValueError(f"sequence length {needed} exceeds the model's context of {self.max_length} tokens")
+
+    def check_shorter(self, lengths: list[int]) -> None:
+        if len(lengths) != self.batch_size or any(new > old for new, old in zip(lengths, self.lengths)):
+            raise ValueError(f"rollback can only shorten rows: {lengths} vs {self.lengths}")

@@ -1,0 +1,297 @@
+"""The llama.cpp backend: a GGUF model run by llama.cpp through llama-cpp-python's low-level API, behind the
+engine's backend interface (``backend.Backend``).
+
+One llama_context with a unified KV cache. Row b of a batch is sequence id b; a step feeds every row's new
+tokens in ONE ``llama_decode`` (long prefills in chunks of ``n_batch`` tokens) and asks for logits only at
+the positions the engine reads (none for a prefill). Rollback removes a row's cells past its length
+(``llama_memory_seq_rm``).
+
+Draft trees use sequence ids: every root-to-leaf path of a tree is a sequence of its own and a node's cell
+belongs to every path through it (a token may carry several sequence ids; a path that branches off a node
+already in the cache starts as a copy of that node's path, ``llama_memory_seq_cp``, which only adds a
+sequence id to the shared cells). llama.cpp lets a token attend to the cells of its first sequence at
+lower positions, so a node sees its row's prefix and its own ancestors only. ``keep_paths`` copies the
+accepted path to the row's sequence and drops every path sequence.
+
+Hidden states for EAGLE heads come from llama.cpp's embeddings output of the same pass (the final-norm
+output, the input of the head), when the context is made with ``embeddings=True``.
+
+Not here: sampling, drafting, verification; finding, building or converting GGUF files (``models.gguf``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .backend import Backend
+
+L = None  # the llama_cpp module, imported on first use (require_llama_cpp)
+INSTALL_HINT = "the llama.cpp backend needs llama-cpp-python: pip install 'specdecode[llama]'"
+_ERRORS: list[str] = []  # the last messages llama.cpp logged (its own log is kept off the terminal)
+_LOG_CALLBACK = None  # kept alive: llama.cpp holds a pointer to it
+
+
+def require_llama_cpp():
+    """Import llama-cpp-python once, route llama.cpp's log into ``_ERRORS`` and initialise its backend."""
+    global L, _LOG_CALLBACK
+    if L is None:
+        try:
+            import llama_cpp
+        except ImportError:
+            raise ValueError(INSTALL_HINT) from None
+
+        def log(level, text, user_data):  # pragma: no cover - called from C
+            if level in (3, 4):  # warnings and errors (this build's levels): kept for our own error messages
+                _ERRORS.append(text.decode("utf-8", errors="replace").strip())
+                del _ERRORS[:-20]
+
+        _LOG_CALLBACK = llama_cpp.llama_log_callback(log)
+        llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+        L = llama_cpp
+    return L
+
+
+def last_error() -> str:
+    """What llama.cpp logged since the last call that cleared the log, in one short line."""
+    parts = [e.split(": ", 1)[-1] for e in _ERRORS if e]
+    return "; ".join(dict.fromkeys(parts))[:240] or "no message"
+
+
+@dataclass
+class _RowTree:
+    """A row's pending tree nodes: positions (base + depth), the path sequence of each node and the sequence
+    ids this row borrowed."""
+
+    base: int
+    depth: list = field(default_factory=list)
+    seq: list = field(default_factory=list)  # a path sequence through each node (it holds its ancestors)
+    parents: list = field(default_factory=list)
+    borrowed: list = field(default_factory=list)
+    features: list = field(default_factory=list)
+
+
+class LlamaCppLM(Backend):
+    backend = "llama.cpp"
+
+    def __init__(self, path: str, *, name: str | None = None, n_ctx: int = 8192, n_threads: int | None = None,
+                 max_seqs: int = 256, n_batch: int = 512, embeddings: bool = False):
+        require_llama_cpp()
+        self.path, self.name = str(path), name or os.path.basename(str(path))
+        if not os.path.isfile(self.path):
+            raise ValueError(f"no GGUF file at {self.path}")
+        _ERRORS.clear()
+        self.model = L.llama_model_load_from_file(self.path.encode(), L.llama_model_default_params())
+        if not self.model:
+            raise ValueError(f"llama.cpp could not load {self.path} ({last_error()}): is it a GGUF model file?")
+        threads = n_threads or os.cpu_count() or 1
+        cp = L.llama_context_default_params()
+        cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx, n_batch, n_batch
+        cp.n_seq_max, cp.kv_unified, cp.embeddings = max_seqs, True, embeddings
+        cp.n_threads = cp.n_threads_batch = threads
+        self.ctx = L.llama_init_from_model(self.model, cp)
+        if not self.ctx:
+            raise ValueError(f"llama.cpp could not make a context for {self.path} ({last_error()})")
+        self.mem = L.llama_get_memory(self.ctx)
+        self.vocab_size = int(L.llama_vocab_n_tokens(L.llama_model_get_vocab(self.model)))
+        self.n_ctx, self.n_batch, self.max_seqs = int(L.llama_n_ctx(self.ctx)), n_batch, max_seqs
+        self.max_length = min(int(L.llama_model_n_ctx_train(self.model)), self.n_ctx)
+        self.capacity = self.n_ctx  # one unified cache for every row and tree node
+        self.num_layers, self.n_embd = int(L.llama_model_n_layer(self.model)), int(L.llama_model_n_embd(self.model))
+        self.dtype, self.device = torch.float32, torch.device("cpu")
+        self.supports_features = embeddings
+        self._batch = L.llama_batch_init(n_batch, 0, max_seqs)
+        super().__init__()
+
+    def __del__(self):  # pragma: no cover - interpreter shutdown order varies
+        try:
+            L.llama_batch_free(self._batch)
+            L.llama_free(self.ctx)
+            L.llama_model_free(self.model)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def reset(self, batch_size: int) -> None:
+        if batch_size >= self.max_seqs:
+            raise ValueError(f"the llama.cpp backend runs at most {self.max_seqs - 1} rows at once, got {batch_size}")
+        super().reset(batch_size)
+        L.llama_memory_clear(self.mem, True)
+        self._tree: list[_RowTree] | None = None
+        self._free = list(range(self.max_seqs - 1, batch_size - 1, -1))  # sequence ids for tree paths
+
+    # ------------------------------------------------------------------ passes
+    def _decode(self, entries: list[tuple], outputs: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """entries: (token, position, [sequence ids]) in batch order -> (logits [n, V], hidden states [n, H]) of
+        every entry when ``outputs`` (else None), decoded in chunks of n_batch."""
+        logits, feats = [], []
+        want_h = outputs and self.record_features
+        t0 = time.perf_counter()
+        for start in range(0, len(entries), self.n_batch):
+            chunk = entries[start : start + self.n_batch]
+            b = self._batch
+            b.n_tokens = len(chunk)
+            for i, (tok, pos, seqs) in enumerate(chunk):
+                b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, pos, len(seqs), outputs
+                for j, s in enumerate(seqs):
+                    b.seq_id[i][j] = s
+            _ERRORS.clear()
+            rc = L.llama_decode(self.ctx, b)
+            if rc == 1:
+                raise ValueError(f"the llama.cpp context is full ({self.n_ctx} cells for all rows and tree nodes): "
+                                 f"use fewer or shorter prompts")
+            if rc != 0:
+                raise RuntimeError(f"llama_decode failed ({rc}): {last_error()}")
+            if outputs:
+                logits.append(self._copy_out(L.llama_get_logits(self.ctx), len(chunk), self.vocab_size))
+            if want_h:
+                feats.append(self._copy_out(L.llama_get_embeddings(self.ctx), len(chunk), self.n_embd))
+        self.forward_time += time.perf_counter() - t0
+        self.forward_calls += 1
+        if not outputs:
+            return None, None
+        return np.concatenate(logits) if len(logits) > 1 else logits[0], (np.concatenate(feats) if want_h else None)
+
+    _ctypes_arrays: dict = {}  # element count -> ctypes array type (building one costs more than the copy)
+
+    def _copy_out(self, ptr, rows: int, width: int) -> np.ndarray:
+        """A copy of llama.cpp's output buffer ``ptr`` (float [rows, width]), valid after the next pass."""
+        n = rows * width
+        kind = self._ctypes_arrays.get(n) or self._ctypes_arrays.setdefault(n, ctypes.c_float * n)
+        return np.frombuffer(kind.from_address(ctypes.addressof(ptr.contents)), dtype=np.float32, count=n).reshape(rows, width).copy()
+
+    def _rows_out(self, flat: np.ndarray, n: list[int]) -> torch.Tensor:
+        """Logits of the flattened rows [sum n, V] -> [B, n_max, V] (zeros after a row's own tokens)."""
+        if len(n) == 1:
+            return torch.from_numpy(flat).view(1, n[0], self.vocab_size)
+        out = torch.zeros(len(n), max(n), self.vocab_size)
+        at = 0
+        for b, k in enumerate(n):
+            out[b, :k] = torch.from_numpy(flat[at : at + k])
+            at += k
+        return out
+
+    def extend(self, rows: list[list[int]], *, need_logits: bool = True, n_layers: int | None = None) -> torch.Tensor | None:
+        """rows: B lists of new tokens (ragged, may be empty) -> float32 logits [B, n_max, V] (None when not needed)."""
+        self.check_rows(len(rows))
+        if n_layers is not None:
+            raise ValueError("early-exit drafts need the Hugging Face backend (llama.cpp runs whole models)")
+        if self._tree is not None:
+            raise ValueError("draft-tree nodes are pending: call keep_paths or rollback before extend")
+        n = [len(r) for r in rows]
+        if max(n) == 0:
+            return torch.zeros(len(rows), 0, self.vocab_size) if need_logits else None
+        self.check_context(max(length + k for length, k in zip(self.lengths, n)))
+        entries = [(t, self.lengths[b] + i, (b,)) for b, r in enumerate(rows) for i, t in enumerate(r)]
+        logits, feats = self._decode(entries, need_logits or self.record_features)
+        if feats is not None:
+            at = 0
+            for b, k in enumerate(n):
+                self.store_features(b, self.lengths[b], torch.from_numpy(feats[at : at + k]))
+                at += k
+        self.lengths = [length + k for length, k in zip(self.lengths, n)]
+        return self._rows_out(logits, n) if need_logits else None
+
+    def extend_tree(self, tokens: list[list[int]], parents: list[list[int]]) -> torch.Tensor:
+        """Append draft-tree nodes to every row in ONE pass (see the module docstring) -> logits [B, n_max, V]."""
+        self.check_rows(len(tokens))
+        if self._tree is None:
+            self._tree = [_RowTree(length) for length in self.lengths]
+        entries, n = [], [len(t) for t in tokens]
+        for b, (row, toks, pars) in enumerate(zip(self._tree, tokens, parents)):
+            entries += self._tree_entries(b, row, toks, pars)
+        if not entries:
+            return torch.zeros(len(tokens), 0, self.vocab_size)
+        self.check_context(max(e[1] for e in entries) + 1)
+        logits, feats = self._decode(entries, True)
+        if feats is not None:
+            at = 0
+            for row, k in zip(self._tree, n):
+                row.features.append(torch.from_numpy(feats[at : at + k]))
+                at += k
+        return self._rows_out(logits, n)
+
+    def _tree_entries(self, b: int, row: _RowTree, toks: list[int], pars: list[int]) -> list[tuple]:
+        """Row b's new nodes -> batch entries; each node carries the path sequences of the new leaves below it."""
+        first = len(row.parents)
+        for par in pars:
+            if not -1 <= par < len(row.parents):
+                raise ValueError(f"a tree node's parent must be -1 or an earlier node, got {par}")
+            row.parents.append(par)
+            row.depth.append(0 if par < 0 else row.depth[par] + 1)
+            row.seq.append(None)
+        new = range(first, len(row.parents))
+        kids = {i: [j for j in new if row.parents[j] == i] for i in new}
+        leaves = [i for i in new if not kids[i]]
+        leaf_seq, reused = {}, set()
+        for leaf in leaves:  # a path sequence per new leaf, holding the cached part of its path
+            top = leaf
+            while row.parents[top] >= first:
+                top = row.parents[top]
+            leaf_seq[leaf] = self._path_seq(b, row, row.parents[top], first, reused)
+        below = {i: [] for i in new}
+        for leaf in leaves:
+            i = leaf
+            while i >= first:
+                below[i].append(leaf_seq[leaf])
+                i = row.parents[i]
+        for i in new:
+            row.seq[i] = below[i][0]
+        return [(t, row.base + row.depth[i], tuple(below[i])) for t, i in zip(toks, new)]
+
+    def _path_seq(self, b: int, row: _RowTree, parent: int, first: int, reused: set) -> int:
+        """A sequence for a new path below ``parent`` (-1: the prefix). A cached leaf's own path sequence ends at
+        it, so the first new path below it extends that sequence; any other new path starts as a copy of the
+        prefix and the parent's ancestors (``llama_memory_seq_cp`` only adds a sequence id to those cells)."""
+        if parent >= 0 and parent not in reused and parent not in row.parents[:first]:
+            reused.add(parent)
+            return row.seq[parent]
+        if not self._free:
+            raise ValueError(f"the draft tree has more paths than llama.cpp sequences ({self.max_seqs - self.batch_size})")
+        s = self._free.pop()
+        row.borrowed.append(s)
+        if parent < 0:
+            L.llama_memory_seq_cp(self.mem, b, s, 0, row.base)
+        else:
+            L.llama_memory_seq_cp(self.mem, row.seq[parent], s, 0, row.base + row.depth[parent] + 1)
+        return s
+
+    def keep_paths(self, paths: list[list[int]]) -> None:
+        """Keep, per row, the pending nodes ``paths[b]`` (a root-first chain, possibly empty) after the prefix."""
+        self.check_rows(len(paths))
+        if self._tree is None:
+            if any(paths):
+                raise ValueError("keep_paths needs pending tree nodes: call extend_tree first")
+            return
+        for b, (row, path) in enumerate(zip(self._tree, paths)):
+            if path:
+                L.llama_memory_seq_cp(self.mem, row.seq[path[-1]], b, row.base, row.base + len(path))
+                if self.record_features:
+                    self.store_features(b, row.base, torch.cat(row.features)[path])
+            self._release(row)
+            self.lengths[b] = row.base + len(path)
+        self._tree = None
+
+    def _release(self, row: _RowTree) -> None:
+        for s in row.borrowed:
+            L.llama_memory_seq_rm(self.mem, s, -1, -1)
+            self._free.append(s)
+        row.borrowed = []
+
+    def rollback(self, lengths: list[int]) -> None:
+        """Keep only the first lengths[b] tokens of row b; drops pending tree nodes."""
+        self.check_shorter(lengths)
+        if self._tree is not None:
+            for row in self._tree:
+                self._release(row)
+            self._tree = None
+        for b, (new, old) in enumerate(zip(lengths, self.lengths)):
+            if new < old:
+                L.llama_memory_seq_rm(self.mem, b, new, -1)
+        self.lengths = list(lengths)
+        self.cut_features(lengths)

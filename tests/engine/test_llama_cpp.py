@@ -1,0 +1,181 @@
+"""The llama.cpp backend (llama-cpp-python, the `llama` extra) on tiny Llamas exported to GGUF: the same logits
+as the Hugging Face backend for chains, ragged rows and trees (sequence ids), greedy speculative == greedy plain
+on the same backend for every drafter, Monte Carlo against the backend's own distribution, bad input."""
+
+import pytest
+import torch
+
+pytest.importorskip("llama_cpp")
+
+from specdecode.cli import main  # noqa: E402
+from specdecode.core.sampling import SamplingConfig, logits_to_probs  # noqa: E402
+from specdecode.engine import CausalLM, GenerationConfig, ModelDrafter, SpeculativeGenerator, TreeShape  # noqa: E402
+from specdecode.engine.llama_cpp import LlamaCppLM  # noqa: E402
+from specdecode.exactness.montecarlo import compare_counts  # noqa: E402
+from specdecode.models import Builder, tiny_llama  # noqa: E402
+from specdecode.models.gguf import export_gguf, gguf_path  # noqa: E402
+
+GREEDY = SamplingConfig(0.0)
+RAGGED = [[1, 2, 3, 4, 5, 1, 2, 3], [7, 8, 9], [10, 11, 12, 13, 14, 15, 16, 10, 11, 12, 13]]
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return LlamaCppLM(str(gguf_path("tiny-llama:1"))), CausalLM(tiny_llama(1))
+
+
+def _close(a, b, tol=1e-2):
+    return (a - b).abs().max().item() < tol
+
+
+def test_chains_ragged_rows_and_rollback_match_the_hf_backend(pair):
+    lc, hf = pair
+    for m in pair:
+        m.reset(2)
+        assert m.extend([[1, 2, 3, 4], [5, 6]], need_logits=False) is None
+    a, b = lc.extend([[7, 8], [9]]), hf.extend([[7, 8], [9]])
+    assert _close(a[0], b[0]) and _close(a[1, :1], b[1, :1]) and lc.lengths == hf.lengths == [6, 3]
+    for m in pair:
+        m.rollback([4, 2])
+    assert _close(lc.extend([[11], [12]]), hf.extend([[11], [12]]))
+
+
+def test_trees_through_sequence_ids_match_tree_attention(pair):
+    lc, hf = pair
+    for m in pair:
+        m.reset(2)
+        m.extend([[1, 2, 3, 4], [5, 6]], need_logits=False)
+    args = ([[8, 10, 11, 12], [9, 3]], [[-1, 0, 0, 1], [-1, -1]])
+    a, b = lc.extend_tree(*args), hf.extend_tree(*args)
+    assert _close(a[0], b[0]) and _close(a[1, :2], b[1, :2])
+    for m in pair:
+        m.keep_paths([[0, 1, 3], [1]])
+    assert lc.lengths == hf.lengths == [7, 3]
+    assert _close(lc.extend([[5], [6]]), hf.extend([[5], [6]]))
+    grown = []
+    for m in pair:  # a draft model grows its tree depth by depth: parents in earlier passes, branching later
+        m.reset(1)
+        m.extend([[1, 2, 3, 4]], need_logits=False)
+        grown.append(torch.cat([m.extend_tree([[5]], [[-1]])[0], m.extend_tree([[6, 7]], [[0, 0]])[0],
+                                m.extend_tree([[8, 9, 10]], [[1, 1, 2]])[0]]))
+        m.keep_paths([[0, 2, 5]])
+    assert _close(grown[0], grown[1]) and _close(lc.extend([[11]]), hf.extend([[11]]))
+
+
+@pytest.fixture(scope="module")
+def builder():
+    return Builder("tiny-llama:1", backend="llama.cpp")
+
+
+@pytest.mark.parametrize("drafter,tree", [("prompt-lookup", None), ("prompt-lookup", "lookup:3"), ("model:tiny-llama:2", None),
+                                          ("model:tiny-llama:1", "static:2,2"), ("model:gguf", None), ("model:gguf", "dynamic:6")])
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_greedy_speculative_equals_plain_on_llama_cpp(builder, drafter, tree, adaptive):
+    if drafter == "model:gguf":
+        drafter = f"model:gguf:{gguf_path('tiny-llama:1')}"  # a second GGUF as the draft model (here: the target's twin)
+    want = builder.generator("none").generate(RAGGED, GenerationConfig(max_new_tokens=20, k=0, sampling=GREEDY),
+                                              torch.Generator()).tokens
+    out = builder.generator(drafter, tree).generate(
+        RAGGED, GenerationConfig(max_new_tokens=20, k=4, adaptive=adaptive, sampling=GREEDY), torch.Generator())
+    assert out.tokens == want
+    if drafter.startswith("model:gguf") and not adaptive:
+        assert out.stats.tokens_per_target_call > 2.5  # the twin draft is always accepted
+
+
+def test_greedy_on_llama_cpp_equals_the_hf_backend(builder):
+    hf = Builder("tiny-llama:1")
+    cfg = GenerationConfig(max_new_tokens=20, k=0, sampling=GREEDY)
+    assert builder.generator("none").generate(RAGGED, cfg, torch.Generator()).tokens == \
+        hf.generator("none").generate(RAGGED, cfg, torch.Generator()).tokens
+
+
+V = 6
+
+
+def test_sampled_speculation_through_llama_cpp_follows_its_own_distribution(tmp_path):
+    """First two tokens at T = 0.8 with top-p, a tiny GGUF draft and trees, ragged rows in one batch."""
+    target = LlamaCppLM(str(export_gguf(tiny_llama(3, vocab_size=V), tmp_path / "t.gguf")))
+    draft = LlamaCppLM(str(export_gguf(tiny_llama(4, vocab_size=V), tmp_path / "d.gguf")))
+    cfg = SamplingConfig(0.8, top_p=0.9)
+    prompts = [[1, 2, 3, 1, 2], [4, 0]]
+    exact = {}
+    for p in prompts:  # the backend's own distribution, one token at a time
+        target.reset(1)
+        p1 = logits_to_probs(target.extend([p])[0, -1].double(), cfg)
+        for x in range(V):
+            target.rollback([len(p)])
+            p2 = logits_to_probs(target.extend([[x]])[0, -1].double(), cfg)
+            exact.update({(tuple(p), x, y): float(p1[x] * p2[y]) for y in range(V)})
+    for drafter, method in ((ModelDrafter(draft), "tokenwise"), (ModelDrafter(draft, TreeShape.parse("static:2,1")), "rrs-wor")):
+        counts = {p: torch.zeros(V * V) for p in map(tuple, prompts)}
+        g = torch.Generator().manual_seed(1)
+        for _ in range(50):  # 50 batches of 30 rows (rows and tree paths share 256 sequence ids)
+            out = SpeculativeGenerator(target, drafter).generate(
+                prompts * 15, GenerationConfig(max_new_tokens=2, k=3, method=method, sampling=cfg), g)
+            for p, toks in zip(prompts * 15, out.tokens):
+                counts[tuple(p)][toks[0] * V + toks[1]] += 1
+        for p in counts:
+            res = compare_counts(counts[p], torch.tensor([exact[(p, x, y)] for x in range(V) for y in range(V)]))
+            assert res.passed, (method, p, res)
+
+
+def test_eagle_features_from_llama_cpp_match_the_hf_hidden_states():
+    lc = LlamaCppLM(str(gguf_path("tiny-llama:1")), embeddings=True)
+    hf = CausalLM(tiny_llama(1))
+    for m in (lc, hf):
+        m.record_features = True
+        m.reset(1)
+        m.extend([[1, 2, 3, 4, 5]], need_logits=False)
+        m.extend_tree([[6, 7, 8]], [[-1, 0, -1]])
+        m.keep_paths([[0, 1]])
+    assert lc.features[0].shape == hf.features[0].shape == (7, 64)
+    assert _close(lc.features[0], hf.features[0], 2e-2)
+    with pytest.raises(ValueError, match="hidden states"):
+        LlamaCppLM(str(gguf_path("tiny-llama:1"))).record_features = True
+
+
+@pytest.mark.parametrize("argv,word", [
+    (["--backend", "llama.cpp", "--model", "/tmp", "x"], "Hugging Face model folder"),
+    (["--backend", "llama.cpp", "--model", "gguf:/nonexistent.gguf", "x"], "no GGUF file"),
+    (["--model", "gguf:/nonexistent.gguf", "x"], "--backend llama.cpp"),
+    (["--backend", "llama.cpp", "--model", "tiny-llama", "--drafter", "early-exit:1", "x"], "Hugging Face backend"),
+    (["--backend", "llama.cpp", "--model", "tiny-llama", "--device", "cuda", "x"], "device"),
+    (["--backend", "llama.cpp", "--model", "toy-target", "x"], "no GGUF form"),
+    (["--model", "tiny-llama", "--device", "nope", "x"], "unknown device"),
+    (["--backend", "llama.cpp", "--model", "tiny-llama", "--no-chat", "x" * 600], "context"),
+])
+def test_bad_input_one_line(argv, word, capsys):
+    assert main(["generate", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and word in err[0], err
+
+
+def test_a_file_that_is_not_gguf_is_refused(tmp_path, capsys):
+    bad = tmp_path / "bad.gguf"
+    bad.write_text("not a model")
+    assert main(["generate", "--backend", "llama.cpp", "--model", f"gguf:{bad}", "x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "could not load" in err[0]
+
+
+def test_missing_llama_cpp_names_the_extra(monkeypatch):
+    import sys
+
+    from specdecode.engine import llama_cpp as backend
+
+    monkeypatch.setattr(backend, "L", None)
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    with pytest.raises(ValueError, match=r"specdecode\[llama\]"):
+        backend.require_llama_cpp()
+
+
+def test_monte_carlo_catches_tree_nodes_that_do_not_see_their_prefix(tmp_path, monkeypatch):
+    """Injected bug: new tree paths are not copied from the row's prefix (nodes attend to themselves only)."""
+    def no_copy(self, b, row, parent, first, reused):
+        s = self._free.pop()
+        row.borrowed.append(s)
+        return s
+
+    monkeypatch.setattr(LlamaCppLM, "_path_seq", no_copy)
+    with pytest.raises(AssertionError):
+        test_sampled_speculation_through_llama_cpp_follows_its_own_distribution(tmp_path)
