@@ -6,7 +6,7 @@ import pathlib
 import specdecode
 
 LAYER = {"core": 0, "prompts": 0, "verify": 1, "engine": 2, "models": 3, "analysis": 4, "exactness": 4, "distill": 5,
-         "bench": 5, "cli": 6}
+         "bench": 5, "cli": 6, "serve": 6}
 
 
 def _imports():

@@ -11,11 +11,11 @@ import signal
 import sys
 import threading
 
-from . import (bench, bench_backends, bench_draft, bench_generate, bench_trees, demo, distill, distribution, exactness,
-               generate, simulate)
+from . import (bench, bench_backends, bench_draft, bench_generate, bench_serve, bench_trees, demo, distill, distribution,
+               exactness, generate, serve, simulate)
 
-COMMANDS = [simulate, exactness, distribution, generate, demo, bench, bench_trees, distill, bench_draft, bench_generate,
-            bench_backends]
+COMMANDS = [simulate, exactness, distribution, generate, demo, serve, bench, bench_trees, distill, bench_draft,
+            bench_generate, bench_backends, bench_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,8 @@ tokens. The engine calls, per step:
 * ``extend(rows, need_logits)`` -> float32 logits [B, n_max, V] for every row's new tokens (a chain);
 * ``extend_tree(tokens, parents)`` -> logits of draft-tree nodes appended after each row's prefix, pending
   until ``keep_paths(paths)`` keeps one root-to-node path per row;
-* ``rollback(lengths)`` to forget everything after ``lengths[b]`` tokens of row b.
+* ``rollback(lengths)`` to forget everything after ``lengths[b]`` tokens of row b;
+* ``add_rows(n)`` / ``remove_rows(keep)`` between steps (requests join and leave a running batch).
 
 With ``record_features`` a backend also keeps the last hidden state of every cached position in
 ``features[b]`` [length_b, H] (EAGLE heads); ``supports_features`` says whether it can.
@@ -60,6 +61,18 @@ class Backend:
 
     def rollback(self, lengths: list[int]) -> None:
         raise NotImplementedError
+
+    def add_rows(self, n: int) -> None:
+        """Append n empty rows (continuous batching: requests join between steps)."""
+        self.lengths += [0] * n
+        self.features += [None] * n
+        self._feature_buf += [None] * n
+
+    def remove_rows(self, keep: list[int]) -> None:
+        """Keep only the rows ``keep`` (their order), dropping the others' cache entries."""
+        self.lengths = [self.lengths[b] for b in keep]
+        self.features = [self.features[b] for b in keep]
+        self._feature_buf = [self._feature_buf[b] for b in keep]
 
     # shared bookkeeping ----------------------------------------------------
     @property

@@ -162,6 +162,12 @@ class Drafter(Protocol):
 
     def begin(self, prompts: list[list[int]]) -> None: ...
 
+    def add_rows(self, prompts: list[list[int]]) -> None:
+        """Rows join the running batch between steps (continuous batching)."""
+
+    def remove_rows(self, keep: list[int]) -> None:
+        """Only the rows ``keep`` stay (their order)."""
+
     def propose(self, seqs: list[list[int]], ks: list[int], sampler) -> list[DraftTree]: ...
 
     def observe(self, paths: list[list[int]]) -> None: ...
@@ -185,6 +191,12 @@ class NoDrafter:
         self.time_spent, self.calls = 0.0, 0
 
     def begin(self, prompts):
+        pass
+
+    def add_rows(self, prompts):
+        pass
+
+    def remove_rows(self, keep):
         pass
 
     def propose(self, seqs, ks, sampler):

@@ -123,7 +123,25 @@ class LlamaCppLM(Backend):
         super().reset(batch_size)
         L.llama_memory_clear(self.mem, True)
         self._tree: list[_RowTree] | None = None
-        self._free = list(range(self.max_seqs - 1, batch_size - 1, -1))  # sequence ids for tree paths
+        self._seq = list(range(batch_size))  # the sequence id of each row
+        self._free = list(range(self.max_seqs - 1, batch_size - 1, -1))  # sequence ids for new rows and tree paths
+
+    def add_rows(self, n: int) -> None:
+        if self._tree is not None:
+            raise ValueError("draft-tree nodes are pending: rows join between steps")
+        if len(self._free) < n:
+            raise ValueError(f"the llama.cpp backend runs at most {self.max_seqs - 1} rows at once")
+        super().add_rows(n)
+        self._seq += [self._free.pop() for _ in range(n)]
+
+    def remove_rows(self, keep: list[int]) -> None:
+        if self._tree is not None:
+            raise ValueError("draft-tree nodes are pending: rows leave between steps")
+        for b in set(range(self.batch_size)) - set(keep):
+            L.llama_memory_seq_rm(self.mem, self._seq[b], -1, -1)
+            self._free.append(self._seq[b])
+        super().remove_rows(keep)
+        self._seq = [self._seq[b] for b in keep]
 
     # ------------------------------------------------------------------ passes
     def _decode(self, entries: list[tuple], outputs: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -187,7 +205,7 @@ class LlamaCppLM(Backend):
         if max(n) == 0:
             return torch.zeros(len(rows), 0, self.vocab_size) if need_logits else None
         self.check_context(max(length + k for length, k in zip(self.lengths, n)))
-        entries = [(t, self.lengths[b] + i, (b,)) for b, r in enumerate(rows) for i, t in enumerate(r)]
+        entries = [(t, self.lengths[b] + i, (self._seq[b],)) for b, r in enumerate(rows) for i, t in enumerate(r)]
         logits, feats = self._decode(entries, need_logits or self.record_features)
         if feats is not None:
             at = 0
@@ -256,7 +274,7 @@ class LlamaCppLM(Backend):
         s = self._free.pop()
         row.borrowed.append(s)
         if parent < 0:
-            L.llama_memory_seq_cp(self.mem, b, s, 0, row.base)
+            L.llama_memory_seq_cp(self.mem, self._seq[b], s, 0, row.base)
         else:
             L.llama_memory_seq_cp(self.mem, row.seq[parent], s, 0, row.base + row.depth[parent] + 1)
         return s
@@ -270,7 +288,7 @@ class LlamaCppLM(Backend):
             return
         for b, (row, path) in enumerate(zip(self._tree, paths)):
             if path:
-                L.llama_memory_seq_cp(self.mem, row.seq[path[-1]], b, row.base, row.base + len(path))
+                L.llama_memory_seq_cp(self.mem, row.seq[path[-1]], self._seq[b], row.base, row.base + len(path))
                 if self.record_features:
                     self.store_features(b, row.base, torch.cat(row.features)[path])
             self._release(row)
@@ -292,6 +310,6 @@ class LlamaCppLM(Backend):
             self._tree = None
         for b, (new, old) in enumerate(zip(lengths, self.lengths)):
             if new < old:
-                L.llama_memory_seq_rm(self.mem, b, new, -1)
+                L.llama_memory_seq_rm(self.mem, self._seq[b], new, -1)
         self.lengths = list(lengths)
         self.cut_features(lengths)

@@ -217,6 +217,31 @@ class CausalLM(Backend):
             layer.keys[b, :, dst_t] = layer.keys[b, :, src_t]
             layer.values[b, :, dst_t] = layer.values[b, :, src_t]
 
+    # ------------------------------------------------------------- rows
+    def add_rows(self, n: int) -> None:
+        if self._tree is not None:
+            raise ValueError("draft-tree nodes are pending: rows join between steps")
+        super().add_rows(n)
+        self.history += [[] for _ in range(n)]
+        for layer in (self.cache.layers if self.is_hf else []):
+            if layer.keys is not None and layer.keys.numel():
+                pad = layer.keys.new_zeros((n, *layer.keys.shape[1:]))
+                layer.keys = torch.cat([layer.keys, pad])
+                layer.values = torch.cat([layer.values, pad.clone()])
+
+    def remove_rows(self, keep: list[int]) -> None:
+        if self._tree is not None:
+            raise ValueError("draft-tree nodes are pending: rows leave between steps")
+        super().remove_rows(keep)
+        self.history = [self.history[b] for b in keep]
+        if not self.is_hf:
+            return
+        idx = torch.tensor(keep, dtype=torch.long, device=self.device)
+        for layer in self.cache.layers:
+            if layer.keys is not None and layer.keys.numel():
+                layer.keys, layer.values = layer.keys.index_select(0, idx), layer.values.index_select(0, idx)
+        self._crop(range(len(self.cache.layers)), max(self.lengths, default=0))
+
     # ---------------------------------------------------------- rollback
     def rollback(self, lengths: list[int]) -> None:
         """Keep only the first lengths[b] tokens of row b (lengths[b] <= current length); drops pending tree nodes."""

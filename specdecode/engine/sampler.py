@@ -1,15 +1,18 @@
-"""How drafts are drawn in one generation. The engine builds the sampler from the verification method, so a
-drafter can only draw children the way that method needs (a wrong combination cannot be built).
+"""How drafts are drawn. The engine builds the sampler from each row's verification method, so a drafter can
+only draw children the way that method needs (a wrong combination cannot be built).
 
-``DraftSampler`` holds the warping shared with the target (p and q use the same ``SamplingConfig``), the
-children rule of the method (``verify.registry``: sample, iid, wor, topm) and the randomness: the
-generation's generator, or, for Gumbel-coupled verification, noise at absolute positions so that a seeded
-speculative run equals the seeded plain run.
+``DraftSampler`` holds, per row, the warping shared with the target (p and q use the same ``SamplingConfig``),
+the children rule of the method (``verify.registry``: sample, iid, wor, topm) and the randomness: the row's
+generator, or, for Gumbel-coupled verification, noise at absolute positions of the row's own stream so that a
+seeded speculative run equals the seeded plain run. Rows of one batch may differ in all of these (a server
+batches requests with their own settings).
 
 Not here: drafting (``drafters/``) or verification.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -20,50 +23,114 @@ from ..verify import CounterGumbel, gumbel_sample
 _PLAIN = SamplingConfig(1.0)
 
 
-class DraftSampler:
-    def __init__(self, sampling: SamplingConfig, children: str, rng: TorchRNG, noise: CounterGumbel | None = None,
-                 seqs: list[list[int]] | None = None):
-        if noise is not None and children != "sample":
+@dataclass(frozen=True)
+class RowDraw:
+    """How one row's drafts are drawn."""
+
+    sampling: SamplingConfig
+    mode: str  # "sample" | "iid" | "wor" | "topm"
+    rng: TorchRNG
+    noise: CounterGumbel | None = None  # Gumbel-coupled rows: noise of stream ``stream`` at absolute positions
+    stream: int = 0
+    seq: list | None = None  # the row's sequence (the root is its last token)
+
+    def __post_init__(self):
+        if self.noise is not None and self.mode != "sample":
             raise ValueError("Gumbel-coupled drafting draws one child per node (chains only)")
-        self.sampling, self.mode, self.rng, self.noise, self.seqs = sampling, children, rng, noise, seqs
 
     @property
-    def deterministic(self) -> bool:
-        """T = 0: drafts are argmax picks; their q is not needed by verification."""
-        return self.sampling.is_greedy
+    def q_config(self) -> SamplingConfig:
+        """Greedy trees rank children by the plain softmax (the warped q at T = 0 is one-hot and would leave
+        one child per node); everything else uses the target's warping."""
+        return _PLAIN if self.mode == "topm" else self.sampling
 
-    def probs(self, logits: torch.Tensor) -> torch.Tensor:
-        """Draft logits [..., V] -> q [..., V]. Greedy trees rank children by the plain softmax (the warped q
-        at T = 0 is one-hot and would leave one child per node); everything else uses the target's warping."""
-        cfg = _PLAIN if self.mode == "topm" else self.sampling
-        return logits_to_probs(logits, cfg)
+
+class DraftSampler:
+    """``DraftSampler(sampling, children, rng, noise, seqs)``: every row drawn alike (row b's noise stream is b);
+    ``DraftSampler.per_row([RowDraw, ...])``: each row its own way."""
+
+    def __init__(self, sampling: SamplingConfig, children: str, rng: TorchRNG, noise: CounterGumbel | None = None,
+                 seqs: list[list[int]] | None = None):
+        self._shared = RowDraw(sampling, children, rng, noise)
+        self._rows: list[RowDraw] | None = None
+        self.seqs = seqs
+
+    @classmethod
+    def per_row(cls, draws: list[RowDraw]) -> "DraftSampler":
+        s = cls.__new__(cls)
+        s._shared, s._rows, s.seqs = None, list(draws), [d.seq for d in draws]
+        return s
+
+    def row(self, b: int) -> RowDraw:
+        if self._rows is not None:
+            return self._rows[b]
+        return RowDraw(self._shared.sampling, self._shared.mode, self._shared.rng, self._shared.noise, b,
+                       None if self.seqs is None else self.seqs[b])
+
+    @property
+    def mode(self) -> str:
+        """The children rule when every row shares one (else "mixed")."""
+        if self._rows is None:
+            return self._shared.mode
+        modes = {d.mode for d in self._rows}
+        return modes.pop() if len(modes) == 1 else "mixed"
+
+    def deterministic(self, b: int) -> bool:
+        """Row b drafts by argmax (T = 0): its q is not needed by verification."""
+        return self.row(b).sampling.is_greedy
+
+    def probs(self, logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        """Draft logits [R, V] of nodes of ``rows`` (one row id per node) -> q [R, V], each with its row's warping."""
+        cfgs = [self.row(b).q_config for b in rows]
+        if all(c == cfgs[0] for c in cfgs):
+            return logits_to_probs(logits, cfgs[0])
+        out = torch.empty_like(logits)
+        for cfg in dict.fromkeys(cfgs):
+            idx = [i for i, c in enumerate(cfgs) if c == cfg]
+            out[idx] = logits_to_probs(logits[idx], cfg)
+        return out
 
     def draw(self, q: torch.Tensor, rows: list[int], offsets: list[int]) -> list[int]:
-        """One child for each of R nodes: q [R, V]; rows / offsets: each node's row and draft index (depth)
-        -> R tokens."""
-        if self.noise is not None:
-            pos = torch.tensor([[len(self.seqs[r]) + o] for r, o in zip(rows, offsets)], device="cpu")
-            g = torch.cat([self.noise.noise([r], pos[j : j + 1], q.shape[-1])[:, 0] for j, r in enumerate(rows)])
-            return gumbel_sample(q, g.to(q.device)).tolist()
-        if self.sampling.is_greedy:
-            return greedy(q).tolist()
-        return self.rng.categorical(q).tolist()
+        """One child for each of R nodes: q [R, V]; rows / offsets: each node's row and draft index (depth) -> R tokens."""
+        draws = [self.row(b) for b in rows]
+        groups: dict = {}
+        for i, d in enumerate(draws):
+            key = "noise" if d.noise is not None else "greedy" if d.sampling.is_greedy else id(d.rng)
+            groups.setdefault(key, []).append(i)
+        out = [0] * len(rows)
+        for key, idx in groups.items():
+            if key == "greedy":
+                picks = greedy(q[idx]).tolist()
+            elif key == "noise":
+                picks = [self._gumbel(q[i], draws[i], offsets[i]) for i in idx]
+            else:
+                picks = draws[idx[0]].rng.categorical(q[idx]).tolist()
+            for i, x in zip(idx, picks):
+                out[i] = int(x)
+        return out
+
+    @staticmethod
+    def _gumbel(q: torch.Tensor, d: RowDraw, offset: int) -> int:
+        pos = torch.tensor([[len(d.seq) + offset]], device="cpu")
+        g = d.noise.noise([d.stream], pos, q.shape[-1])[0, 0]
+        return int(gumbel_sample(q, g.to(q.device)))
 
     def children(self, q: torch.Tensor, count: int, row: int, offset: int) -> list[int]:
-        """``count`` children of one node drawn from q [V] by the method's rule (fewer when q has fewer tokens
-        and the rule needs distinct ones)."""
+        """``count`` children of one node drawn from q [V] by the row's rule (fewer when q has fewer tokens and the
+        rule needs distinct ones)."""
         if count == 1:
             return self.draw(q[None], [row], [offset])
-        if self.mode == "sample":
+        d = self.row(row)
+        if d.mode == "sample":
             raise ValueError("this verification method takes one draft chain per row, not several children")
-        if self.mode == "iid":
-            return self.rng.categorical(q.expand(count, -1)).tolist()
+        if d.mode == "iid":
+            return d.rng.categorical(q.expand(count, -1)).tolist()
         count = min(count, int((q > 0).sum()))
-        if self.mode == "topm":
+        if d.mode == "topm":
             return q.topk(count).indices.tolist()
         s, out = q.clone(), []  # without replacement
         for _ in range(count):
-            x = int(self.rng.categorical(s[None])[0])
+            x = int(d.rng.categorical(s[None])[0])
             out.append(x)
             s[x] = 0
         return out

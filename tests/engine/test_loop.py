@@ -100,14 +100,13 @@ def test_sampled_lookup_trees_at_batch_3_follow_the_target():
 
 def test_batch_monte_carlo_catches_a_wrong_children_mode(monkeypatch):
     """The same check fails when rrs-wor children are drawn i.i.d. (the mismatch the registry makes impossible)."""
-    from specdecode.engine import sampler as sampler_mod
+    from specdecode.engine import loop
+    from specdecode.engine.sampler import RowDraw
 
-    real = sampler_mod.DraftSampler.__init__
+    def iid_always(sampling, children, *a, **kw):
+        return RowDraw(sampling, "iid" if children == "wor" else children, *a, **kw)
 
-    def iid_always(self, sampling, children, *a, **kw):
-        real(self, sampling, "iid" if children == "wor" else children, *a, **kw)
-
-    monkeypatch.setattr(sampler_mod.DraftSampler, "__init__", iid_always)
+    monkeypatch.setattr(loop, "RowDraw", iid_always)
     with pytest.raises(AssertionError):
         test_sampled_trees_at_batch_3_follow_the_target("rrs-wor", "static:3,1")
 

@@ -72,12 +72,19 @@ class EagleDrafter(TreeGrower):
             raise ValueError(f"EAGLE drafts run with batch size 1, got {len(prompts)} prompts")
         self.state.reset()
 
+    def add_rows(self, prompts):
+        raise ValueError("EAGLE drafts run with batch size 1: one request at a time")
+
+    def remove_rows(self, keep):
+        if keep:
+            raise ValueError("EAGLE drafts run with batch size 1")
+
     def _start(self, seqs, active, sampler):
         h = self.state.catch_up(self.target, seqs[0])  # [H] = f^_{n-1}: the root's children
         self.calls += 1
         self._feats, self._node = {0: h}, {}
         self._seg = TreeSegment(len(seqs[0]) - 1)
-        return [self._probs(h[None], sampler)[0]]
+        return [self._probs(h[None], sampler)[0]]  # row 0: EAGLE drafts run with batch size 1
 
     def _expand(self, rows, new, sampler):
         row, ids = rows[0], new[0]
@@ -99,7 +106,7 @@ class EagleDrafter(TreeGrower):
 
     def _probs(self, h: torch.Tensor, sampler) -> torch.Tensor:
         """h [n, H] predicted features -> q [n, V]."""
-        return sampler.probs(self.head.head(h).float())
+        return sampler.probs(self.head.head(h).float(), [0] * h.shape[0])
 
     def observe(self, paths):
         pass  # true features arrive through the target's record; the cache is cut in the next catch-up

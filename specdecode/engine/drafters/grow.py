@@ -93,7 +93,7 @@ class TreeGrower:
                     rows[b].frontier = grow[b]
             self._finish()
             for b, r in rows.items():
-                trees[b] = r.tree(not (self.deterministic or sampler.deterministic))
+                trees[b] = r.tree(not (self.deterministic or sampler.deterministic(b)))
         self.time_spent += time.perf_counter() - t0
         return trees
 

@@ -44,6 +44,12 @@ class PromptLookupDrafter:
     def begin(self, prompts):
         pass
 
+    def add_rows(self, prompts):
+        pass
+
+    def remove_rows(self, keep):
+        pass
+
     def lookup(self, seq: list[int], k: int) -> list[int]:
         return next((cont for _, cont in ngram_continuations(seq, k, self.max_ngram, self.min_ngram)), [])
 

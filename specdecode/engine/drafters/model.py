@@ -36,6 +36,14 @@ class ModelDrafter(TreeGrower):
         self.lm.reset(len(prompts))
         self.lm.extend([p[:-1] for p in prompts], need_logits=False)
 
+    def add_rows(self, prompts):
+        old = self.lm.batch_size
+        self.lm.add_rows(len(prompts))
+        self.lm.extend([[] for _ in range(old)] + [p[:-1] for p in prompts], need_logits=False)
+
+    def remove_rows(self, keep):
+        self.lm.remove_rows(keep)
+
     def _forward(self, rows: list[list[int]]) -> torch.Tensor:
         return self.lm.extend(rows)
 
@@ -46,7 +54,7 @@ class ModelDrafter(TreeGrower):
         self.calls += 1
         self._base = list(self.lm.lengths)
         self._fed = [{} for _ in seqs]
-        q = sampler.probs(torch.stack([logits[b, len(feed[b]) - 1] for b in active]))
+        q = sampler.probs(torch.stack([logits[b, len(feed[b]) - 1] for b in active]), active)
         return list(q)
 
     def _expand(self, rows: dict[int, GrowingTree], new, sampler):
@@ -60,7 +68,7 @@ class ModelDrafter(TreeGrower):
         # chains: the new token of each row in a plain causal pass; trees: one tree-attention pass
         logits = self._forward(tokens) if self.shape is None else self.lm.extend_tree(tokens, parents)
         self.calls += 1
-        return {b: list(sampler.probs(logits[b, : len(ids)])) for b, ids in new.items()}
+        return {b: list(sampler.probs(logits[b, : len(ids)], [b] * len(ids))) for b, ids in new.items()}
 
     def observe(self, paths):
         if not self._base:
@@ -98,6 +106,12 @@ class EarlyExitDrafter(ModelDrafter):
 
     def begin(self, prompts):
         pass  # the target's prefill fills the shared cache
+
+    def add_rows(self, prompts):
+        pass  # rows of the shared cache join and leave with the target's
+
+    def remove_rows(self, keep):
+        pass
 
     def _forward(self, rows):
         return self.lm.extend(rows, n_layers=self.n_layers)

@@ -1,0 +1,142 @@
+"""``specdecode bench-serve``: a load generator (the openai client, N concurrent streams, a fixed mix of grounded
+and open-ended requests) against servers started as separate processes on 127.0.0.1: ours (speculative, and
+with the drafter off) and llama-cpp-python's own OpenAI server on the same GGUF.
+
+Per server and concurrency: total throughput (generated tokens / wall time), p50 / p95 time to first token and
+per-token latency (between the first and the last streamed token of a request). Servers run one at a time so
+they do not share the CPU. Not here: argument parsing (``cli.bench_serve``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from ..prompts import TASKS
+
+GROUNDED = ("summarisation", "code-edit", "qa")
+OPEN = ("story", "chat")
+
+
+def request_mix(n: int, max_tokens: int) -> list[dict]:
+    """n chat requests alternating grounded and open-ended prompts (from the bench prompt set), greedy."""
+    out = []
+    for i in range(n):
+        cat = (GROUNDED if i % 2 == 0 else OPEN)[(i // 2) % len(GROUNDED if i % 2 == 0 else OPEN)]
+        msgs = TASKS[cat][(i // 5) % len(TASKS[cat])]
+        out.append({"messages": msgs, "max_tokens": max_tokens, "temperature": 0.0, "kind": "grounded" if i % 2 == 0 else "open"})
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    """A server process on 127.0.0.1 (started, waited for, stopped)."""
+
+    def __init__(self, cmd: list[str], port: int, ready_path: str, timeout: float = 300):
+        import httpx
+
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = tempfile.TemporaryFile(mode="w+")  # a pipe would fill up with the server's log and block it
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"{cmd[:4]} exited: {self.log.read()[-500:]}")
+            try:
+                if httpx.get(self.url + ready_path, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"{cmd[:4]} did not answer on {self.url}{ready_path} within {timeout:.0f} s")
+
+    def model_id(self) -> str:
+        import httpx
+
+        return httpx.get(self.url + "/v1/models", timeout=10).json()["data"][0]["id"]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def ours_cmd(model: str, backend: str, drafter: str, port: int, adaptive: bool, max_batch: int) -> list[str]:
+    cmd = [sys.executable, "-m", "specdecode", "serve", "--model", model, "--backend", backend, "--drafter", drafter,
+           "--port", str(port), "--max-batch", str(max_batch)]
+    return cmd + (["--adaptive", "-k", "16"] if adaptive else [])
+
+
+def llama_cpp_cmd(gguf: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1", "--port", str(port),
+            "--n_ctx", "8192", "--n_threads", str(os.cpu_count()), "--flash_attn", "true"]
+
+
+def one_request(url: str, model: str, req: dict) -> dict:
+    """Stream one chat completion -> timings (seconds) and the number of streamed content chunks."""
+    import openai
+
+    client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=600)
+    t0 = time.perf_counter()
+    first = last = None
+    chunks, text = 0, []
+    stream = client.chat.completions.create(model=model, messages=req["messages"], max_tokens=req["max_tokens"],
+                                            temperature=req["temperature"], stream=True,
+                                            stream_options={"include_usage": True})
+    tokens = None
+    for ch in stream:
+        if getattr(ch, "usage", None):
+            tokens = ch.usage.completion_tokens
+        if ch.choices and ch.choices[0].delta.content:
+            now = time.perf_counter()
+            first = first or now
+            last = now
+            chunks += 1
+            text.append(ch.choices[0].delta.content)
+    end = time.perf_counter()
+    n = tokens if tokens is not None else chunks
+    return {"ttft": (first or end) - t0, "per_token": ((last - first) / (n - 1)) if first and n > 1 else float("nan"),
+            "tokens": n, "seconds": end - t0, "kind": req["kind"], "text": "".join(text)}
+
+
+def load(url: str, model: str, reqs: list[dict], concurrency: int) -> tuple[list[dict], float]:
+    """Run ``reqs`` with ``concurrency`` streams at once -> (records, wall seconds)."""
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        recs = list(pool.map(lambda r: one_request(url, model, r), reqs))
+    return recs, time.perf_counter() - t0
+
+
+def summary(recs: list[dict], wall: float) -> dict:
+    def pct(xs, q):
+        xs = sorted(x for x in xs if x == x)
+        return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+    ttft, per = [r["ttft"] for r in recs], [r["per_token"] for r in recs]
+    return {"requests": len(recs), "tokens": sum(r["tokens"] for r in recs), "tok_s": sum(r["tokens"] for r in recs) / wall,
+            "ttft_p50": statistics.median(ttft), "ttft_p95": pct(ttft, 0.95), "tpt_p50": pct(per, 0.5), "tpt_p95": pct(per, 0.95)}
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [f"{'server':<46} {'conc':>4} {'reqs':>4} {'tokens':>6} {'tok/s':>7} {'TTFT p50':>9} {'TTFT p95':>9} "
+             f"{'ms/token p50':>12} {'ms/token p95':>12}"]
+    for r in rows:
+        lines.append(f"{r['server']:<46} {r['concurrency']:>4} {r['requests']:>4} {r['tokens']:>6} {r['tok_s']:>7.1f} "
+                     f"{r['ttft_p50'] * 1000:>7.0f}ms {r['ttft_p95'] * 1000:>7.0f}ms {r['tpt_p50'] * 1000:>10.1f}ms "
+                     f"{r['tpt_p95'] * 1000:>10.1f}ms")
+    return "\n".join(lines)

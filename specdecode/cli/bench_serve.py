@@ -1,0 +1,96 @@
+"""``specdecode bench-serve``: load on our server (speculative, drafter off, HF) vs llama-cpp-python's server."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import torch
+
+NAME = "bench-serve"
+HELP = "concurrent streaming load on our server vs llama-cpp-python's OpenAI server: throughput, TTFT, latency"
+DESCRIPTION = ("Starts each server in its own process on 127.0.0.1 (ours on llama.cpp with prompt lookup and adaptive k, "
+               "ours on llama.cpp with the drafter off, ours on Hugging Face fp32 with the drafter off, llama-cpp-python's "
+               "llama_cpp.server on the same GGUF), one at a time, and drives it with the openai client: N concurrent "
+               "streams over a fixed mix of grounded and open-ended prompts, greedy. Also runs the same requests through "
+               "`specdecode generate`'s engine in this process, one by one, to show what the server adds at concurrency 1.")
+
+
+def add_args(ap) -> None:
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--concurrency", default="1,4,16", help="comma-separated numbers of concurrent streams (default 1,4,16)")
+    ap.add_argument("--requests", type=int, default=2, help="requests per stream at each concurrency (default 2; at least 4)")
+    ap.add_argument("--max-tokens", type=int, default=64, help="max_tokens of every request (default 64)")
+    ap.add_argument("--no-hf", action="store_true", help="leave out our server on the Hugging Face backend")
+    ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON lines to FILE")
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        vals = []
+    if not vals or any(v < 1 for v in vals):
+        raise ValueError(f"--concurrency must be comma-separated integers >= 1, got {text!r}")
+    return vals
+
+
+def _in_process(model: str, reqs: list[dict]) -> float:
+    """The engine behind `specdecode generate` (llama.cpp, prompt lookup, adaptive), the requests one by one -> tok/s."""
+    from ..core.sampling import SamplingConfig
+    from ..engine import GenerationConfig
+    from ..models import Builder
+
+    b = Builder(model, backend="llama.cpp")
+    gen = b.generator("prompt-lookup")
+    tokens, t0 = 0, time.perf_counter()
+    for r in reqs:
+        cfg = GenerationConfig(max_new_tokens=r["max_tokens"], k=16, adaptive=True, sampling=SamplingConfig(0.0),
+                               eos_token_ids=b.eos)
+        tokens += len(gen.generate([b.encode(r["messages"])], cfg, torch.Generator()).tokens[0])
+    return tokens / (time.perf_counter() - t0)
+
+
+def run(args) -> int:
+    from ..bench import serve as bs
+    from ..models.gguf import gguf_path
+
+    concs = _ints(args.concurrency)
+    if args.requests < 1 or args.max_tokens < 1:
+        raise ValueError(f"--requests and --max-tokens must be >= 1, got {args.requests}, {args.max_tokens}")
+    gguf = str(gguf_path(args.model))
+    plans = [("ours llama.cpp, prompt lookup adaptive", lambda p: bs.ours_cmd(args.model, "llama.cpp", "prompt-lookup", p, True, 16), "/health"),
+             ("ours llama.cpp, drafter off", lambda p: bs.ours_cmd(args.model, "llama.cpp", "none", p, False, 16), "/health"),
+             ("llama-cpp-python llama_cpp.server", lambda p: bs.llama_cpp_cmd(gguf, p), "/v1/models")]
+    if not args.no_hf:
+        plans.insert(2, ("ours HF fp32, drafter off", lambda p: bs.ours_cmd(args.model, "hf", "none", p, False, 16), "/health"))
+    load0 = os.getloadavg()[0]
+    single = bs.request_mix(max(4, args.requests), args.max_tokens)
+    base = _in_process(args.model, single)
+    rows = []
+    for name, cmd, ready in plans:
+        port = bs.free_port()
+        server = bs.Served(cmd(port), port, ready)
+        try:
+            model_id = server.model_id()
+            bs.one_request(server.url, model_id, single[0])  # warm-up
+            for c in concs:
+                reqs = bs.request_mix(max(4, c * args.requests), args.max_tokens)
+                recs, wall = bs.load(server.url, model_id, reqs, c)
+                rows.append({"server": name, "concurrency": c, **bs.summary(recs, wall), "load1": os.getloadavg()[0]})
+                print(f"  {name} c={c}: {rows[-1]['tok_s']:.1f} tok/s", file=sys.stderr)
+        finally:
+            server.stop()
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            for r in rows:
+                fh.write(json.dumps(r) + "\n")
+    print(bs.format_table(rows))
+    c1 = next((r for r in rows if r["server"].startswith("ours llama.cpp, prompt") and r["concurrency"] == 1), None)
+    if c1:
+        print(f"\n`specdecode generate` engine in-process, same {len(single)} requests one by one: {base:.1f} tok/s; "
+              f"our server at concurrency 1: {c1['tok_s']:.1f} tok/s ({c1['tok_s'] / base:.2f}x)")
+    print(f"load average (1 min) before {load0:.2f}, max seen {max(r['load1'] for r in rows):.2f} ({os.cpu_count()} cores)")
+    return 0

@@ -1,0 +1,194 @@
+"""OpenAI-compatible request parsing and response shapes for ``/v1/chat/completions`` and ``/v1/completions``.
+
+``parse`` checks a JSON body field by field and raises ``ApiError`` (HTTP 400 with an OpenAI-style error body
+naming the field) for anything out of range or unsupported; it returns the prompt (chat messages or text) and
+a ``GenerationConfig``. Extensions beside OpenAI's fields: ``top_k``; ``k`` (draft length, 0 = plain decoding),
+``adaptive`` and ``method`` (verification method) for the speculative engine. Every response carries a
+``speculative`` object: that request's accepted / recovered / bonus counts and tokens per target call.
+
+``TextStream`` turns the tokens a request emits into text deltas and applies OpenAI's stop semantics (the
+stop string is not returned), holding back text that might still become the start of a stop string.
+
+Not here: HTTP (``app``), the engine thread (``worker``).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from ..core.sampling import SamplingConfig
+from ..engine import K_MAX, GenerationConfig
+from ..engine.session import Request
+from ..verify import METHODS
+
+
+class ApiError(Exception):
+    def __init__(self, message: str, param: str | None = None, status: int = 400, kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.message, self.param, self.status, self.kind = message, param, status, kind
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": None}}
+
+
+# fields OpenAI defines that would change the output distribution or its shape: refused unless at their default
+UNSUPPORTED = {"logprobs": (None, False), "top_logprobs": (None, 0), "tools": (None, []), "functions": (None, []),
+               "tool_choice": (None, "none"), "logit_bias": (None, {}), "presence_penalty": (None, 0, 0.0),
+               "frequency_penalty": (None, 0, 0.0), "best_of": (None, 1), "echo": (None, False), "suffix": (None, ""),
+               "response_format": (None, {"type": "text"}), "audio": (None,), "modalities": (None, ["text"])}
+
+
+def _number(body: dict, name: str, default, low: float, high: float | None = None, low_open: bool = False):
+    v = body.get(name, default)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+        raise ApiError(f"{name} must be a number, got {v!r}", name)
+    if (v <= low if low_open else v < low) or (high is not None and v > high):
+        lo = f"({low}" if low_open else f"[{low}"
+        raise ApiError(f"{name} must be in {lo}, {high if high is not None else 'inf'}], got {v}", name)
+    return v
+
+
+def _int(body: dict, name: str, default, low: int, high: int | None = None):
+    v = body.get(name, default)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ApiError(f"{name} must be an integer, got {v!r}", name)
+    if v < low or (high is not None and v > high):
+        raise ApiError(f"{name} must be in [{low}, {high if high is not None else 'inf'}], got {v}", name)
+    return v
+
+
+def _prompt(body: dict, chat: bool):
+    if chat:
+        msgs = body.get("messages")
+        if not isinstance(msgs, list) or not msgs or not all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in msgs):
+            raise ApiError("messages must be a non-empty list of {role, content} objects with string content", "messages")
+        return [{"role": m["role"], "content": m["content"]} for m in msgs]
+    p = body.get("prompt")
+    if isinstance(p, list) and len(p) == 1 and isinstance(p[0], str):
+        p = p[0]
+    if not isinstance(p, str) or not p.strip():
+        raise ApiError("prompt must be a non-empty string (one prompt per request)", "prompt")
+    return p
+
+
+def _stops(body: dict) -> tuple:
+    stop = body.get("stop")
+    if stop is None:
+        return ()
+    stops = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops) or len(stops) > 4:
+        raise ApiError("stop must be a non-empty string or a list of up to 4 non-empty strings", "stop")
+    return tuple(stops)
+
+
+def parse(body, chat: bool, model_id: str, eos: tuple, default_k: int, default_adaptive: bool, max_new_default: int):
+    """A request body -> (prompt: messages or text, GenerationConfig, seed or None, stream, include_usage)."""
+    if not isinstance(body, dict):
+        raise ApiError("the request body must be a JSON object", None)
+    if body.get("model", model_id) != model_id:
+        raise ApiError(f"model {body.get('model')!r} is not served here: use {model_id!r}", "model")
+    for name, allowed in UNSUPPORTED.items():
+        if name in body and body[name] not in allowed:
+            raise ApiError(f"{name} is not supported by this server (it would change the output distribution or shape)", name)
+    if _int(body, "n", 1, 1) != 1:
+        raise ApiError("n must be 1: one choice per request", "n")
+    prompt = _prompt(body, chat)
+    temperature = _number(body, "temperature", 1.0, 0.0, 2.0)
+    top_p = _number(body, "top_p", None, 0.0, 1.0, low_open=True)
+    top_k = _int(body, "top_k", None, 1)
+    max_tokens = _int(body, "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens", max_new_default, 1)
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 1 << 63):
+        raise ApiError("seed must be an integer in [0, 2**63)", "seed")
+    method = body.get("method")
+    if method is not None and method not in METHODS:
+        raise ApiError(f"method must be one of {', '.join(METHODS)}, got {method!r}", "method")
+    adaptive = body.get("adaptive", default_adaptive)
+    if not isinstance(adaptive, bool):
+        raise ApiError("adaptive must be true or false", "adaptive")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ApiError("stream must be true or false", "stream")
+    opts = body.get("stream_options") or {}
+    sampling = SamplingConfig(temperature, top_k=top_k, top_p=top_p)
+    config = GenerationConfig(max_new_tokens=max_tokens, k=_int(body, "k", default_k, 0, K_MAX), adaptive=adaptive,
+                              method=method, sampling=sampling, eos_token_ids=eos, stop_strings=_stops(body))
+    return prompt, config, seed, stream, bool(isinstance(opts, dict) and opts.get("include_usage"))
+
+
+def speculative(r: Request) -> dict:
+    s = r.stats
+    return {"accepted": s.accepted, "recovered": s.recovered, "bonus": s.bonus, "proposed": s.proposed,
+            "target_calls": s.row_steps, "tokens_per_target_call": round(s.tokens_per_target_call, 4),
+            "per_position_acceptance": [round(a / p, 4) if p else None
+                                        for a, p in zip(s.per_position_accepted, s.per_position_proposed)]}
+
+
+def finish_reason(r: Request) -> str:
+    return "length" if r.reason == "length" else "stop"
+
+
+def usage(r: Request) -> dict:
+    return {"prompt_tokens": len(r.prompt), "completion_tokens": len(r.new), "total_tokens": len(r.prompt) + len(r.new)}
+
+
+class Envelope:
+    """The id, timestamps and object names of one response."""
+
+    def __init__(self, chat: bool, model: str):
+        self.chat, self.model = chat, model
+        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+        self.created = int(time.time())
+
+    def whole(self, text: str, r: Request) -> dict:
+        choice = {"index": 0, "finish_reason": finish_reason(r), "logprobs": None}
+        choice.update({"message": {"role": "assistant", "content": text}} if self.chat else {"text": text})
+        return {"id": self.id, "object": "chat.completion" if self.chat else "text_completion", "created": self.created,
+                "model": self.model, "choices": [choice], "usage": usage(r), "speculative": speculative(r)}
+
+    def chunk(self, text: str | None, finish: str | None, extra: dict | None = None, first: bool = False) -> dict:
+        if self.chat:
+            delta = {"role": "assistant", "content": text or ""} if first else ({"content": text} if text else {})
+            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        else:
+            choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
+        out = {"id": self.id, "object": "chat.completion.chunk" if self.chat else "text_completion", "created": self.created,
+               "model": self.model, "choices": [choice]}
+        return {**out, **(extra or {})}
+
+
+class TextStream:
+    """Emitted tokens -> text deltas, cut before the first stop string (not returned, as OpenAI does); text that
+    could still turn into a stop string is held back until it cannot."""
+
+    def __init__(self, tokenizer, stops: tuple):
+        self.tok, self.stops = tokenizer, stops
+        self.ids: list[int] = []
+        self.sent = 0
+        self.stopped = False
+
+    def feed(self, tokens: list[int], final: bool = False) -> str:
+        if self.stopped:
+            return ""
+        self.ids += tokens
+        text = self.tok.decode(self.ids, skip_special_tokens=True)
+        cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped, text = True, text[:cut]
+        elif not final:
+            text = text[: len(text) - self._held(text)]
+            if text.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for its other bytes
+                text = text.rstrip("\ufffd")
+        out = text[self.sent:] if len(text) > self.sent else ""
+        self.sent = max(self.sent, len(text))
+        return out
+
+    def _held(self, text: str) -> int:
+        """Characters at the end of ``text`` that are a proper prefix of some stop string."""
+        return max((n for s in self.stops for n in range(1, len(s)) if text.endswith(s[:n])), default=0)
