@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..core.enumerate import enumerate_outcomes
-from ..core.rng import TorchRNG
+from ..core.rng import RecordingRNG, TorchRNG
 from ..core.validation import check_int, check_probs
 from ..verify.chain import tokenwise_verify
 from .theory import expected_target_calls, expected_tokens_per_step, speedup
@@ -45,7 +45,8 @@ def speculative_decode_sim(
     Compatible keys: num_draft_tokens, num_accepted (tokens *emitted*, the recovered/bonus
     token included), acceptance_rate (= emitted / (K+1), not the draft acceptance rate),
     tokens, speedup_over_sequential (= emitted / 2). With ``corrected=True`` the step uses
-    p (not uniform) as the fallback residual and also returns: num_draft_accepted,
+    p (not uniform) as the fallback residual, adds the bonus token only when all K drafts were accepted (the
+    seed adds one after a rejection at the last position too), and also returns: num_draft_accepted,
     draft_acceptance_rate (accepted drafts / K), num_recovered, num_bonus, target_calls (1)
     and draft_calls (K).
     """
@@ -66,7 +67,9 @@ def speculative_decode_sim(
         accepted.append(_inverse_cdf(_seed_residual(target_probs[i], draft_probs[i], vocab_size, corrected), vocab_size))
         recovered = 1
         break
-    if len(accepted) == K and len(target_probs) > K:
+    # the seed's len(accepted) == K also holds after a rejection at the last draft (then a token from a wrong context)
+    all_accepted = n_draft_accepted == K if corrected else len(accepted) == K
+    if all_accepted and len(target_probs) > K:
         accepted.append(_inverse_cdf(target_probs[K], vocab_size))
         bonus = 1
     out = {
@@ -208,6 +211,7 @@ class DemoStats:
     recovered: int = 0
     bonus: int = 0
     tokens: int = 0
+    probs: list = field(default_factory=list)  # per step: [(q(x), p(x), min(1, p/q), u)] per checked draft token
 
 
 def demo_distributions(ctx_token: int, alpha: float, V: int, gen: torch.Generator):
@@ -229,7 +233,7 @@ def run_demo(draft_length: int, target_length: int, alpha: float, seed: int) -> 
     the text is cut, the counts are not)."""
     V = len(DEMO_VOCAB)
     g = torch.Generator().manual_seed(seed)
-    rng = TorchRNG(g)
+    rng = RecordingRNG(g)
     dist_cache: dict = {}
 
     def dists(prev):
@@ -257,6 +261,8 @@ def run_demo(draft_length: int, target_length: int, alpha: float, seed: int) -> 
         res = tokenwise_verify(torch.stack(ps)[None], torch.stack(qs)[None], torch.tensor([xs]), rng, validate=False)
         n = int(res.num_accepted[0])
         out = res.emitted(0)
+        st.probs.append([(float(qs[i][x]), float(ps[i][x]), min(1.0, float(ps[i][x] / qs[i][x])), float(rng.last_u[0, i]))
+                         for i, x in enumerate(xs)])
         st.proposed += k
         st.accepted += n
         kind = "bonus" if n == k else "recovered"

@@ -108,7 +108,7 @@ def write_report(records_path: Path, out_dir: Path) -> Path:
     md += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     md_path = out_dir / "report.md"
     md_path.write_text("\n".join(md) + "\n")
-    (out_dir / "report.html").write_text(_to_html(md))
+    (out_dir / "report.html").write_text(markdown_to_html(md))
     return md_path
 
 
@@ -221,12 +221,20 @@ def _quality_section(recs: list[dict]) -> list[str]:
     return md
 
 
-def _to_html(md_lines: list[str]) -> str:
-    out = ["<!doctype html><meta charset='utf-8'><title>specdecode bench</title>",
+def markdown_to_html(md_lines: list[str], title: str = "specdecode bench") -> str:
+    """The small markdown subset the reports write (headings, pipe tables, images, ``` blocks, paragraphs) -> HTML."""
+    out = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
            "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
            "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}</style>"]
-    in_table = False
+    in_table = in_code = False
     for line in md_lines:
+        if line.startswith("```"):
+            out.append("</pre>" if in_code else "<pre>")
+            in_code = not in_code
+            continue
+        if in_code:
+            out.append(html.escape(line))
+            continue
         if line.startswith("|"):
             cells = [c.strip() for c in line.strip("|").split("|")]
             if set("".join(cells)) <= set("-"):

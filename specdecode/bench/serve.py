@@ -24,13 +24,22 @@ GROUNDED = ("summarisation", "code-edit", "qa")
 OPEN = ("story", "chat")
 
 
-def request_mix(n: int, max_tokens: int) -> list[dict]:
-    """n chat requests alternating grounded and open-ended prompts (from the bench prompt set), greedy."""
+MIXES = ("mixed", "grounded", "open")
+
+
+def request_mix(n: int, max_tokens: int, mix: str = "mixed") -> list[dict]:
+    """n greedy chat requests from the bench prompt set: grounded and open-ended prompts alternating (``mixed``),
+    or only one kind."""
+    if mix not in MIXES:
+        raise ValueError(f"--mix must be one of {', '.join(MIXES)}, got {mix!r}")
     out = []
     for i in range(n):
-        cat = (GROUNDED if i % 2 == 0 else OPEN)[(i // 2) % len(GROUNDED if i % 2 == 0 else OPEN)]
-        msgs = TASKS[cat][(i // 5) % len(TASKS[cat])]
-        out.append({"messages": msgs, "max_tokens": max_tokens, "temperature": 0.0, "kind": "grounded" if i % 2 == 0 else "open"})
+        kind = {"mixed": "grounded" if i % 2 == 0 else "open"}.get(mix, mix)
+        j = i // 2 if mix == "mixed" else i
+        cats = GROUNDED if kind == "grounded" else OPEN
+        cat = cats[j % len(cats)]
+        msgs = TASKS[cat][(j // len(cats)) % len(TASKS[cat])]
+        out.append({"messages": msgs, "max_tokens": max_tokens, "temperature": 0.0, "kind": kind})
     return out
 
 
@@ -84,7 +93,9 @@ def ours_cmd(model: str, backend: str, drafter: str, port: int, adaptive: bool, 
 
 def llama_cpp_cmd(gguf: str, port: int) -> list[str]:
     return [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1", "--port", str(port),
-            "--n_ctx", "8192", "--n_threads", str(os.cpu_count()), "--flash_attn", "true"]
+            "--n_ctx", "8192", "--n_threads", str(os.cpu_count()), "--flash_attn", "true",
+            # its default (true) cancels the running completion whenever another request arrives
+            "--interrupt_requests", "false"]
 
 
 def one_request(url: str, model: str, req: dict) -> dict:

@@ -11,11 +11,11 @@ import signal
 import sys
 import threading
 
-from . import (bench, bench_backends, bench_draft, bench_generate, bench_serve, bench_trees, demo, distill, distribution,
-               exactness, generate, serve, simulate)
+from . import (bench, bench_backends, bench_draft, bench_generate, bench_serve, bench_trees, candidates, demo, distill, distribution,
+               exactness, generate, rho, serve, simulate, step_sim, study)
 
 COMMANDS = [simulate, exactness, distribution, generate, demo, serve, bench, bench_trees, distill, bench_draft,
-            bench_generate, bench_backends, bench_serve]
+            bench_generate, bench_backends, bench_serve, study, step_sim, rho, candidates]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -14,8 +15,9 @@ HELP = "concurrent streaming load on our server vs llama-cpp-python's OpenAI ser
 DESCRIPTION = ("Starts each server in its own process on 127.0.0.1 (ours on llama.cpp with prompt lookup and adaptive k, "
                "ours on llama.cpp with the drafter off, ours on Hugging Face fp32 with the drafter off, llama-cpp-python's "
                "llama_cpp.server on the same GGUF), one at a time, and drives it with the openai client: N concurrent "
-               "streams over a fixed mix of grounded and open-ended prompts, greedy. Also runs the same requests through "
-               "`specdecode generate`'s engine in this process, one by one, to show what the server adds at concurrency 1.")
+               "streams over a fixed mix of grounded and open-ended prompts (--mix), greedy. Also runs the same requests through "
+               "`specdecode generate`'s engine in this process, interleaved one by one with the same request streamed from "
+               "our server, to show what the server adds at concurrency 1.")
 
 
 def add_args(ap) -> None:
@@ -23,6 +25,9 @@ def add_args(ap) -> None:
     ap.add_argument("--concurrency", default="1,4,16", help="comma-separated numbers of concurrent streams (default 1,4,16)")
     ap.add_argument("--requests", type=int, default=2, help="requests per stream at each concurrency (default 2; at least 4)")
     ap.add_argument("--max-tokens", type=int, default=64, help="max_tokens of every request (default 64)")
+    ap.add_argument("--mix", default="mixed", choices=["mixed", "grounded", "open"],
+                    help="prompts: grounded (summarisation, code-edit, qa) and open-ended (story, chat) alternating, "
+                         "or only one kind (default mixed)")
     ap.add_argument("--no-hf", action="store_true", help="leave out our server on the Hugging Face backend")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON lines to FILE")
 
@@ -37,20 +42,36 @@ def _ints(text: str) -> list[int]:
     return vals
 
 
-def _in_process(model: str, reqs: list[dict]) -> float:
-    """The engine behind `specdecode generate` (llama.cpp, prompt lookup, adaptive), the requests one by one -> tok/s."""
+def _in_process(model: str):
+    """The engine behind `specdecode generate` (llama.cpp, prompt lookup, adaptive) -> a function running one request
+    in this process and returning (tokens, seconds)."""
     from ..core.sampling import SamplingConfig
     from ..engine import GenerationConfig
     from ..models import Builder
 
     b = Builder(model, backend="llama.cpp")
     gen = b.generator("prompt-lookup")
-    tokens, t0 = 0, time.perf_counter()
-    for r in reqs:
-        cfg = GenerationConfig(max_new_tokens=r["max_tokens"], k=16, adaptive=True, sampling=SamplingConfig(0.0),
+
+    def one(req: dict) -> tuple[int, float]:
+        cfg = GenerationConfig(max_new_tokens=req["max_tokens"], k=16, adaptive=True, sampling=SamplingConfig(0.0),
                                eos_token_ids=b.eos)
-        tokens += len(gen.generate([b.encode(r["messages"])], cfg, torch.Generator()).tokens[0])
-    return tokens / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        n = len(gen.generate([b.encode(req["messages"])], cfg, torch.Generator()).tokens[0])
+        return n, time.perf_counter() - t0
+
+    return one
+
+
+def _interleaved(bs, url: str, model_id: str, reqs: list[dict], local) -> list[float]:
+    """Each request in-process, then the same request streamed from the server, alternating, twice over ->
+    per-pair ratios (server tok/s / in-process tok/s): both sides see the same load at nearly the same time."""
+    ratios = []
+    for _ in range(2):
+        for r in reqs:
+            n, sec = local(r)
+            rec = bs.one_request(url, model_id, r)
+            ratios.append((rec["tokens"] / rec["seconds"]) / (n / sec))
+    return ratios
 
 
 def run(args) -> int:
@@ -67,17 +88,19 @@ def run(args) -> int:
     if not args.no_hf:
         plans.insert(2, ("ours HF fp32, drafter off", lambda p: bs.ours_cmd(args.model, "hf", "none", p, False, 16), "/health"))
     load0 = os.getloadavg()[0]
-    single = bs.request_mix(max(4, args.requests), args.max_tokens)
-    base = _in_process(args.model, single)
-    rows = []
+    single = bs.request_mix(max(4, args.requests), args.max_tokens, args.mix)
+    local = _in_process(args.model)
+    rows, ratios = [], []
     for name, cmd, ready in plans:
         port = bs.free_port()
         server = bs.Served(cmd(port), port, ready)
         try:
             model_id = server.model_id()
             bs.one_request(server.url, model_id, single[0])  # warm-up
+            if not ratios and name.startswith("ours llama.cpp, prompt"):
+                ratios = _interleaved(bs, server.url, model_id, single, local)
             for c in concs:
-                reqs = bs.request_mix(max(4, c * args.requests), args.max_tokens)
+                reqs = bs.request_mix(max(4, c * args.requests), args.max_tokens, args.mix)
                 recs, wall = bs.load(server.url, model_id, reqs, c)
                 rows.append({"server": name, "concurrency": c, **bs.summary(recs, wall), "load1": os.getloadavg()[0]})
                 print(f"  {name} c={c}: {rows[-1]['tok_s']:.1f} tok/s", file=sys.stderr)
@@ -88,9 +111,9 @@ def run(args) -> int:
             for r in rows:
                 fh.write(json.dumps(r) + "\n")
     print(bs.format_table(rows))
-    c1 = next((r for r in rows if r["server"].startswith("ours llama.cpp, prompt") and r["concurrency"] == 1), None)
-    if c1:
-        print(f"\n`specdecode generate` engine in-process, same {len(single)} requests one by one: {base:.1f} tok/s; "
-              f"our server at concurrency 1: {c1['tok_s']:.1f} tok/s ({c1['tok_s'] / base:.2f}x)")
-    print(f"load average (1 min) before {load0:.2f}, max seen {max(r['load1'] for r in rows):.2f} ({os.cpu_count()} cores)")
+    if ratios:
+        print(f"\nour server at concurrency 1 (streamed, openai client) vs `specdecode generate`'s engine in-process, "
+              f"same {len(single)} requests interleaved, twice: median {statistics.median(ratios):.2f}x "
+              f"(range {min(ratios):.2f}-{max(ratios):.2f}) in tok/s per request")
+    print(f"prompt mix: {args.mix}; load average (1 min) before {load0:.2f}, max seen {max(r['load1'] for r in rows):.2f} ({os.cpu_count()} cores)")
     return 0

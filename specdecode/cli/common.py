@@ -3,6 +3,8 @@ they make. One place, so the commands agree on names, defaults and help."""
 
 from __future__ import annotations
 
+import argparse
+
 from ..models.build import BACKENDS, DEFAULT_MODEL, Builder
 from ..models.gguf import DEFAULT_FORMAT, FORMATS
 
@@ -23,3 +25,28 @@ def add_model_args(ap, default_model: str = DEFAULT_MODEL) -> None:
 
 def builder_from(args) -> Builder:
     return Builder(args.model, args.dtype, backend=args.backend, device=args.device, gguf_format=args.gguf_format)
+
+
+def _numbers(text: str, kind, what: str) -> list:
+    try:
+        vals = [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        vals = []
+    if not vals:
+        raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
+    return vals
+
+
+def floats(text: str) -> list[float]:
+    """argparse type: '0.4,0.3,0.3' -> [0.4, 0.3, 0.3]."""
+    return _numbers(text, float, "numbers")
+
+
+def float_rows(text: str) -> list[list[float]]:
+    """argparse type: rows of numbers separated by ';' -> list of rows ('0.5,0.5;0.2,0.8')."""
+    return [floats(row) for row in text.split(";") if row.strip()] or floats(text)
+
+
+def ints(text: str) -> list[int]:
+    """argparse type: '1,2,4' -> [1, 2, 4]."""
+    return _numbers(text, int, "integers")

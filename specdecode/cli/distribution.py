@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-
 from ..analysis.simulate import plot_step_distribution, step_distribution
+from .common import floats
 
 NAME = "distribution"
 HELP = "seed 000 experiment: exact and empirical output of one speculative step vs p"
 DESCRIPTION = ("One speculative step with one draft token x ~ q: the exact distribution of the emitted token (by "
                "enumeration) and an empirical one from n samples, next to p, with an optional bar chart.")
-
-
-def floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
 
 
 def add_args(d) -> None:

@@ -53,6 +53,22 @@ class TorchRNG:
         return idx.reshape(w.shape[:-1])
 
 
+class RecordingRNG:
+    """A ``TorchRNG`` that keeps the uniform draws of its last ``bernoulli`` call (``last_u``), for showing why a
+    token was accepted. Draws the same numbers in the same order, so results equal the unrecorded ones."""
+
+    def __init__(self, generator: torch.Generator):
+        self.inner = TorchRNG(generator)
+        self.last_u: torch.Tensor | None = None
+
+    def bernoulli(self, a: torch.Tensor) -> torch.Tensor:
+        self.last_u = torch.rand(a.shape, generator=self.inner.generator, dtype=torch.float64, device=a.device)
+        return self.last_u < a
+
+    def categorical(self, w: torch.Tensor) -> torch.Tensor:
+        return self.inner.categorical(w)
+
+
 class PyRNG:
     """Randomness for the scalar reference implementations, backed by ``random.Random``."""
 

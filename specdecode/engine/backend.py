@@ -49,6 +49,11 @@ class Backend:
             self._costs = load_or_measure(self, self.cost_file)
         return self._costs
 
+    def batch_tokens(self, fed: list[int]) -> int:
+        """Tokens a pass computes when row b is fed fed[b] new tokens (what its cost follows, as T(n) of one row):
+        here rows are padded to the longest. Backends that run rows as separate sequences count the sum."""
+        return len(fed) * max(fed, default=0)
+
     # the interface ---------------------------------------------------------
     def extend(self, rows: list[list[int]], *, need_logits: bool = True, n_layers: int | None = None) -> torch.Tensor | None:
         raise NotImplementedError

@@ -194,6 +194,10 @@ class LlamaCppLM(Backend):
             at += k
         return out
 
+    def batch_tokens(self, fed: list[int]) -> int:
+        """Rows are separate sequences of one llama_batch: a pass computes every fed token, no padding."""
+        return sum(fed)
+
     def extend(self, rows: list[list[int]], *, need_logits: bool = True, n_layers: int | None = None) -> torch.Tensor | None:
         """rows: B lists of new tokens (ragged, may be empty) -> float32 logits [B, n_max, V] (None when not needed)."""
         self.check_rows(len(rows))

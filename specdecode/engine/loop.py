@@ -23,7 +23,7 @@ import torch
 from ..core.rng import TorchRNG
 from ..verify import CounterGumbel, Method
 from ..verify.registry import resolve
-from .adaptive import AdaptiveK
+from .adaptive import AdaptiveK, batch_depths
 from .config import GenerationConfig, GenerationOutput
 from .drafts import DraftTree, Drafter, NoDrafter
 from .lm import CausalLM
@@ -101,7 +101,8 @@ class SpeculativeGenerator:
         reqs = session.requests
         if not reqs:
             return cancelled
-        ks = [max(0, min(r.ctrl.choose(0) if r.ctrl else r.limit, r.config.max_new_tokens - len(r.new) - 1)) for r in reqs]
+        caps = [max(0, min(r.limit, r.config.max_new_tokens - len(r.new) - 1)) for r in reqs]
+        ks = batch_depths([(r.ctrl, cap) for r, cap in zip(reqs, caps)], self.target.batch_tokens)
         td = time.perf_counter()
         if max(ks) > 0:
             draws = [RowDraw(r.config.sampling, r.method.children, r.rng, r.noise, r.stream, r.seq) for r in reqs]
@@ -141,7 +142,7 @@ class SpeculativeGenerator:
         session.stats.target_calls += 1
         for r in session.requests:
             if r.ctrl:
-                r.ctrl.observe_pass(max(len(f) for f in feed), dt)
+                r.ctrl.observe_pass(self.target.batch_tokens([len(f) for f in feed]), dt)
         for b, f in enumerate(feed):  # a NaN or inf anywhere makes the sum NaN or inf (one reduction, no mask)
             if not math.isfinite(logits[b, : len(f)].sum()):
                 raise ValueError(f"the target model produced NaN/inf logits at step {session.stats.steps + 1}")

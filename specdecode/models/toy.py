@@ -45,3 +45,47 @@ def toy_pair(vocab_size: int = 1000, seed: int = 42) -> tuple[SimpleLanguageMode
     target = SimpleLanguageModel(vocab_size, 256, 6, 8).init_weights(g).eval()
     draft = SimpleLanguageModel(vocab_size, 128, 2, 4).init_weights(g).eval()
     return draft, target
+
+
+def similar_draft(target: SimpleLanguageModel, similarity: float, n_layers: int | None = None,
+                  seed: int = 0) -> SimpleLanguageModel:
+    """A draft made from ``target`` (seed 001's ``create_similar_model``, done as it intends): the target's first
+    ``n_layers`` layers (default a third of them, at least 1) plus its embeddings and output projection, every
+    weight matrix mixed with fresh noise of the same scale as ``s * w + sqrt(1 - s^2) * noise``, so each weight's
+    correlation with the target's is ``similarity`` and its scale is kept. similarity 1 is the target's own first
+    layers (an early exit); 0 is an unrelated random model of the same shape. Norms and biases are copied."""
+    if not 0.0 <= similarity <= 1.0:
+        raise ValueError(f"similarity must be in [0, 1], got {similarity}")
+    layers = len(target.transformer.layers)
+    n = n_layers or max(1, layers // 3)
+    if not 1 <= n <= layers:
+        raise ValueError(f"the draft's layers must be in [1, {layers}], got {n}")
+    heads = target.transformer.layers[0].self_attn.num_heads
+    draft = SimpleLanguageModel(target.vocab_size, target.d_model, n, heads, target.max_seq_len)
+    own = dict(target.named_parameters())
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, prm in draft.named_parameters():
+            w = own[name]
+            if prm.dim() >= 2:
+                noise = torch.randn(prm.shape, generator=g) * 0.02 * (25 if "embedding" in name else 1)
+                prm.copy_(similarity * w + (1 - similarity ** 2) ** 0.5 * noise)
+            else:
+                prm.copy_(w)
+    return draft.eval()
+
+
+def parse_similar(name: str) -> tuple[float, int | None]:
+    """``toy-similar:S[:LAYERS]`` -> (similarity, layers or None)."""
+    parts = name.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        s = float(parts[1])
+        n = int(parts[2]) if len(parts) == 3 else None
+    except ValueError:
+        raise ValueError(f"toy-similar needs toy-similar:S[:LAYERS] with S in [0, 1] and LAYERS in [1, 6], "
+                         f"got {name!r}") from None
+    if not 0.0 <= s <= 1.0:
+        raise ValueError(f"toy-similar: S must be in [0, 1], got {s}")
+    return s, n

@@ -34,6 +34,9 @@ class Server:
                  k: int = 4, adaptive: bool = False, max_tokens: int = 256, drafter: str = "none"):
         self.gen, self.tok, self.encode, self.model_id, self.eos = gen, tokenizer, encode, model_id, eos
         self.k, self.adaptive, self.max_tokens, self.drafter = k, adaptive, max_tokens, drafter
+        # the pass costs adaptive requests read: measured now, while no batch runs (measuring resets the backends)
+        gen.target.pass_costs()
+        gen.drafter.fixed_cost()
         self.worker = EngineWorker(gen, max_batch)
         self.started = time.time()
 

@@ -142,11 +142,9 @@ class EngineWorker:
         if joining:
             try:
                 self.session.join([j.request for j in joining])
-            except Exception as exc:  # noqa: BLE001 - e.g. a context that cannot hold the prompt
+            except Exception as exc:  # noqa: BLE001 - e.g. a cache that cannot hold the prompt: the batch goes on
                 for j in joining:
                     j.put(("error", f"{type(exc).__name__}: {exc}"))
-                self.session = self.gen.session()
-                self._jobs.clear()
                 return
             self._jobs.update({id(j.request): j for j in joining})
         self.metrics.queue, self.metrics.batch = len(self._waiting), len(self.session.requests)

@@ -100,3 +100,16 @@ def test_known_values():
     out = speculative_decode_sim([[0.7, 0.3], [0.6, 0.4]], [[0.6, 0.4], [0.5, 0.5], [0.2, 0.8]], [0, 0], 2)
     assert set(out) == {"num_draft_tokens", "num_accepted", "acceptance_rate", "tokens", "speedup_over_sequential"}
     assert out["num_draft_tokens"] == 2 and 1 <= out["num_accepted"] <= 3
+
+
+def test_corrected_mode_gives_no_bonus_after_a_rejection_at_the_last_draft():
+    # draft 0 always accepted (p = q), draft 1 (q = 0.5, p = 0.1) rejected 80% of the time
+    q, p = [[0.5, 0.5], [0.5, 0.5]], [[0.5, 0.5], [0.9, 0.1], [0.5, 0.5]]
+    random.seed(3)
+    corrected = [speculative_decode_sim(q, p, [0, 1], 2, corrected=True) for _ in range(2000)]
+    assert {o["num_accepted"] for o in corrected} == {2, 3}
+    assert all(o["num_accepted"] == 2 + o["num_bonus"] for o in corrected)
+    assert 0.15 < sum(o["num_bonus"] for o in corrected) / 2000 < 0.25
+    random.seed(3)
+    seed = [speculative_decode_sim(q, p, [0, 1], 2) for _ in range(200)]
+    assert {o["num_accepted"] for o in seed} == {3}  # the seed's extra token after the last-position rejection

@@ -96,3 +96,28 @@ def test_a_cancelled_request_frees_its_row_and_the_others_go_on():
         gen.step(session)
     assert reqs[0].new == want[0] and reqs[2].new == want[2]
     assert reqs[0].stats.new_tokens == 20 and reqs[0].stats.tokens_per_target_call >= 1
+
+
+@pytest.mark.parametrize("backend", list(_backends()))
+def test_a_failed_join_leaves_the_running_batch_as_it_was(backend, monkeypatch):
+    target = _backends()[backend]()
+    drafter = ModelDrafter(CausalLM(tiny_llama(2)))
+    gen = SpeculativeGenerator(target, drafter)
+    cfg = GenerationConfig(max_new_tokens=12, k=3, sampling=SamplingConfig(0.0))
+    want = _solo(gen, PROMPTS[0], cfg, 0)
+    session = gen.session()
+    first = gen.requests([PROMPTS[0]], cfg, torch.Generator(), own_stream=True)[0]
+    session.join([first])
+    gen.step(session)
+
+    def full(prompts):
+        raise RuntimeError("no room")
+
+    monkeypatch.setattr(drafter, "add_rows", full)
+    late = gen.requests([PROMPTS[1]], cfg, torch.Generator(), own_stream=True)[0]
+    with pytest.raises(RuntimeError, match="no room"):
+        session.join([late])
+    assert session.requests == [first] and target.batch_size == 1
+    while session.requests:
+        gen.step(session)
+    assert first.new == want
