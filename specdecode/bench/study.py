@@ -80,6 +80,7 @@ class Study:
         self.progress = progress or (lambda text: None)
         self.prompts = self._prompts(max(plan.trials, max(plan.batches)) + 16)
         self._gens: dict = {}
+        self.versus_plain(self.prompts[0], plan.draft, 2, 1.0, seed=0)  # warm-up: first passes are slower, not timed
 
     def _prompts(self, n: int) -> list[list[int]]:
         if self.plan.model == "toy-target":  # the seed's random prompts, from a fixed seed
