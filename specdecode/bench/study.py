@@ -189,12 +189,17 @@ def exercises(st: Study, k: int = 4) -> dict:
             st.progress(f"exercises: draft {label}, prompt {trial + 1}/{p.trials}")
             out["sizes"].append({**st.versus_plain(st.prompts[trial], spec, k, T, trial), "label": label, "trial": trial})
     for b in p.batches:
-        st.progress(f"exercises: batch {b}")
-        prompts = st.prompts[:b]
-        base = st.run(prompts, "none", 0, T, seed=7)
-        spec = st.run(prompts, p.draft, k, T, seed=7)
-        out["batches"].append({"batch": b, "plain_tok_s": base["tok_s"], "spec_tok_s": spec["tok_s"],
-                               "tokens_per_call": spec["tokens"] / max(spec["row_steps"], 1)})
+        sums = {"plain": [0, 0.0], "spec": [0, 0.0], "steps": 0}
+        for trial in range(p.trials):  # prompts trial .. trial + b - 1, plain then speculative
+            st.progress(f"exercises: batch {b}, run {trial + 1}/{p.trials}")
+            for name, drafter, kk in (("plain", "none", 0), ("spec", p.draft, k)):
+                r = st.run(st.prompts[trial:trial + b], drafter, kk, T, seed=7 + trial)
+                sums[name][0] += r["tokens"]
+                sums[name][1] += r["seconds"]
+                sums["steps"] += r["row_steps"] if kk else 0
+        out["batches"].append({"batch": b, "plain_tok_s": sums["plain"][0] / sums["plain"][1],
+                               "spec_tok_s": sums["spec"][0] / sums["spec"][1],
+                               "tokens_per_call": sums["spec"][0] / max(sums["steps"], 1)})
     out["profile"] = profile(st, k)
     return out
 

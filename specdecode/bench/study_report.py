@@ -99,7 +99,7 @@ def exercise_lines(ex: dict, grid_records: list[dict], ks, k: int) -> list[str]:
              f"speedup {_pm(cell(ad, lambda r: r['speedup']), '.2f')}, tokens per call "
              f"{_pm(cell(ad, tokens_per_call), '.2f')}; best fixed k at T = {T}: k = {fixed}, "
              f"{_pm(cell(grid_records, lambda r: r['speedup'], k=fixed, T=T), '.2f')}.", "",
-             "**Batches** (rows of different lengths in one target pass per step):", "",
+             "**Batches** (rows of different lengths in one target pass per step; tokens / seconds summed over the prompts):", "",
              "| batch | plain tok/s | speculative tok/s | ratio | tokens per row-step |", "|---|---|---|---|---|"]
     for b in ex["batches"]:
         lines.append(f"| {b['batch']} | {b['plain_tok_s']:.1f} | {b['spec_tok_s']:.1f} | "
