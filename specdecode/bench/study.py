@@ -148,6 +148,7 @@ def rejections(st: Study) -> dict:
     p = st.plan
     hist, pos_prop, pos_acc = [0] * p.rejection_k, [0] * p.rejection_k, [0] * p.rejection_k
     steps = full = i = 0
+    overlap = checked = 0.0
     while steps < p.rejection_steps:
         st.progress(f"rejections: {steps}/{p.rejection_steps} steps")
         r = st.run([st.prompts[i % len(st.prompts)]], p.draft, p.rejection_k, 1.0, seed=100 + i)
@@ -158,9 +159,12 @@ def rejections(st: Study) -> dict:
             pos_acc[j] += r["pos_accepted"][j]
         full += r["bonus"]
         steps += r["row_steps"]
+        n = r["accepted"] + r["recovered"]  # draft positions checked (where sum min(p, q) was measured)
+        if n and r["alpha"] == r["alpha"]:
+            overlap, checked = overlap + r["alpha"] * n, checked + n
         i += 1
     return {"k": p.rejection_k, "steps": steps, "hist": hist, "all_accepted": full, "pos_proposed": pos_prop,
-            "pos_accepted": pos_acc}
+            "pos_accepted": pos_acc, "alpha": overlap / checked if checked else math.nan}
 
 
 def similarity(st: Study, k: int = 4) -> list[dict]:

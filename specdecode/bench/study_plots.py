@@ -122,7 +122,8 @@ def plot_rejections(rej: dict, alpha: float, out: Path) -> Path:
     a2.plot(xs, cum, "o-", label="measured P(first i drafts accepted)")
     a2.plot(xs, reach, "s-", label="measured P(draft i accepted | reached)")
     if alpha == alpha:
-        a2.plot(xs, [alpha ** i for i in xs], "k--", label=f"alpha^i (alpha = {alpha:.2f}, measured sum min(p, q))")
+        a2.plot(xs, [alpha ** i for i in xs], "k--",
+                label=f"alpha^i (alpha = {alpha:.2f}: sum min(p, q) measured in these runs)")
     a2.set(xlabel="draft position i", ylabel="probability", ylim=(0, 1.05), title="acceptance by position")
     a2.grid(alpha=0.3)
     a2.legend()

@@ -57,7 +57,8 @@ def rejection_lines(rej: dict) -> list[str]:
     reach = [a / p if p else math.nan for a, p in zip(rej["pos_accepted"], rej["pos_proposed"])]
     return ["## Rejection patterns", "", "![rejections](rejections.png)", "", "```",
             f"k = {rej['k']}, T = 1.0, {rej['steps']} steps: {st['count']} had a rejection, "
-            f"{rej['all_accepted']} accepted all k drafts (and got a bonus token)",
+            f"{rej['all_accepted']} accepted all their drafts (and got a bonus token), "
+            f"{rej['steps'] - st['count'] - rej['all_accepted']} drafted nothing (e.g. no n-gram match)",
             f"Mean rejection position: {st['mean']:.2f}", f"Median rejection position: {st['median']}",
             f"Most common rejection position: {st['mode']}",
             "Acceptance by position (accepted / reached): " + ", ".join(f"{r:.2f}" for r in reach),

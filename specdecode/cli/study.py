@@ -54,9 +54,8 @@ def run(args) -> int:
     sim = S.similarity(st)
     ex = S.exercises(st)
     print(file=sys.stderr)
-    alpha = P.mean_std([r["alpha"] for r in grid if r["T"] == 1.0] or [r["alpha"] for r in grid])[0]
     plots = [P.plot_grid(grid, plan.ks, plan.temps, out), P.plot_speedup(grid, plan.ks, plan.temps, out),
-             P.plot_rejections(rej, alpha, out), P.plot_similarity(sim, plan.similarity_name, 4, out),
+             P.plot_rejections(rej, rej["alpha"], out), P.plot_similarity(sim, plan.similarity_name, 4, out),
              P.plot_exercises(ex, grid, plan.ks, out)]
     secs = time.perf_counter() - t0
     md = _summary(plan, args, head, grid, rej, sim, ex, secs, load0)
