@@ -113,11 +113,7 @@ def plot_rejections(rej: dict, alpha: float, out: Path) -> Path:
            xticklabels=[str(i) for i in range(k)] + ["none"])
     a1.legend()
     a1.grid(alpha=0.3)
-    reach = [a / p if p else math.nan for a, p in zip(rej["pos_accepted"], rej["pos_proposed"])]
-    cum, c = [], 1.0
-    for r in reach:
-        c *= r
-        cum.append(c)
+    cum, reach = position_rates(rej)
     xs = list(range(1, k + 1))
     a2.plot(xs, cum, "o-", label="measured P(first i drafts accepted)")
     a2.plot(xs, reach, "s-", label="measured P(draft i accepted | reached)")
@@ -128,6 +124,14 @@ def plot_rejections(rej: dict, alpha: float, out: Path) -> Path:
     a2.grid(alpha=0.3)
     a2.legend()
     return _save(fig, out / "rejections.png")
+
+
+def position_rates(rej: dict) -> tuple[list[float], list[float]]:
+    """(P(draft tokens 1..i all accepted), P(draft i accepted | 1..i-1 were)) per position i. The engine counts
+    position i as accepted only when every earlier one was, so accepted / proposed is already the first."""
+    cum = [a / p if p else math.nan for a, p in zip(rej["pos_accepted"], rej["pos_proposed"])]
+    cond = [c / prev if prev else math.nan for c, prev in zip(cum, [1.0] + cum[:-1])]
+    return cum, cond
 
 
 def rejection_stats(rej: dict) -> dict:

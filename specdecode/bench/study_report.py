@@ -6,10 +6,8 @@ Not here: running experiments (``study``) or drawing (``study_plots``).
 
 from __future__ import annotations
 
-import math
-
 from ..analysis.theory import expected_tokens_per_step, optimal_k, speedup
-from .study_plots import acceptance, cell, mean_std, rejection_stats, tokens_per_call
+from .study_plots import acceptance, cell, mean_std, position_rates, rejection_stats, tokens_per_call
 
 
 def _pm(ms: tuple[float, float], fmt: str = ".3f") -> str:
@@ -54,14 +52,15 @@ def grid_lines(records: list[dict], ks, temps) -> list[str]:
 
 def rejection_lines(rej: dict) -> list[str]:
     st = rejection_stats(rej)
-    reach = [a / p if p else math.nan for a, p in zip(rej["pos_accepted"], rej["pos_proposed"])]
+    cum, cond = position_rates(rej)
     return ["## Rejection patterns", "", "![rejections](rejections.png)", "", "```",
             f"k = {rej['k']}, T = 1.0, {rej['steps']} steps: {st['count']} had a rejection, "
             f"{rej['all_accepted']} accepted all their drafts (and got a bonus token), "
             f"{rej['steps'] - st['count'] - rej['all_accepted']} drafted nothing (e.g. no n-gram match)",
             f"Mean rejection position: {st['mean']:.2f}", f"Median rejection position: {st['median']}",
             f"Most common rejection position: {st['mode']}",
-            "Acceptance by position (accepted / reached): " + ", ".join(f"{r:.2f}" for r in reach),
+            "P(first i drafts all accepted), i = 1..k: " + ", ".join(f"{r:.2f}" for r in cum),
+            "P(draft i accepted | the ones before were): " + ", ".join(f"{r:.2f}" for r in cond),
             "```", ""]
 
 

@@ -196,7 +196,7 @@ def prometheus(worker: EngineWorker, model: str) -> str:
                 ("engine_steps_total", "counter", "Steps of the running batch.", m.steps)]
         for name, kind, help_, value in rows:
             lines += [f"# HELP specdecode_{name} {help_}", f"# TYPE specdecode_{name} {kind}", f"specdecode_{name}{{{lab}}} {value}"]
-        lines += ["# HELP specdecode_position_acceptance Acceptance of draft position i (given the earlier ones were).",
+        lines += ["# HELP specdecode_position_acceptance Fraction of drafts of length >= i whose first i tokens were all accepted.",
                   "# TYPE specdecode_position_acceptance gauge"]
         lines += [f'specdecode_position_acceptance{{{lab},position="{i + 1}"}} {a / p:.6f}'
                   for i, (p, a) in enumerate(zip(m.pos_proposed, m.pos_accepted)) if p]

@@ -86,3 +86,9 @@ def test_rejection_stats():
     assert st["count"] == 6 and math.isclose(st["mean"], (0 * 3 + 1 + 3 * 2) / 6) and st["median"] == 0.5
     assert st["mode"] == 0
     assert P.rejection_stats({"hist": [0, 0]})["count"] == 0
+
+
+def test_position_rates_split_cumulative_and_conditional():
+    # the engine counts position i accepted only when 1..i-1 were: accepted / proposed is cumulative
+    cum, cond = P.position_rates({"pos_accepted": [8, 4, 2], "pos_proposed": [10, 10, 10]})
+    assert cum == pytest.approx([0.8, 0.4, 0.2]) and cond == pytest.approx([0.8, 0.5, 0.5])
