@@ -120,11 +120,12 @@ class Study:
                 "pos_accepted": list(s.per_position_accepted), "prefill_time": s.prefill_time,
                 "draft_time": s.draft_time, "target_time": s.target_time, "total_time": s.total_time}
 
-    def versus_plain(self, prompt: list[int], drafter: str, k: int, temperature: float, seed: int, **kw) -> dict:
+    def versus_plain(self, prompt: list[int], drafter: str, k: int, temperature: float, seed: int, *,
+                     adaptive: bool = False, tree: str | None = None) -> dict:
         """Plain decoding, then speculative, on one prompt -> the speculative record with its speedup, the draft
         cost ratio c (seconds per draft pass / seconds per plain token) and t, the same ratio for a verify pass."""
         base = self.run([prompt], "none", 0, temperature, seed)
-        r = self.run([prompt], drafter, k, temperature, seed, **kw)
+        r = self.run([prompt], drafter, k, temperature, seed, adaptive=adaptive, tree=tree)
         r["speedup"] = r["tok_s"] / base["tok_s"]
         per_token = base["seconds"] / base["tokens"]
         r["c"] = (r["draft_time"] / r["draft_calls"]) / per_token if r["draft_calls"] else 0.0
