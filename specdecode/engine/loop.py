@@ -140,9 +140,10 @@ class SpeculativeGenerator:
         dt = time.perf_counter() - t0
         session.stats.target_time += dt
         session.stats.target_calls += 1
+        computed = self.target.batch_tokens([len(f) for f in feed])
         for r in session.requests:
             if r.ctrl:
-                r.ctrl.observe_pass(self.target.batch_tokens([len(f) for f in feed]), dt)
+                r.ctrl.observe_pass(computed, dt)
         for b, f in enumerate(feed):  # a NaN or inf anywhere makes the sum NaN or inf (one reduction, no mask)
             if not math.isfinite(logits[b, : len(f)].sum()):
                 raise ValueError(f"the target model produced NaN/inf logits at step {session.stats.steps + 1}")
