@@ -6,6 +6,7 @@ Not here: running experiments (``study``) or the written summary (``study_report
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 from ..analysis.theory import expected_tokens_per_step, speedup
@@ -21,11 +22,9 @@ def _plt():
 
 
 def mean_std(xs) -> tuple[float, float]:
+    """Mean and population std of the numbers that are not NaN (NaN, NaN when there are none)."""
     xs = [x for x in xs if x == x]
-    if not xs:
-        return math.nan, math.nan
-    m = sum(xs) / len(xs)
-    return m, (sum((x - m) ** 2 for x in xs) / len(xs)) ** 0.5
+    return (statistics.fmean(xs), statistics.pstdev(xs)) if xs else (math.nan, math.nan)
 
 
 def acceptance(r: dict) -> float:
@@ -139,10 +138,7 @@ def rejection_stats(rej: dict) -> dict:
     pos = [i for i, n in enumerate(rej["hist"]) for _ in range(n)]
     if not pos:
         return {"count": 0, "mean": math.nan, "median": math.nan, "mode": None}
-    pos.sort()
-    mid = len(pos) // 2
-    median = pos[mid] if len(pos) % 2 else (pos[mid - 1] + pos[mid]) / 2
-    return {"count": len(pos), "mean": sum(pos) / len(pos), "median": median,
+    return {"count": len(pos), "mean": statistics.fmean(pos), "median": statistics.median(pos),
             "mode": max(range(len(rej["hist"])), key=lambda i: rej["hist"][i])}
 
 
