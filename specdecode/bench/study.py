@@ -18,9 +18,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..core.rng import TorchRNG
 from ..core.sampling import SamplingConfig
 from ..engine import GenerationConfig
 from ..models.build import Builder
+from ..verify.chain import tokenwise_verify
 
 
 @dataclass(frozen=True)
@@ -215,17 +217,58 @@ def _weights_mb(module) -> float:
 
 def profile(st: Study, k: int) -> dict:
     """Time per part of one speculative generation (prefill, draft, target passes, the rest: verification,
-    sampling, bookkeeping) and memory: weights per model and the process's peak resident set."""
+    sampling, bookkeeping) and memory: weights per model, the peak memory each part adds on its own, and the
+    process's peak resident set."""
     r = st.run([st.prompts[0]], st.plan.draft, k, 1.0, seed=3)
     drafter = st.generator(st.plan.draft).drafter
-    draft_model = getattr(getattr(drafter, "lm", None), "model", None)
-    if draft_model is st.builder.target.model:  # an early exit runs the target's own first layers
-        draft_model = None
+    draft_lm = getattr(drafter, "lm", None)
+    if draft_lm is st.builder.target:  # an early exit runs the target's own first layers
+        draft_lm = None
     rest = r["total_time"] - r["prefill_time"] - r["draft_time"] - r["target_time"]
     return {"seconds": {"prefill": r["prefill_time"], "draft": r["draft_time"], "target": r["target_time"],
                         "verify and rest": max(rest, 0.0)},
-            "weights_mb": {"target": _weights_mb(st.builder.target.model), "draft": _weights_mb(draft_model)},
+            "weights_mb": {"target": _weights_mb(st.builder.target.model),
+                           "draft": _weights_mb(getattr(draft_lm, "model", None))},
+            "peak_mb": _part_peaks(st, draft_lm, k),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "tokens": r["tokens"]}
+
+
+def _part_peaks(st: Study, draft_lm, k: int) -> dict:
+    """Resident memory each part adds at its peak, run alone (weights excluded: they are already resident)."""
+    prompt, target = st.prompts[0], st.builder.target
+    target.reset(1)
+    out = {"target prefill": _peak_mb(lambda: target.extend([prompt], need_logits=False)),
+           f"target verify pass ({k + 1} tokens)": _peak_mb(lambda: target.extend([[0] * (k + 1)]))}
+    if draft_lm is not None:
+        draft_lm.reset(1)
+        draft_lm.extend([prompt], need_logits=False)
+        out["draft pass (1 token)"] = _peak_mb(lambda: draft_lm.extend([[0]]))
+    V, g = target.vocab_size, torch.Generator().manual_seed(0)
+    p, q = torch.rand(1, k + 1, V, generator=g).softmax(-1), torch.rand(1, k, V, generator=g).softmax(-1)
+    draft = torch.randint(0, V, (1, k), generator=g)
+    out["verification"] = _peak_mb(lambda: tokenwise_verify(p, q, draft, TorchRNG(g)))
+    return out
+
+
+def _peak_mb(fn) -> float:
+    """Peak resident memory added while fn() runs, in MB (Linux: the peak is reset through /proc/self/clear_refs;
+    NaN elsewhere). Memory the allocator already holds is reused and not counted."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        return math.nan
+    before = _status_kb("VmRSS")
+    fn()
+    return max(_status_kb("VmHWM") - before, 0) / 1024
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
 
 
 def headline(st: Study) -> dict:

@@ -61,6 +61,8 @@ def test_every_experiment_counts_right(tiny_study):
     assert low < 0.2 < 0.6 < high  # an unrelated draft vs the target's own first layers
     assert {b["batch"] for b in ex["batches"]} == {1, 2} and ex["trees"] and ex["sizes"] and ex["adaptive"]
     assert set(ex["profile"]["seconds"]) == {"prefill", "draft", "target", "verify and rest"}
+    peaks = ex["profile"]["peak_mb"]
+    assert {"target prefill", "draft pass (1 token)", "verification"} <= set(peaks) and all(v >= 0 for v in peaks.values())
 
 
 def test_plots_and_summary_are_written(tiny_study, tmp_path):
