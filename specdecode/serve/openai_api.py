@@ -167,9 +167,12 @@ class TextStream:
     """Emitted tokens -> text deltas, cut before the first stop string (not returned, as OpenAI does); text that
     could still turn into a stop string is held back until it cannot."""
 
+    LOOKBACK = 4  # tokens decoded again before the settled point: a token's text can depend on its left neighbour
+
     def __init__(self, tokenizer, stops: tuple):
         self.tok, self.stops = tokenizer, stops
         self.ids: list[int] = []
+        self.settled, self.read = "", 0  # the text of ids[:read], which ends on a whole character
         self.sent = 0
         self.stopped = False
 
@@ -177,7 +180,7 @@ class TextStream:
         if self.stopped:
             return ""
         self.ids += tokens
-        text = self.tok.decode(self.ids, skip_special_tokens=True)
+        text = self._text()
         cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
         if cut >= 0:
             self.stopped, text = True, text[:cut]
@@ -188,6 +191,19 @@ class TextStream:
         out = text[self.sent:] if len(text) > self.sent else ""
         self.sent = max(self.sent, len(text))
         return out
+
+    def _text(self) -> str:
+        """The text of every id so far, decoding only the tokens after the settled point (and LOOKBACK before it),
+        so a long answer costs O(tokens) per step rather than a decode of everything emitted."""
+        start = max(0, self.read - self.LOOKBACK)
+        head = self.tok.decode(self.ids[start:self.read], skip_special_tokens=True)
+        tail = self.tok.decode(self.ids[start:], skip_special_tokens=True)
+        if not tail.startswith(head):  # a decoder whose window text differs: decode everything
+            return self.tok.decode(self.ids, skip_special_tokens=True)
+        if tail.endswith("\ufffd"):  # an incomplete character: not settled yet
+            return self.settled + tail[len(head):]
+        self.settled, self.read = self.settled + tail[len(head):], len(self.ids)
+        return self.settled
 
     def _held(self, text: str) -> int:
         """Characters at the end of ``text`` that are a proper prefix of some stop string."""
