@@ -120,7 +120,8 @@ def exercise_lines(ex: dict, grid_records: list[dict], ks, k: int) -> list[str]:
     lines += ["", f"**Profile** (one speculative generation, {p['tokens']} tokens, k = {k}, T = 1): " +
               ", ".join(f"{n} {v * 1000:.0f} ms ({v / total:.0%})" for n, v in p["seconds"].items()) +
               f". Weights: target {p['weights_mb']['target']:.1f} MB, draft {p['weights_mb']['draft']:.1f} MB "
-              f"(0: none, or the target's own layers); peak memory each part adds, run alone: " +
+              f"(0: none, or the target's own layers); peak memory each part adds, run alone (memory the allocator already "
+              f"holds is reused and not counted): " +
               ", ".join(f"{n} {v:.1f} MB" for n, v in p["peak_mb"].items()) +
               f"; peak resident memory of the process {p['peak_rss_mb']:.0f} MB.", ""]
     return lines
