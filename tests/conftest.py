@@ -16,8 +16,8 @@ def _cost_tables_stay_out_of_the_users_cache(tmp_path_factory):
     """Pass-cost tables of models built in these tests go to a temporary folder (tests that set SPECDECODE_CACHE
     keep theirs there), not into ~/.cache/specdecode/costs under throwaway model names."""
     where = tmp_path_factory.mktemp("costs")
-    real = build.cost_file
+    real = build.costs_dir
     mp = pytest.MonkeyPatch()
-    mp.setattr(build, "cost_file", lambda lm: real(lm) if os.environ.get("SPECDECODE_CACHE") else where / real(lm).name)
+    mp.setattr(build, "costs_dir", lambda: real() if os.environ.get("SPECDECODE_CACHE") else where)
     yield
     mp.undo()

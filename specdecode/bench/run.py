@@ -134,7 +134,7 @@ class Runner:
         """batch_ids: the prompts of a batch (cfg.batch > 1); ids is the first of them."""
         if cfg.drafter.startswith("hf"):
             return self._run_hf(cfg, ids, max_new, seed)
-        gen = SpeculativeGenerator(self.target, self.builder.drafter(cfg.drafter, cfg.tree or None), self.tok)
+        gen = self.builder.generator(cfg.drafter, cfg.tree or None)
         gc = GenerationConfig(max_new_tokens=max_new, k=cfg.k, adaptive=cfg.adaptive, method=cfg.method,
                               sampling=SamplingConfig(cfg.temperature), eos_token_ids=self.eos, measure_overlap=not cfg.tree)
         t0 = time.perf_counter()
@@ -260,7 +260,7 @@ def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True,
 def _layers(runner: "Runner | None", model: str, dtype: str) -> int:
     """The target's decoder layers (0 for a model without early exit), from the loaded runner or a quick load."""
     lm = runner.target if runner is not None else Runner(model, dtype).target
-    return lm.num_layers if lm.supports_early_exit else 0
+    return lm.num_layers
 
 
 def repair_torn_line(path: Path) -> None:

@@ -107,9 +107,8 @@ class Study:
                                sampling=SamplingConfig(temperature, top_k=self.plan.top_k), eos_token_ids=self.builder.eos,
                                measure_overlap=k > 0 and tree is None)
         gen = self.generator(drafter if k > 0 else "none", tree)
-        if adaptive:  # the pass costs adaptive k reads are measured once per backend (and cached): not in the timing
-            gen.target.pass_costs()
-            gen.drafter.fixed_cost()
+        if adaptive:  # the pass costs adaptive k reads are resolved once per generator (and cached): not in the timing
+            gen.open(costs="auto")
         t0 = time.perf_counter()
         out = gen.generate(prompts, cfg, torch.Generator().manual_seed(seed))
         s, sec = out.stats, time.perf_counter() - t0

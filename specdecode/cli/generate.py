@@ -33,6 +33,10 @@ def add_args(ap) -> None:
                                                     "--tree lookup:M the tokens per match; default 4)")
     ap.add_argument("--adaptive", action="store_true", help="choose k (trees: the depth) each step from the running acceptance "
                                                             "and the measured costs")
+    ap.add_argument("--costs", metavar="FILE",
+                    help="with --adaptive: the pass-cost table (T(n) per tokens fed, seconds per draft token) to read; "
+                         "a missing FILE is measured now and written there, so seeded adaptive runs repeat on any "
+                         "machine given it (default: the table kept per model in the cache, measured once)")
     ap.add_argument("--method", default=None, choices=list(METHODS),
                     help="verification method: chains tokenwise (default) | block | greedy | gumbel | typical (LOSSY); "
                          "trees spectr (default) | rrs | rrs-wor. Temperature 0 always verifies greedily")
@@ -73,7 +77,8 @@ def prompts_from(args) -> list[str]:
 
 def generation_config(args, builder: Builder, sampling: SamplingConfig) -> GenerationConfig:
     return GenerationConfig(max_new_tokens=args.max_new_tokens, k=args.k, adaptive=args.adaptive, method=args.method,
-                            sampling=sampling, eos_token_ids=builder.eos, stop_strings=tuple(args.stop))
+                            sampling=sampling, eos_token_ids=builder.eos, stop_strings=tuple(args.stop),
+                            costs=args.costs)
 
 
 def run(args) -> int:
@@ -84,6 +89,8 @@ def run(args) -> int:
     sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     texts = prompts_from(args)
     check_specs(args.drafter, args.tree)
+    if args.costs is not None and not args.adaptive:
+        raise ValueError("--costs is the cost table of --adaptive: give --adaptive too")
     if args.tree and args.tree.startswith("lookup:") and args.k < 1:
         raise ValueError(f"-k (tokens per match) must be in [1, {K_MAX}] for a lookup tree, got {args.k}")
     builder = builder_from(args)

@@ -26,6 +26,9 @@ def add_args(ap) -> None:
     ap.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     ap.add_argument("--max-batch", type=int, default=8, help="requests in the running batch at most; more wait (default 8)")
     ap.add_argument("--max-tokens", type=int, default=256, help="max_tokens when a request gives none (default 256)")
+    ap.add_argument("--costs", metavar="FILE", default="auto",
+                    help="the pass-cost table adaptive requests read (missing: measured at start and written there; "
+                         "default: the table kept per model in the cache)")
 
 
 def run(args) -> int:
@@ -42,7 +45,7 @@ def run(args) -> int:
     builder = builder_from(args)
     server = Server(builder.generator(args.drafter, args.tree), builder.tokenizer, builder.encode, args.model, builder.eos,
                     max_batch=args.max_batch, k=args.k, adaptive=args.adaptive, max_tokens=args.max_tokens,
-                    drafter=args.drafter + (f" --tree {args.tree}" if args.tree else ""))
+                    drafter=args.drafter + (f" --tree {args.tree}" if args.tree else ""), costs=args.costs)
     print(f"[specdecode] serving {args.model} on {args.backend} with {args.drafter} at http://{args.host}:{args.port}/ "
           f"(OpenAI base_url http://{args.host}:{args.port}/v1)", file=sys.stderr)
     uvicorn.run(server.app(), host=args.host, port=args.port, log_level="warning")

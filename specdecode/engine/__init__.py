@@ -1,15 +1,21 @@
-"""Speculative generation on real models: the model wrapper (all cache edits), drafters, the one step loop,
-adaptive draft length, statistics. Not here: verification math (``verify``) or model loading (``models``)."""
+"""Speculative generation on real models: the backends (each owns every edit of its cache: ``lm`` for Hugging
+Face / torch, ``llama_cpp`` for llama.cpp), drafters, the one step loop, the running batch (``Session``, the
+one way in), adaptive draft length, pass costs, statistics. Not here: verification math (``verify``) or model
+loading (``models``)."""
 
 from .adaptive import AdaptiveK
-from .config import K_MAX, GenerationConfig, GenerationOutput
+from .config import K_MAX, GenerationConfig, GenerationOutput, Refusal
+from .costs import CostBook, CostTable
 from .drafters import EagleDrafter, EarlyExitDrafter, ModelDrafter, NoDrafter, PromptLookupDrafter
 from .drafts import DraftTree, Drafter, TreeShape, prefix_tree
 from .lm import CausalLM
 from .loop import SpeculativeGenerator
+from .policy import RowPolicy
 from .sampler import DraftSampler
+from .session import Request, Session
 from .stats import GenerationStats, format_stats
 
-__all__ = ["K_MAX", "AdaptiveK", "CausalLM", "DraftSampler", "DraftTree", "Drafter", "EagleDrafter", "EarlyExitDrafter",
-           "GenerationConfig", "GenerationOutput", "GenerationStats", "ModelDrafter", "NoDrafter", "PromptLookupDrafter",
+__all__ = ["K_MAX", "AdaptiveK", "CausalLM", "CostBook", "CostTable", "DraftSampler", "DraftTree", "Drafter",
+           "EagleDrafter", "EarlyExitDrafter", "GenerationConfig", "GenerationOutput", "GenerationStats",
+           "ModelDrafter", "NoDrafter", "PromptLookupDrafter", "Refusal", "Request", "RowPolicy", "Session",
            "SpeculativeGenerator", "TreeShape", "format_stats", "prefix_tree"]

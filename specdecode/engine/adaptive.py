@@ -13,9 +13,9 @@ from .costs import extrapolate
 
 
 class AdaptiveK:
-    """Per-row online acceptance and costs -> k each step.
+    """One row's online acceptance and the pass costs -> its k each step.
 
-    Each row keeps exponentially forgotten counts of accepted / checked drafts overall (its alpha)
+    The row keeps exponentially forgotten counts of accepted / checked drafts overall (its alpha)
     and per draft position i (the conditional rate a_i = P(accept i | accepted 1..i-1), shrunk
     towards alpha). k maximises E[G(k)] / (T(n_k + 1) + n_k t_draft), with T(n) the cost of a target
     pass over n tokens, n_k the draft tokens at depth k and t_draft the draft cost per token. With
@@ -30,60 +30,60 @@ class AdaptiveK:
     ``probe_every`` idle steps, and waits twice as long after each probe that accepted nothing.
     """
 
-    def __init__(self, batch: int, k_max: int, decay: float = 0.9, probe_every: int = 8, shrink: float = 2.0,
+    def __init__(self, k_max: int, decay: float = 0.9, probe_every: int = 8, shrink: float = 2.0,
                  nodes: Callable[[int], int] | None = None, costs: list[float] | None = None,
                  draft_cost: float | None = None):
         self.k_max, self.decay, self.probe_every, self.shrink = k_max, decay, probe_every, shrink
         self.nodes = nodes or (lambda k: k)  # draft tokens at depth k (trees: every node the drafter proposes)
-        self.acc = [1.0] * batch
-        self.chk = [2.0] * batch
-        self.pos_acc = [[0.0] * k_max for _ in range(batch)]
-        self.pos_chk = [[0.0] * k_max for _ in range(batch)]
+        self.acc, self.chk = 1.0, 2.0
+        self.pos_acc = [0.0] * k_max
+        self.pos_chk = [0.0] * k_max
         # the same per-position counts split by the row's state: 1 after a step that accepted every draft, 0 after
         # one that rejected (acceptance is bursty: prompt lookup copies whole spans, then misses for a while)
-        self.state = [0] * batch
-        self.st_acc = [[[0.0] * k_max, [0.0] * k_max] for _ in range(batch)]
-        self.st_chk = [[[0.0] * k_max, [0.0] * k_max] for _ in range(batch)]
-        self.idle = [0] * batch
-        self.wait = [probe_every] * batch  # idle steps before the next probe (doubles after a failed probe)
-        self.probing = [False] * batch
+        self.state = 0
+        self.st_acc = [[0.0] * k_max, [0.0] * k_max]
+        self.st_chk = [[0.0] * k_max, [0.0] * k_max]
+        self.idle = 0
+        self.wait = probe_every  # idle steps before the next probe (doubles after a failed probe)
+        self.probing = False
         self.costs = costs
         self.t_by_n: dict[int, float] = {}  # tokens fed -> seconds per target pass (EMA), without a cost table
         self.fixed_draft = draft_cost is not None
         self.draft_tok_time = draft_cost or 0.0
 
-    def alpha(self, b: int) -> float:
-        return self.acc[b] / self.chk[b]
+    def alpha(self) -> float:
+        return self.acc / self.chk
 
-    def position_rates(self, b: int) -> list[float]:
-        """P(accept draft i | drafts < i accepted) for row b in its current state: the row's rate at that position
+    def position_rates(self) -> list[float]:
+        """P(accept draft i | drafts < i accepted) in the row's current state: the row's rate at that position
         (shrunk towards its alpha), moved by the state's own counts: down as they say, up only by what exceeds
         one standard error (a few lucky steps must not buy long, costly drafts)."""
-        a, acc, chk = self.alpha(b), self.st_acc[b][self.state[b]], self.st_chk[b][self.state[b]]
+        a, acc, chk = self.alpha(), self.st_acc[self.state], self.st_chk[self.state]
         rates = []
         for i in range(self.k_max):
-            r = (self.pos_acc[b][i] + self.shrink * a) / (self.pos_chk[b][i] + self.shrink)
+            r = (self.pos_acc[i] + self.shrink * a) / (self.pos_chk[i] + self.shrink)
             n = chk[i] + self.shrink
             s = (acc[i] + self.shrink * r) / n
             rates.append(s if s <= r else max(r, s - (s * (1 - s) / (n + 1)) ** 0.5))
         return rates
 
-    def observe(self, b: int, k: int, n_accepted: int) -> None:
+    def observe(self, k: int, n_accepted: int) -> None:
+        """A step drafted to depth k and n_accepted drafts were accepted."""
         if k == 0:
             return
-        if self.probing[b]:
-            self.probing[b] = False
-            self.wait[b] = self.probe_every if n_accepted else min(2 * self.wait[b], 64 * self.probe_every)
+        if self.probing:
+            self.probing = False
+            self.wait = self.probe_every if n_accepted else min(2 * self.wait, 64 * self.probe_every)
         checked = n_accepted + (n_accepted < k)
-        self.acc[b] = self.decay * self.acc[b] + n_accepted
-        self.chk[b] = self.decay * self.chk[b] + checked
-        acc, chk = self.st_acc[b][self.state[b]], self.st_chk[b][self.state[b]]
+        self.acc = self.decay * self.acc + n_accepted
+        self.chk = self.decay * self.chk + checked
+        acc, chk = self.st_acc[self.state], self.st_chk[self.state]
         for i in range(min(checked, self.k_max)):
-            self.pos_acc[b][i] = self.decay * self.pos_acc[b][i] + (i < n_accepted)
-            self.pos_chk[b][i] = self.decay * self.pos_chk[b][i] + 1
+            self.pos_acc[i] = self.decay * self.pos_acc[i] + (i < n_accepted)
+            self.pos_chk[i] = self.decay * self.pos_chk[i] + 1
             acc[i] = self.decay * acc[i] + (i < n_accepted)
             chk[i] = self.decay * chk[i] + 1
-        self.state[b] = int(n_accepted == k)
+        self.state = int(n_accepted == k)
 
     def observe_pass(self, n_fed: int, seconds: float) -> None:
         """Target pass over n_fed tokens took ``seconds`` (kept per n: on CPUs the cost is not linear in n);
@@ -117,10 +117,10 @@ class AdaptiveK:
             return self.t_by_n[lo[-1]] + 0.015 * base * (n - lo[-1])
         return self.t_by_n[hi[0]]
 
-    def best_k(self, b: int, k_min: int = 0) -> int:
+    def best_k(self, k_min: int = 0) -> int:
         """argmax_k E[G(k)] / (T(n_k + 1) + n_k t_draft) with E[G(k)] from the per-position acceptance rates and
         n_k the draft tokens at depth k (chains: k)."""
-        rates = self.position_rates(b)
+        rates = self.position_rates()
         best, best_rate = 0, -1.0
         total, run = 1.0, 1.0
         for k in range(0, self.k_max + 1):
@@ -140,21 +140,21 @@ class AdaptiveK:
         the smallest pass seen so far (a 4-6 token pass costs 1.5x a 1-token one here), and k = 0 would never win."""
         return self.costs is None and 1 not in self.t_by_n and self.k_max > 0
 
-    def choose(self, b: int) -> int:
+    def choose(self) -> int:
         if self.measuring_first():
             return 0
-        return self.settle(b, self.best_k(b))
+        return self.settle(self.best_k())
 
-    def settle(self, b: int, k: int) -> int:
-        """Row b was given k: count idle steps at k = 0 and probe with the cheapest draft when it is time."""
+    def settle(self, k: int) -> int:
+        """The row was given k: count idle steps at k = 0 and probe with the cheapest draft when it is time."""
         if k == 0:
-            self.idle[b] += 1
-            if self.idle[b] >= self.wait[b] and self.k_max > 0:
-                self.idle[b] = 0
-                self.probing[b] = True
-                return self.best_k(b, k_min=1)  # probe with the cheapest useful draft length
+            self.idle += 1
+            if self.idle >= self.wait and self.k_max > 0:
+                self.idle = 0
+                self.probing = True
+                return self.best_k(k_min=1)  # probe with the cheapest useful draft length
         else:
-            self.idle[b] = 0
+            self.idle = 0
         return k
 
 
@@ -173,7 +173,7 @@ def batch_depths(rows: list[tuple[AdaptiveK | None, int]], tokens_of: Callable[[
     if not ctrls:
         return [cap for _, cap in rows]
     if len(rows) == 1:
-        return [max(0, min(ctrls[0].choose(0), rows[0][1]))]
+        return [max(0, min(ctrls[0].choose(), rows[0][1]))]
     if ctrls[0].measuring_first():
         return [0 if c else cap for c, cap in rows]
     ref = ctrls[0]  # the rows of one generator share its backend's costs and its drafter
@@ -198,7 +198,7 @@ def batch_depths(rows: list[tuple[AdaptiveK | None, int]], tokens_of: Callable[[
     ks = [0 if c else cap for c, cap in rows]
     for b, _ in order[:best_len]:
         ks[b] += 1
-    return [min(c.settle(0, k), cap) if c else k for (c, cap), k in zip(rows, ks)]
+    return [min(c.settle(k), cap) if c else k for (c, cap), k in zip(rows, ks)]
 
 
 def _greedy_order(rows: list[tuple[AdaptiveK | None, int]]) -> list[tuple[int, float]]:
@@ -207,7 +207,7 @@ def _greedy_order(rows: list[tuple[AdaptiveK | None, int]]) -> list[tuple[int, f
     heap, state = [], {}
     for b, (c, cap) in enumerate(rows):
         if c is not None and cap > 0:
-            state[b] = (c.position_rates(0), 1.0, 0)
+            state[b] = (c.position_rates(), 1.0, 0)
             _push(heap, b, c, state[b], cap)
     order = []
     while heap:

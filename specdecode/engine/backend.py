@@ -10,7 +10,8 @@ tokens. The engine calls, per step:
 * ``add_rows(n)`` / ``remove_rows(keep)`` between steps (requests join and leave a running batch).
 
 With ``record_features`` a backend also keeps the last hidden state of every cached position in
-``features[b]`` [length_b, H] (EAGLE heads); ``supports_features`` says whether it can.
+``features[b]`` [length_b, H] (EAGLE heads); ``supports_features`` says whether it can. ``cost_key`` names
+the backend for its pass-cost table (``costs``): model, weights, device and threads.
 
 Implementations: ``lm.CausalLM`` (Hugging Face / torch on any device, and cache-less toy models) and
 ``llama_cpp.LlamaCppLM`` (llama.cpp through llama-cpp-python). Not here: sampling, drafting, verification.
@@ -19,8 +20,6 @@ Implementations: ``lm.CausalLM`` (Hugging Face / torch on any device, and cache-
 from __future__ import annotations
 
 import torch
-
-from .costs import load_or_measure
 
 
 class Backend:
@@ -33,21 +32,17 @@ class Backend:
     dtype: torch.dtype
     device: torch.device
     supports_features: bool = False
-    supports_early_exit: bool = False
 
     def __init__(self):
         self.forward_time = 0.0
         self.forward_calls = 0
         self._record = False
-        self.cost_file = None  # where pass_costs() keeps its table (set by whoever knows the cache); None: memory only
-        self._costs: list[float] | None = None
         self.reset(1)
 
-    def pass_costs(self) -> list[float]:
-        """Seconds of one pass over n = 1..17 new tokens, measured once (see ``costs``). Resets the rows."""
-        if self._costs is None:
-            self._costs = load_or_measure(self, self.cost_file)
-        return self._costs
+    @property
+    def cost_key(self) -> str:
+        """What a pass-cost table of this backend is named by (model, weights, device, threads)."""
+        raise NotImplementedError
 
     def batch_tokens(self, fed: list[int]) -> int:
         """Tokens a pass computes when row b is fed fed[b] new tokens (what its cost follows, as T(n) of one row):
@@ -55,7 +50,7 @@ class Backend:
         return len(fed) * max(fed, default=0)
 
     # the interface ---------------------------------------------------------
-    def extend(self, rows: list[list[int]], *, need_logits: bool = True, n_layers: int | None = None) -> torch.Tensor | None:
+    def extend(self, rows: list[list[int]], *, need_logits: bool = True) -> torch.Tensor | None:
         raise NotImplementedError
 
     def extend_tree(self, tokens: list[list[int]], parents: list[list[int]]) -> torch.Tensor:

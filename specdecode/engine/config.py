@@ -1,4 +1,5 @@
-"""What one generation is asked to do (``GenerationConfig``) and what it returns (``GenerationOutput``).
+"""What one generation is asked to do (``GenerationConfig``), what it returns (``GenerationOutput``), and the
+typed refusal of a request the engine cannot run (``Refusal``).
 
 Every field is checked when the config is built, so a bad value fails with one clear error naming it
 before any model runs. Not here: the loop (``loop``) or the statistics (``stats``).
@@ -16,6 +17,16 @@ from .stats import GenerationStats
 K_MAX = 64
 
 
+class Refusal(ValueError):
+    """A request the engine will not run, and the field it concerns: "prompt", "max_new_tokens", "k",
+    "method", "costs", ... (a ``GenerationConfig`` field, or "prompt"). Callers map ``field`` to their own
+    names (the server to OpenAI's request fields) without reading the message."""
+
+    def __init__(self, message: str, field: str | None):
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     max_new_tokens: int = 64
@@ -26,6 +37,7 @@ class GenerationConfig:
     eos_token_ids: tuple = ()
     stop_strings: tuple = ()
     measure_overlap: bool = False  # record sum_x min(p, q) at every checked draft position (exact alpha)
+    costs: str | None = None  # adaptive: a cost-table file to read (None: the session's table; see engine.costs)
 
     def __post_init__(self):
         check_int("max_new_tokens", self.max_new_tokens, 1)
@@ -44,6 +56,8 @@ class GenerationConfig:
             raise TypeError(f"stop_strings must be a tuple of strings, got {self.stop_strings!r}")
         if any(s == "" for s in self.stop_strings):
             raise ValueError("stop_strings must not contain an empty string")
+        if self.costs is not None and (not isinstance(self.costs, str) or not self.costs):
+            raise TypeError(f"costs must be the path of a cost-table file, got {self.costs!r}")
 
 
 @dataclass

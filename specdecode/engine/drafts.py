@@ -13,9 +13,13 @@ Not here: how children are drawn (``sampler``), the drafters themselves (``draft
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
+
+if TYPE_CHECKING:
+    from .backend import Backend
+    from .costs import CostBook
 
 MAX_TREE_NODES = 1024
 
@@ -147,12 +151,14 @@ def prefix_tree(root: int, chains: list[list[int]]) -> tuple[list[int], list[int
 
 
 class Drafter(Protocol):
-    """The one drafter protocol. ``begin`` once per generation; then every step ``propose`` a tree per row
+    """The one drafter protocol. ``draft_cost`` once when a session opens; ``begin`` when a batch starts
+    (``add_rows`` / ``remove_rows`` as requests join and leave); then every step ``propose`` a tree per row
     (depth <= ks[b]; ks[b] = 0: the root alone) and ``observe`` the accepted path of every row (node ids,
     root first) so the drafter can keep or roll back its own state. ``seqs[b]`` is row b's whole sequence;
     its last token is the root and is in no cache yet."""
 
     name: str
+    lm: "Backend | None"  # the draft model it runs (its vocabulary must be the target's), or None
     branching: bool  # may propose several children per node (trees): needs a tree verification method
     deterministic: bool  # q is always None (one-hot drafts)
     needs_target_features: bool  # the engine makes the target record its hidden states (EAGLE heads)
@@ -174,14 +180,16 @@ class Drafter(Protocol):
 
     def nodes_at_depth(self, k: int) -> int: ...
 
-    def fixed_cost(self) -> float | None:
-        """Seconds per draft token, fixed (from a measured cost table), or None: timed as it drafts."""
+    def draft_cost(self, book: "CostBook") -> float | None:
+        """Seconds per draft token, fixed (from a cost table, measured when a session opens before any row
+        exists), or None: timed as it drafts."""
 
 
 class NoDrafter:
     """Plain decoding through the same loop (k = 0 everywhere): the fair baseline."""
 
     name = "none"
+    lm = None
     branching = False
     deterministic = True
     needs_target_features = False
@@ -208,5 +216,5 @@ class NoDrafter:
     def nodes_at_depth(self, k):
         return k
 
-    def fixed_cost(self):
+    def draft_cost(self, book):
         return 0.0

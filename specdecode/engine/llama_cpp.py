@@ -14,7 +14,8 @@ lower positions, so a node sees its row's prefix and its own ancestors only. ``k
 accepted path to the row's sequence and drops every path sequence.
 
 Hidden states for EAGLE heads come from llama.cpp's embeddings output of the same pass (the final-norm
-output, the input of the head), when the context is made with ``embeddings=True``.
+output, the input of the head): a context made with ``embeddings=True``, or remade so when the engine asks
+for them (``record_features``) while the backend holds no rows, so one backend object serves every drafter.
 
 Not here: sampling, drafting, verification; finding, building or converting GGUF files (``models.gguf``).
 """
@@ -90,24 +91,48 @@ class LlamaCppLM(Backend):
         self.model = L.llama_model_load_from_file(self.path.encode(), L.llama_model_default_params())
         if not self.model:
             raise ValueError(f"llama.cpp could not load {self.path} ({last_error()}): is it a GGUF model file?")
-        threads = n_threads or os.cpu_count() or 1
-        cp = L.llama_context_default_params()
-        cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx, n_batch, n_batch
-        cp.n_seq_max, cp.kv_unified, cp.embeddings = max_seqs, True, embeddings
-        cp.n_threads = cp.n_threads_batch = threads
-        self.ctx = L.llama_init_from_model(self.model, cp)
-        if not self.ctx:
-            raise ValueError(f"llama.cpp could not make a context for {self.path} ({last_error()})")
-        self.mem = L.llama_get_memory(self.ctx)
+        self.threads = n_threads or os.cpu_count() or 1
+        self.n_batch, self.max_seqs = n_batch, max_seqs
+        self.ctx = None
+        self._open_context(n_ctx, embeddings)
         self.vocab_size = int(L.llama_vocab_n_tokens(L.llama_model_get_vocab(self.model)))
-        self.n_ctx, self.n_batch, self.max_seqs = int(L.llama_n_ctx(self.ctx)), n_batch, max_seqs
         self.max_length = min(int(L.llama_model_n_ctx_train(self.model)), self.n_ctx)
         self.capacity = self.n_ctx  # one unified cache for every row and tree node
         self.num_layers, self.n_embd = int(L.llama_model_n_layer(self.model)), int(L.llama_model_n_embd(self.model))
         self.dtype, self.device = torch.float32, torch.device("cpu")
-        self.supports_features = embeddings
+        self.supports_features = True  # the context is remade with embeddings when they are asked for
         self._batch = L.llama_batch_init(n_batch, 0, max_seqs)
         super().__init__()
+
+    def _open_context(self, n_ctx: int, embeddings: bool) -> None:
+        """(Re)make the llama_context: an empty unified cache of ``n_ctx`` cells; ``embeddings``: with hidden states."""
+        cp = L.llama_context_default_params()
+        cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx, self.n_batch, self.n_batch
+        cp.n_seq_max, cp.kv_unified, cp.embeddings = self.max_seqs, True, embeddings
+        cp.n_threads = cp.n_threads_batch = self.threads
+        ctx = L.llama_init_from_model(self.model, cp)
+        if not ctx:
+            raise ValueError(f"llama.cpp could not make a context for {self.path} ({last_error()})")
+        if self.ctx is not None:
+            L.llama_free(self.ctx)
+        self.ctx, self.embeddings = ctx, embeddings
+        self.mem = L.llama_get_memory(self.ctx)
+        self.n_ctx = int(L.llama_n_ctx(self.ctx))
+
+    @property
+    def cost_key(self) -> str:
+        return f"llama.cpp-{os.path.basename(self.path)}-t{self.threads}"
+
+    @Backend.record_features.setter
+    def record_features(self, on: bool) -> None:
+        """Hidden states need a context with embeddings: remade here (empty) while no row holds tokens."""
+        if on and not self.embeddings:
+            if any(self.lengths):
+                raise ValueError("llama.cpp gives hidden states only from a context made for them: ask for them "
+                                 "before any row holds tokens")
+            self._open_context(self.n_ctx, True)
+            self.reset(self.batch_size)
+        self._record = bool(on)
 
     def __del__(self):  # pragma: no cover - interpreter shutdown order varies
         try:
@@ -198,11 +223,9 @@ class LlamaCppLM(Backend):
         """Rows are separate sequences of one llama_batch: a pass computes every fed token, no padding."""
         return sum(fed)
 
-    def extend(self, rows: list[list[int]], *, need_logits: bool = True, n_layers: int | None = None) -> torch.Tensor | None:
+    def extend(self, rows: list[list[int]], *, need_logits: bool = True) -> torch.Tensor | None:
         """rows: B lists of new tokens (ragged, may be empty) -> float32 logits [B, n_max, V] (None when not needed)."""
         self.check_rows(len(rows))
-        if n_layers is not None:
-            raise ValueError("early-exit drafts need the Hugging Face backend (llama.cpp runs whole models)")
         if self._tree is not None:
             raise ValueError("draft-tree nodes are pending: call keep_paths or rollback before extend")
         n = [len(r) for r in rows]

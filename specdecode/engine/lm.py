@@ -11,8 +11,9 @@ contiguous from the left and entries past a row's length are masked, so the cach
 longest row however many rejections occur. Models without a cache (the seed 001 toy family) are re-run
 on the full history (trees: one run per node).
 
-This is the only module that edits cache tensors. It does not sample, draft or verify. Every tensor
-it creates lives on the model's device.
+This module edits the Hugging Face cache tensors (``llama_cpp`` edits llama.cpp's cache, EAGLE heads their
+own, ``drafters.eagle``); callers only move lengths through this interface. It does not sample, draft or
+verify. Every tensor it creates lives on the model's device.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import time
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
-from transformers.masking_utils import create_causal_mask
 
 from .backend import Backend
 from .segments import TreeSegment, tree_attention
@@ -38,10 +38,14 @@ class CausalLM(Backend):
         self.vocab_size = int(cfg.vocab_size)
         self.max_length = int(getattr(cfg, "max_position_embeddings" if self.is_hf else "max_seq_len", 1 << 30))
         self.num_layers = int(cfg.num_hidden_layers) if self.is_hf else 0
-        self.supports_features = self.supports_early_exit = self.is_hf
+        self.supports_features = self.is_hf
         first = next(model.parameters())
         self.dtype, self.device = first.dtype, first.device
         super().__init__()
+
+    @property
+    def cost_key(self) -> str:
+        return f"hf-{self.name}-{str(self.dtype).replace('torch.', '')}-{self.device}-t{torch.get_num_threads()}"
 
     def reset(self, batch_size: int) -> None:
         super().reset(batch_size)
@@ -52,13 +56,9 @@ class CausalLM(Backend):
 
     # ---------------------------------------------------------- chains
     @torch.inference_mode()
-    def extend(self, rows: list[list[int]], *, need_logits: bool = True, n_layers: int | None = None) -> torch.Tensor | None:
+    def extend(self, rows: list[list[int]], *, need_logits: bool = True) -> torch.Tensor | None:
         """rows: B lists of new tokens (ragged, may be empty) -> float32 logits [B, n_max, V] (None when not
-        ``need_logits``: a prefill computes the head at one position only).
-
-        n_layers: run only the first n layers + final norm + head (early-exit self-draft); only
-        those layers' cache grows and it must be cut back with ``rollback_layers``.
-        """
+        ``need_logits``: a prefill computes the head at one position only)."""
         self.check_rows(len(rows))
         if self._tree is not None:
             raise ValueError("draft-tree nodes are pending: call keep_paths or rollback before extend")
@@ -68,7 +68,7 @@ class CausalLM(Backend):
             return torch.zeros(len(rows), 0, self.vocab_size, device=self.device) if need_logits else None
         self.check_context(max(length + k for length, k in zip(self.lengths, n)))
         t0 = time.perf_counter()
-        logits = self._extend_hf(rows, n, n_max, n_layers, need_logits) if self.is_hf else self._extend_full(rows, n_max)
+        logits = self._extend_hf(rows, n, n_max, need_logits) if self.is_hf else self._extend_full(rows, n_max)
         self.forward_time += time.perf_counter() - t0
         self.forward_calls += 1
         return logits if need_logits else None
@@ -83,7 +83,7 @@ class CausalLM(Backend):
                 out[b, : len(r)] = logits[0, -len(r):].float()
         return out
 
-    def _extend_hf(self, rows, n, n_max, n_layers, need_logits=True):
+    def _extend_hf(self, rows, n, n_max, need_logits=True):
         B, P = len(rows), self.physical
         ids = torch.tensor([r + [0] * (n_max - len(r)) for r in rows], dtype=torch.long, device=self.device)
         mask = pos = None
@@ -94,32 +94,15 @@ class CausalLM(Backend):
                 mask[b, P : P + n[b]] = 1
             pos = torch.tensor([[self.lengths[b] + i for i in range(n_max)] for b in range(B)], dtype=torch.long, device="cpu")
             mask, pos = mask.to(self.device), pos.to(self.device)
-        if n_layers is None:
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=self.cache, use_cache=True,
-                             output_hidden_states=self.record_features, logits_to_keep=0 if need_logits else 1)
-            logits = out.logits
-            if self.record_features:
-                h = out.hidden_states[-1].detach().float()  # [B, n_max, H]: the input of the head
-                for b in range(B):
-                    self.store_features(b, self.lengths[b], h[b, : n[b]])
-        else:
-            logits = self._early_exit_forward(ids, mask, pos, n_layers)
-        layers = range(len(self.cache.layers)) if n_layers is None else range(n_layers)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=self.cache, use_cache=True,
+                         output_hidden_states=self.record_features, logits_to_keep=0 if need_logits else 1)
+        if self.record_features:
+            h = out.hidden_states[-1].detach().float()  # [B, n_max, H]: the input of the head
+            for b in range(B):
+                self.store_features(b, self.lengths[b], h[b, : n[b]])
         self.physical += n_max
-        self._compact(layers, P, n)
-        return logits.float()
-
-    def _early_exit_forward(self, ids, mask, pos, n_layers):
-        inner = self.model.model
-        h = inner.embed_tokens(ids)
-        if pos is None:
-            pos = torch.arange(self.physical, self.physical + ids.shape[1], device=self.device)[None].expand(ids.shape[0], -1)
-        causal = create_causal_mask(config=inner.config, inputs_embeds=h, attention_mask=mask, cache=self.cache,
-                                    position_ids=pos)
-        pe = inner.rotary_emb(h, position_ids=pos)
-        for layer in inner.layers[:n_layers]:
-            h = layer(h, attention_mask=causal, position_embeddings=pe, position_ids=pos, cache=self.cache, use_cache=True)
-        return self.model.lm_head(inner.norm(h))
+        self._compact(range(len(self.cache.layers)), P, n)
+        return out.logits.float()
 
     def _compact(self, layers, old_physical: int, n: list[int]) -> None:
         """Move row b's new entries [old_physical, +n_b) to [length_b, +n_b); crop to the longest row."""
@@ -253,15 +236,3 @@ class CausalLM(Backend):
             self._crop(range(len(self.cache.layers)), max(lengths) if lengths else 0)
         else:
             self.history = [h[:length] for h, length in zip(self.history, lengths)]
-
-    def rollback_layers(self, n_layers: int, lengths: list[int]) -> None:
-        """Cut the first n_layers back to ``lengths`` after an early-exit draft (other layers untouched)."""
-        self.lengths = list(lengths)
-        self._crop(range(n_layers), max(lengths))  # also sets physical to the early layers' length
-        self.physical = max(self.physical, self._layer_len(n_layers))
-
-    def _layer_len(self, start: int) -> int:
-        for layer in self.cache.layers[start:]:
-            if layer.keys is not None and layer.keys.numel():
-                return layer.keys.shape[2]
-        return 0

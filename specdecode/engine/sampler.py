@@ -1,5 +1,6 @@
-"""How drafts are drawn. The engine builds the sampler from each row's verification method, so a drafter can
-only draw children the way that method needs (a wrong combination cannot be built).
+"""How drafts are drawn. The engine builds the sampler from each row's ``RowPolicy`` (made once, when the request
+is admitted, from its verification method), so a drafter can only draw children the way that method needs (a
+wrong combination cannot be built).
 
 ``DraftSampler`` holds, per row, the warping shared with the target (p and q use the same ``SamplingConfig``),
 the children rule of the method (``verify.registry``: sample, iid, wor, topm) and the randomness: the row's
@@ -12,67 +13,43 @@ Not here: drafting (``drafters/``) or verification.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ..core.rng import TorchRNG
 from ..core.sampling import SamplingConfig, greedy, logits_to_probs
 from ..verify import CounterGumbel, gumbel_sample
-
-_PLAIN = SamplingConfig(1.0)
-
-
-@dataclass(frozen=True)
-class RowDraw:
-    """How one row's drafts are drawn."""
-
-    sampling: SamplingConfig
-    mode: str  # "sample" | "iid" | "wor" | "topm"
-    rng: TorchRNG
-    noise: CounterGumbel | None = None  # Gumbel-coupled rows: noise of stream ``stream`` at absolute positions
-    stream: int = 0
-    seq: list | None = None  # the row's sequence (the root is its last token)
-
-    def __post_init__(self):
-        if self.noise is not None and self.mode != "sample":
-            raise ValueError("Gumbel-coupled drafting draws one child per node (chains only)")
-
-    @property
-    def q_config(self) -> SamplingConfig:
-        """Greedy trees rank children by the plain softmax (the warped q at T = 0 is one-hot and would leave
-        one child per node); everything else uses the target's warping."""
-        return _PLAIN if self.mode == "topm" else self.sampling
+from .policy import RowPolicy
 
 
 class DraftSampler:
     """``DraftSampler(sampling, children, rng, noise, seqs)``: every row drawn alike (row b's noise stream is b);
-    ``DraftSampler.per_row([RowDraw, ...])``: each row its own way."""
+    ``DraftSampler.per_row(policies, seqs)``: each row by its own ``RowPolicy``."""
 
     def __init__(self, sampling: SamplingConfig, children: str, rng: TorchRNG, noise: CounterGumbel | None = None,
                  seqs: list[list[int]] | None = None):
-        self._shared = RowDraw(sampling, children, rng, noise)
-        self._rows: list[RowDraw] | None = None
+        self._shared = RowPolicy(sampling, None, children, rng, noise)
+        self._rows: list[RowPolicy] | None = None
         self.seqs = seqs
 
     @classmethod
-    def per_row(cls, draws: list[RowDraw]) -> "DraftSampler":
+    def per_row(cls, policies: list[RowPolicy], seqs: list[list[int]]) -> "DraftSampler":
+        """policies[b] / seqs[b]: row b's policy and its sequence (the root is its last token)."""
         s = cls.__new__(cls)
-        s._shared, s._rows, s.seqs = None, list(draws), [d.seq for d in draws]
+        s._shared, s._rows, s.seqs = None, list(policies), seqs
         return s
 
-    def row(self, b: int) -> RowDraw:
+    def row(self, b: int) -> RowPolicy:
         if self._rows is not None:
             return self._rows[b]
-        return RowDraw(self._shared.sampling, self._shared.mode, self._shared.rng, self._shared.noise, b,
-                       None if self.seqs is None else self.seqs[b])
+        shared = self._shared
+        return RowPolicy(shared.sampling, None, shared.children, shared.rng, shared.noise, b)
 
     @property
     def mode(self) -> str:
         """The children rule when every row shares one (else "mixed")."""
         if self._rows is None:
-            return self._shared.mode
-        modes = {d.mode for d in self._rows}
+            return self._shared.children
+        modes = {d.children for d in self._rows}
         return modes.pop() if len(modes) == 1 else "mixed"
 
     def deterministic(self, b: int) -> bool:
@@ -95,14 +72,14 @@ class DraftSampler:
         draws = [self.row(b) for b in rows]
         groups: dict = {}
         for i, d in enumerate(draws):
-            key = "noise" if d.noise is not None else "greedy" if d.sampling.is_greedy else id(d.rng)
+            key = "noise" if d.noise is not None else "greedy" if d.sampling.is_greedy else d.rng
             groups.setdefault(key, []).append(i)
         out = [0] * len(rows)
         for key, idx in groups.items():
             if key == "greedy":
                 picks = greedy(q[idx]).tolist()
             elif key == "noise":
-                picks = [self._gumbel(q[i], draws[i], offsets[i]) for i in idx]
+                picks = [self._gumbel(q[i], draws[i], len(self.seqs[rows[i]]) + offsets[i]) for i in idx]
             else:
                 picks = draws[idx[0]].rng.categorical(q[idx]).tolist()
             for i, x in zip(idx, picks):
@@ -110,8 +87,8 @@ class DraftSampler:
         return out
 
     @staticmethod
-    def _gumbel(q: torch.Tensor, d: RowDraw, offset: int) -> int:
-        pos = torch.tensor([[len(d.seq) + offset]], device="cpu")
+    def _gumbel(q: torch.Tensor, d: RowPolicy, position: int) -> int:
+        pos = torch.tensor([[position]], device="cpu")
         g = d.noise.noise([d.stream], pos, q.shape[-1])[0, 0]
         return int(gumbel_sample(q, g.to(q.device)))
 
@@ -121,12 +98,12 @@ class DraftSampler:
         if count == 1:
             return self.draw(q[None], [row], [offset])
         d = self.row(row)
-        if d.mode == "sample":
+        if d.children == "sample":
             raise ValueError("this verification method takes one draft chain per row, not several children")
-        if d.mode == "iid":
+        if d.children == "iid":
             return d.rng.categorical(q.expand(count, -1)).tolist()
         count = min(count, int((q > 0).sum()))
-        if d.mode == "topm":
+        if d.children == "topm":
             return q.topk(count).indices.tolist()
         s, out = q.clone(), []  # without replacement
         for _ in range(count):

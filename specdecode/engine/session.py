@@ -1,79 +1,300 @@
-"""A running batch that requests join and leave at step boundaries: the state behind the one step loop.
+"""A running batch that the engine owns: the one way in for every caller (``generate``, the CLI, the server, the
+benches). ``SpeculativeGenerator.open(max_batch)`` makes a ``Session`` (pass costs resolved there, before any
+row exists); then:
 
-Each ``Request`` carries its own settings (sampling, verification method, draft length, stops, token budget),
-its own randomness (a generator; Gumbel noise on its own stream) and its own results and statistics, so its
-output does not depend on which other requests share its batch (greedy: the same tokens as alone; sampled:
-the same distribution, and with ``gumbel`` and a seed the same tokens). ``Session.join`` prefills new requests
-into the running batch, ``Session.step`` runs one step for every request in it (``loop.step``), finished and
-cancelled requests leave, and their cache rows are freed.
+* ``admit(prompt, config, generator)`` checks a request at once and queues it -> a ``Request``, or raises a
+  ``Refusal`` naming the field it concerns (safe from any thread);
+* ``step()`` lets cancelled and finished requests leave, prefills queued requests into the batch while rows
+  and cache cells allow (a failed prefill fails only the joining requests), runs ONE step for every running
+  request (``step.run_step``) and returns the requests that finished, were cancelled or failed;
+* ``cancel(request)`` makes it leave at the next step boundary (safe from any thread).
 
-Not here: the step itself (``loop``), threads or servers (``serve``).
+Each ``Request`` has its own ``RowPolicy`` (sampling, method, randomness, adaptive controller) and its own
+results and statistics, so its output does not depend on which other requests share its batch (greedy: the
+same tokens as alone; sampled: the same distribution, and with ``gumbel`` and a seed the same tokens). A step
+that raises fails the requests running in it (``reason`` "error", the exception in ``error``); the batch is
+rebuilt from the queue at the next step. ``stats`` merges the requests' own statistics with the batch's passes.
+
+Not here: the step itself (``step``), threads or HTTP (``serve``).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
+import torch
+
 from ..core.rng import TorchRNG
-from ..verify import CounterGumbel, Method
+from ..verify import CounterGumbel
+from ..verify.registry import resolve
 from .adaptive import AdaptiveK
-from .config import GenerationConfig
+from .config import GenerationConfig, Refusal
+from .costs import CostTable, read_table
 from .drafts import Drafter
+from .policy import RowPolicy
 from .stats import GenerationStats
+from .step import run_step
 from .stops import StopRule
+
+
+class TypeRefusal(Refusal, TypeError):
+    """A refusal of a request whose field has the wrong type (a flat prompt, token ids that are not ints)."""
 
 
 @dataclass(eq=False)
 class Request:
     prompt: list[int]
     config: GenerationConfig
-    method: Method
-    rng: TorchRNG
-    noise: CounterGumbel | None
-    stream: int  # Gumbel noise stream (0 for a request on its own; the row within a generate() batch)
+    policy: RowPolicy
     stops: StopRule
-    limit: int  # the draft depth bound (k, or the drafter's tree depth)
-    ctrl: AdaptiveK | None = None
+    cells: int  # worst-case cache cells: prompt + max_new_tokens + tree nodes
     on_tokens: Callable | None = None  # on_tokens(tokens, kinds) after every step that emitted some
     new: list = field(default_factory=list)
     kinds: list = field(default_factory=list)
     done: bool = False
-    reason: str = "length"  # "eos" | "stop" | "length" | "cancelled"
+    reason: str = "length"  # "eos" | "stop" | "length" | "cancelled" | "error"
+    error: BaseException | None = None  # why it failed (reason "error")
     stats: GenerationStats = field(default_factory=GenerationStats)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self):
         self.seq = list(self.prompt)
 
+    @property
+    def method(self):
+        """The verification method that runs this request (``verify.registry``)."""
+        return self.policy.method
+
     def cancel(self) -> None:
         """Leave at the next step boundary (safe from any thread)."""
         self.cancelled.set()
 
+    def finish(self, reason: str, error: BaseException | None = None) -> None:
+        self.done, self.reason, self.error = True, reason, error
+
 
 class Session:
-    def __init__(self, target, drafter: Drafter, tokenizer=None):
-        self.target, self.drafter, self.tokenizer = target, drafter, tokenizer
-        self.requests: list[Request] = []  # the running batch, in cache-row order
-        self.stats = GenerationStats()  # every request's steps and every pass, for the whole session
+    """A running batch on one generator's target and drafter (made by ``SpeculativeGenerator.open``)."""
 
-    def join(self, requests: list[Request]) -> None:
-        """Prefill ``requests`` into the running batch (all but each prompt's last token; it is fed by its first step)."""
-        if not requests:
-            return
+    def __init__(self, target, drafter: Drafter, tokenizer, max_batch: int, costs: CostTable | None,
+                 named: dict[str, CostTable] | None = None):
+        """costs: the table adaptive requests read (None: they time passes); named: tables already resolved for
+        cost files that requests may name (``GenerationConfig.costs``)."""
+        self.target, self.drafter, self.tokenizer = target, drafter, tokenizer
+        self.max_batch, self.costs = max_batch, costs
+        self.requests: list[Request] = []  # the running batch, in cache-row order
+        self.passes = GenerationStats()  # the batch's own steps, passes and times
+        self._done = GenerationStats()  # the merged statistics of requests that left
+        self._queue: deque[Request] = deque()
+        self._lock = threading.Lock()
+        self._work = threading.Event()
+        self._tables: dict[str, CostTable] = dict(named or {})  # cost files named by requests, read once
+
+    # ------------------------------------------------------------------ admission
+    def admit(self, prompt: list[int], config: GenerationConfig, generator: torch.Generator,
+              on_tokens: Callable | None = None) -> Request:
+        """Check one request and queue it (it joins at the next step with room) -> the Request; a request the
+        engine cannot run raises ``Refusal`` (its ``field`` names what is wrong) and leaves nothing behind."""
+        rng, noise = _randomness(generator, config, self)
+        return self._queue_all([self._request(prompt, config, rng, noise, 0, on_tokens)])[0]
+
+    def admit_batch(self, prompts: list[list[int]], config: GenerationConfig, generator: torch.Generator,
+                    on_tokens: Callable | None = None) -> list[Request]:
+        """Requests for ``prompts`` sharing ``config`` and ``generator`` (drawn together, in row order; Gumbel
+        noise: row i on stream i) -> their Requests. on_tokens(row, tokens, kinds). All or none are queued."""
+        if not isinstance(prompts, (list, tuple)) or not prompts:
+            raise Refusal("prompts must be a non-empty list of prompts, each a list of token ids", "prompt")
+        rng, noise = _randomness(generator, config, self)
+        reqs = [self._request(p, config, rng, noise, i,
+                              (lambda toks, kinds, i=i: on_tokens(i, toks, kinds)) if on_tokens else None)
+                for i, p in enumerate(prompts)]
+        if self.target.capacity is not None and sum(r.cells for r in reqs) > self.target.capacity:
+            raise Refusal(f"the batch needs up to {sum(r.cells for r in reqs)} cache cells but the "
+                          f"{self.target.backend} context holds {self.target.capacity}: generate fewer or shorter "
+                          f"prompts at once", "prompt")
+        return self._queue_all(reqs)
+
+    def _request(self, prompt, config: GenerationConfig, rng: TorchRNG, noise, stream: int, on_tokens) -> Request:
+        method = self.method_for(config)
+        limit = self.drafter.max_depth or config.k
+        cells = self.check_prompt(prompt, config, limit, stream)
+        adaptive = None
+        if config.adaptive:
+            table = self._table_for(config)
+            adaptive = AdaptiveK(limit, nodes=self.drafter.nodes_at_depth,
+                                 costs=None if table is None else list(table.seconds),
+                                 draft_cost=None if table is None else table.draft_token)
+        policy = RowPolicy.for_method(method, config.sampling, rng, noise, stream, limit, adaptive)
+        req = Request(list(prompt), config, policy, StopRule(config, self.tokenizer), cells, on_tokens)
+        req.stats.costs = self._costs_source(config)
+        return req
+
+    def _queue_all(self, reqs: list[Request]) -> list[Request]:
+        with self._lock:
+            self._queue.extend(reqs)
+        self._work.set()
+        return reqs
+
+    def method_for(self, config: GenerationConfig):
+        """The verification method this session runs for ``config`` (refuses a mismatch with the drafter)."""
+        return method_for(config, self.drafter)
+
+    def check_prompt(self, prompt, config: GenerationConfig, limit: int, row: int = 0) -> int:
+        """Refuse a prompt the target cannot run -> the cache cells it may need (prompt + new tokens + nodes)."""
+        if not isinstance(prompt, (list, tuple)) or not all(
+                isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+            raise TypeRefusal(f"prompts[{row}] must be a list of token ids (ints); prompts is a list of such lists",
+                              "prompt")
+        if len(prompt) == 0:
+            raise Refusal(f"prompt {row} is empty: give at least one token", "prompt")
+        room = self.drafter.nodes_at_depth(limit) if self.drafter.branching else 0
+        cells = len(prompt) + config.max_new_tokens + room
+        if cells > self.target.max_length:
+            extra = f" + {room} tree nodes" if room else ""
+            raise Refusal(f"prompt {row} has {len(prompt)} tokens; with max_new_tokens={config.max_new_tokens}{extra} "
+                          f"it exceeds the model's context of {self.target.max_length} tokens", "prompt")
+        if min(prompt) < 0 or max(prompt) >= self.target.vocab_size:
+            raise Refusal(f"prompt {row} has token ids outside [0, {self.target.vocab_size - 1}]", "prompt")
+        if self.target.capacity is not None and cells > self.target.capacity:
+            raise Refusal(f"the request needs up to {cells} cache cells but the {self.target.backend} context holds "
+                          f"{self.target.capacity}", "prompt")
+        return cells
+
+    def _table_for(self, config: GenerationConfig) -> CostTable | None:
+        """The cost table an adaptive request reads: the file it names (read, never measured here), else the
+        session's (None: passes are timed as they run)."""
+        if config.costs is None:
+            return self.costs
+        if config.costs not in self._tables:
+            try:
+                self._tables[config.costs] = read_table(config.costs)
+            except ValueError as exc:
+                raise Refusal(f"{exc} (a session measures a missing table only when it opens: "
+                              f"open(costs=FILE))", "costs") from None
+        return self._tables[config.costs]
+
+    def _costs_source(self, config: GenerationConfig) -> str:
+        if not config.adaptive:
+            return ""
+        table = self._table_for(config)
+        return "timed per pass (no cost table)" if table is None else table.source
+
+    # ------------------------------------------------------------------ running
+    def cancel(self, request: Request) -> None:
+        """``request`` leaves at the next step boundary, queued or running (safe from any thread)."""
+        request.cancel()
+        self._work.set()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    @property
+    def busy(self) -> bool:
+        """Requests are running or queued."""
+        return bool(self.requests or self._queue)
+
+    def close(self) -> list[Request]:
+        """Cancel every queued and running request and free their rows (no step runs) -> those requests."""
+        with self._lock:
+            queued = list(self._queue)
+            self._queue.clear()
+        for r in self.requests + queued:
+            r.cancel()
+        for r in queued:
+            r.finish("cancelled")
+        self._done = GenerationStats.merged([self._done] + [r.stats for r in queued])
+        return queued + self._leave()
+
+    def wait(self, timeout: float) -> None:
+        """Block until a request is admitted or cancelled (or ``timeout`` seconds)."""
+        self._work.wait(timeout)
+        self._work.clear()
+
+    def step(self) -> list[Request]:
+        """One step of the running batch -> the requests that left it (finished, cancelled or failed)."""
+        gone = self._leave()
+        gone += self._join()
+        if not self.requests:
+            return gone
+        try:
+            run_step(self.target, self.drafter, self.requests, self.passes)
+        except Exception as exc:  # noqa: BLE001 - the requests of this step fail; the session goes on
+            for r in self.requests:
+                r.finish("error", exc)
+            gone += self._leave(everyone=True)
+            return gone
+        return gone + self._leave()
+
+    @property
+    def stats(self) -> GenerationStats:
+        """Every request's own counts (those that left and those running) and the batch's passes and times."""
+        return GenerationStats.merged([self._done] + [r.stats for r in self.requests], self.passes)
+
+    def _leave(self, everyone: bool = False) -> list[Request]:
+        """Requests that finished or were cancelled leave; their rows are freed. -> those requests."""
+        gone = [r for r in self.requests if everyone or r.done or r.cancelled.is_set()]
+        if not gone:
+            return []
+        for r in gone:
+            if not r.done:
+                r.finish("cancelled")
+        keep = [b for b, r in enumerate(self.requests) if r not in gone]
+        self.requests = [self.requests[b] for b in keep]
+        try:
+            self.target.remove_rows(keep)
+            self.drafter.remove_rows(keep)
+        except Exception:  # noqa: BLE001 - a backend left inconsistent: the next join starts a fresh batch
+            for r in self.requests:
+                r.finish("error", RuntimeError("the batch was rebuilt after a backend error"))
+            gone += self.requests
+            self.requests = []
+        self._done = GenerationStats.merged([self._done] + [r.stats for r in gone])
+        return gone
+
+    def _join(self) -> list[Request]:
+        """Queued requests join while rows and cache cells allow -> the ones that left the queue without joining
+        (cancelled, or failed in their prefill)."""
+        gone, joining = [], []
+        used = sum(r.cells for r in self.requests)
+        cap = self.target.capacity
+        with self._lock:
+            while self._queue and len(self.requests) + len(joining) < self.max_batch:
+                r = self._queue[0]
+                if r.cancelled.is_set():
+                    r.finish("cancelled")
+                    gone.append(self._queue.popleft())
+                    continue
+                if cap is not None and used + r.cells > cap and (self.requests or joining):
+                    break  # waits for rows to leave
+                joining.append(self._queue.popleft())
+                used += r.cells
+        if joining:
+            try:
+                self._prefill(joining)
+            except Exception as exc:  # noqa: BLE001 - the running rows go on; the joining requests fail
+                for r in joining:
+                    r.finish("error", exc)
+                gone += joining
+        self._done = GenerationStats.merged([self._done] + [r.stats for r in gone])
+        return gone
+
+    def _prefill(self, joining: list[Request]) -> None:
+        """Prefill ``joining`` into the batch (all but each prompt's last token; its first step feeds it)."""
         t0 = time.perf_counter()
-        fresh = not self.requests
-        prompts = [r.prompt for r in requests]
-        if fresh:
-            self.target.reset(len(requests))
+        prompts = [r.prompt for r in joining]
+        if not self.requests:
+            self.target.reset(len(joining))
             self.target.record_features = self.drafter.needs_target_features
             self.target.extend([p[:-1] for p in prompts], need_logits=False)
             self.drafter.begin(prompts)
         else:
             old = len(self.requests)
-            self.target.add_rows(len(requests))
+            self.target.add_rows(len(joining))
             try:
                 self.target.extend([[] for _ in range(old)] + [p[:-1] for p in prompts], need_logits=False)
                 self.drafter.add_rows(prompts)
@@ -81,20 +302,21 @@ class Session:
                 self.target.remove_rows(list(range(old)))
                 self.drafter.remove_rows(list(range(old)))
                 raise
-        self.requests += requests
-        self.stats.prefill_time += time.perf_counter() - t0
+        self.requests += joining
+        self.passes.prefill_time += time.perf_counter() - t0
 
-    def leave(self) -> list[Request]:
-        """Requests that finished or were cancelled leave; their rows are freed. -> those requests."""
-        gone = [r for r in self.requests if r.done or r.cancelled.is_set()]
-        if not gone:
-            return []
-        for r in gone:
-            if not r.done:
-                r.done, r.reason = True, "cancelled"
-        keep = [b for b, r in enumerate(self.requests) if r not in gone]
-        if keep:
-            self.target.remove_rows(keep)
-            self.drafter.remove_rows(keep)
-        self.requests = [self.requests[b] for b in keep]
-        return gone
+
+def method_for(config: GenerationConfig, drafter: Drafter):
+    """The verification method for ``config`` with ``drafter`` (a ``Refusal`` on "method" for a mismatch)."""
+    try:
+        return resolve(config.method, config.sampling.is_greedy, drafter.branching)
+    except ValueError as exc:
+        raise Refusal(str(exc), "method") from None
+
+
+def _randomness(generator: torch.Generator, config: GenerationConfig, session: Session):
+    """A request's randomness: its generator, and Gumbel noise keyed from it when its method takes noise."""
+    if not isinstance(generator, torch.Generator):
+        raise TypeError("generator must be a torch.Generator")
+    noise = CounterGumbel.from_generator(generator) if session.method_for(config).noise else None
+    return TorchRNG(generator), noise

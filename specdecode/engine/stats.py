@@ -3,11 +3,19 @@
 Words as in vLLM: *accepted* draft tokens, *recovered* tokens (drawn from the residual
 after a rejection), *bonus* tokens (drawn from p after all drafts were accepted).
 acceptance rate = accepted draft tokens / proposed draft tokens.
+
+Each request records its own steps (``record_step``); a session's statistics are the merge of its requests'
+(``GenerationStats.merged``) plus what belongs to the batch as a whole: steps, target passes and times
+(``PASS_FIELDS``). Not here: the loop that records them.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+
+# fields of the batch as a whole (a session's passes and times), not summed over its requests
+PASS_FIELDS = ("steps", "target_calls", "draft_calls", "prefill_time", "target_time", "draft_time", "total_time",
+               "costs")
 
 
 @dataclass
@@ -32,6 +40,28 @@ class GenerationStats:
     k_history: list = field(default_factory=list)  # histogram of the k used per row-step
     overlap_sum: float = 0.0  # sum over checked draft positions of sum_x min(p, q) (GenerationConfig.measure_overlap)
     overlap_count: int = 0
+    costs: str = ""  # the pass-cost table adaptive depths read: "file PATH", "measured now...", "timed per pass"
+
+    @staticmethod
+    def merged(parts: list["GenerationStats"], passes: "GenerationStats | None" = None) -> "GenerationStats":
+        """The sum of ``parts`` (requests' own counts; lists added position by position), with the batch fields
+        (``PASS_FIELDS``) taken from ``passes``."""
+        out = GenerationStats()
+        for part in parts:
+            for f in fields(GenerationStats):
+                if f.name in PASS_FIELDS:
+                    continue
+                mine, theirs = getattr(out, f.name), getattr(part, f.name)
+                if isinstance(mine, list):
+                    _grow(mine, len(theirs))
+                    for i, v in enumerate(theirs):
+                        mine[i] += v
+                else:
+                    setattr(out, f.name, mine + theirs)
+        if passes is not None:
+            for name in PASS_FIELDS:
+                setattr(out, name, getattr(passes, name))
+        return out
 
     def record_step(self, k: int, n_accepted: int, *, nodes: int | None = None, bonus: bool | None = None) -> None:
         """One row's step: a draft of depth k (a chain: k tokens) with ``nodes`` draft tokens in all (trees;
@@ -114,4 +144,6 @@ def format_stats(s: GenerationStats) -> str:
     ]
     if len([c for c in s.k_history if c]) > 1:
         lines.append("k used: " + ", ".join(f"k={k}: {c}" for k, c in enumerate(s.k_history) if c))
+    if s.costs:
+        lines.append(f"pass costs: {s.costs}")
     return "\n".join(lines)

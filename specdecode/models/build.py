@@ -15,8 +15,6 @@ Not here: loading weights (``registry``), the engine loop.
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +26,6 @@ from ..engine.llama_cpp import LlamaCppLM
 from .cache import cache_dir
 from .drafts import check_compatible, draft_kind, is_draft_dir
 from .eagle import EagleHead, load_eagle
-from .early_exit import early_exit_model
 from .gguf import gguf_path
 from .registry import SMOLLM2, load_model
 from .tokenizers import encode_chat, eos_ids, gguf_tokenizer, load_tokenizer
@@ -107,13 +104,9 @@ def check_device(device: str) -> torch.device:
     return dev
 
 
-def cost_file(lm) -> Path:
-    """Where a backend's measured pass costs are kept: one file per model, weights, device and thread count."""
-    if isinstance(lm, LlamaCppLM):
-        what = f"llama.cpp-{Path(lm.path).name}-t{os.cpu_count()}"
-    else:
-        what = f"hf-{lm.name}-{str(lm.dtype).replace('torch.', '')}-{lm.device}-t{torch.get_num_threads()}"
-    return cache_dir() / "costs" / (re.sub(r"[^A-Za-z0-9._-]+", "_", what) + ".json")
+def costs_dir() -> Path:
+    """Where measured pass costs are kept: one file per backend (its ``cost_key``: model, weights, device, threads)."""
+    return cache_dir() / "costs"
 
 
 class Builder:
@@ -137,15 +130,14 @@ class Builder:
             self.target = CausalLM(load_model(model, dtype).to(self.device), name=model)
             self.tokenizer = load_tokenizer(model, self.target.model)
         self.eos = eos_ids(self.tokenizer)
-        self.target.cost_file = cost_file(self.target)
         self._drafts: dict[str, CausalLM | LlamaCppLM | EagleHead] = {}
-        self._early: dict[int, CausalLM] = {}
 
     def encode(self, prompt: str | list[dict], chat: bool = True) -> list[int]:
         return encode_chat(self.tokenizer, prompt, chat)
 
     def generator(self, drafter: str = "none", tree: str | None = None) -> SpeculativeGenerator:
-        return SpeculativeGenerator(self.target, self.drafter(drafter, tree), self.tokenizer)
+        """A generator on this Builder's one target (pass costs kept in ``costs_dir()``)."""
+        return SpeculativeGenerator(self.target, self.drafter(drafter, tree), self.tokenizer, cost_dir=costs_dir())
 
     def drafter(self, spec: str, tree: str | None = None):
         d, t = check_specs(spec, tree)
@@ -158,35 +150,24 @@ class Builder:
             if self.backend != "hf":
                 raise ValueError(f"early-exit drafts need the Hugging Face backend (llama.cpp runs whole models); "
                                  f"on {self.backend} use prompt-lookup, model:gguf:PATH or a trained draft")
-            if shape is None:  # chains share the target's cache
-                return EarlyExitDrafter(self.target, int(d.arg))
-            return ModelDrafter(self._early_exit(int(d.arg)), shape, name=spec)
+            return EarlyExitDrafter(self.target, int(d.arg), shape)
         draft = self.draft_model(str(d.arg))
         if isinstance(draft, EagleHead):
             return EagleDrafter(self.target, draft, shape, name=spec)
         return ModelDrafter(draft, shape, name=spec)
 
     def _eagle(self, path: Path) -> EagleHead:
-        """An EAGLE head on this target: on llama.cpp the target is reopened with its hidden states (llama.cpp's
-        embeddings output) and the head takes the token embeddings of the model's Hugging Face form."""
+        """An EAGLE head on this target. On llama.cpp the head takes the token embeddings of the model's Hugging
+        Face form; the target gives its hidden states from llama.cpp's embeddings output (the backend remakes
+        its context for them when a batch starts), so the Builder keeps its one target."""
         if self.backend == "hf":
             return load_eagle(path, self.target.model)
-        if not self.target.supports_features:
-            self.target = LlamaCppLM(self.target.path, name=self.model_name, embeddings=True)
-            self.target.cost_file = cost_file(self.target)
         try:
             hf = load_model(self.model_name, "fp32")
         except ValueError:
             raise ValueError(f"an EAGLE head on llama.cpp needs the Hugging Face form of {self.model_name} for its "
                              f"token embeddings") from None
         return load_eagle(path, hf)
-
-    def _early_exit(self, n: int) -> CausalLM:
-        """The target's first n layers as a model with its own cache (trees), built once."""
-        if n not in self._early:
-            self._early[n] = CausalLM(early_exit_model(self.target.model, n), name=f"{self.model_name}-early-exit:{n}")
-            self._early[n].cost_file = cost_file(self._early[n])
-        return self._early[n]
 
     def draft_model(self, path: str) -> CausalLM | LlamaCppLM | EagleHead:
         """A draft for ``model:PATH``, loaded once: a standalone model (torch, or llama.cpp for gguf:PATH) or an
@@ -205,7 +186,6 @@ class Builder:
             dm = LlamaCppLM(str(gguf_path(path)), name=path)
         else:
             dm = CausalLM(load_model(path, self.draft_dtype).to(self.device), name=path)
-        dm.cost_file = cost_file(dm)
         if dm.vocab_size != self.target.vocab_size:
             raise ValueError(f"drafter {path!r} has vocabulary size {dm.vocab_size} but the target {self.model_name!r} "
                              f"has {self.target.vocab_size}: a drafter must share the target's tokenizer")

@@ -189,6 +189,25 @@ def test_eagle_greedy_equals_plain(trained_eagle):
                                  torch.Generator())
 
 
+def test_eagle_head_on_llama_cpp_through_the_builder(trained_eagle):
+    """The Builder keeps one target: the EAGLE drafter and the generator hold the same llama.cpp backend, which
+    gives the head its hidden states; greedy output == plain on llama.cpp, chains and trees."""
+    pytest.importorskip("llama_cpp")
+    b = Builder("tiny-llama", backend="llama.cpp")
+    target = b.target
+    plain = b.generator("none")
+    gen = b.generator(f"model:{trained_eagle.out}")
+    tree = b.generator(f"model:{trained_eagle.out}", "static:2,2")
+    assert b.target is target and gen.target is target and gen.drafter.target is target and tree.target is target
+    greedy = SamplingConfig(0.0)
+    want = plain.generate([[5, 6, 7, 8]], GenerationConfig(max_new_tokens=20, sampling=greedy), torch.Generator()).tokens
+    for g, k in ((gen, 3), (tree, 4)):
+        out = g.generate([[5, 6, 7, 8]], GenerationConfig(max_new_tokens=20, k=k, sampling=greedy), torch.Generator())
+        assert out.tokens == want and out.stats.proposed > 0
+    assert plain.generate([[5, 6, 7, 8]], GenerationConfig(max_new_tokens=20, sampling=greedy),
+                          torch.Generator()).tokens == want  # the target still serves plain decoding afterwards
+
+
 def test_eagle_tree_from_the_cli(trained_eagle, capsys):
     """`generate --tree` and `bench-draft --tree` grow trees from an EAGLE head; greedy output == plain."""
     def run(*extra):

@@ -6,16 +6,16 @@ LINEAR = [0.010 + 0.004 * (n - 1) for n in range(1, 18)]  # T(n): a CPU, 10 ms +
 
 
 def ctrl(rate: float, k_max: int = 8) -> AdaptiveK:
-    c = AdaptiveK(1, k_max, costs=LINEAR, draft_cost=0.0)
+    c = AdaptiveK(k_max, costs=LINEAR, draft_cost=0.0)
     for _ in range(60):  # a long history of 4-token drafts at this acceptance rate
-        c.observe(0, 4, round(rate * 4))
-    c.state[0] = 0
+        c.observe(4, round(rate * 4))
+    c.state = 0
     return c
 
 
 def test_one_row_is_the_rows_own_choice():
     a, b = ctrl(0.75), ctrl(0.75)
-    assert batch_depths([(a, 8)], sum) == [min(b.choose(0), 8)]
+    assert batch_depths([(a, 8)], sum) == [min(b.choose(), 8)]
 
 
 def test_batch_prices_drafts_at_the_batch_margin():

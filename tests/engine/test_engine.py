@@ -250,22 +250,22 @@ def test_adaptive_k_reduces_to_optimal_k_with_linear_costs():
     from specdecode.analysis.theory import optimal_k
 
     for alpha, c, v in [(0.8, 0.05, 0.0), (0.6, 0.02, 0.05), (0.3, 0.2, 0.1), (0.9, 0.0, 0.03)]:
-        ctrl = AdaptiveK(1, 32)
-        ctrl.acc, ctrl.chk = [alpha * 10], [10.0]
+        ctrl = AdaptiveK(32)
+        ctrl.acc, ctrl.chk = alpha * 10, 10.0
         for n in range(1, 34):
             ctrl.observe_pass(n, 1 + v * (n - 1))
         ctrl.draft_tok_time = c
-        assert ctrl.best_k(0) == optimal_k(alpha, c + v, 32)
+        assert ctrl.best_k() == optimal_k(alpha, c + v, 32)
 
 
 def test_adaptive_k_follows_measured_nonlinear_costs():
     from specdecode.engine import AdaptiveK
 
-    ctrl = AdaptiveK(1, 8)
-    ctrl.acc, ctrl.chk = [5.0], [10.0]
+    ctrl = AdaptiveK(8)
+    ctrl.acc, ctrl.chk = 5.0, 10.0
     for n, t in {1: 1.0, 2: 1.7, 3: 2.0, 5: 1.45, 9: 1.65}.items():  # passes over 2-3 tokens cost more than over 5
         ctrl.observe_pass(n, t)
-    assert ctrl.best_k(0, k_min=1) >= 4
+    assert ctrl.best_k(k_min=1) >= 4
 
 
 def test_adaptive_k_measures_a_plain_pass_first():
@@ -273,15 +273,15 @@ def test_adaptive_k_measures_a_plain_pass_first():
     so a weak draft kept k > 0 forever; the first step is now plain and k = 0 wins when it should."""
     from specdecode.engine import AdaptiveK
 
-    ctrl = AdaptiveK(1, 8)
-    assert ctrl.choose(0) == 0
+    ctrl = AdaptiveK(8)
+    assert ctrl.choose() == 0
     ctrl.observe_pass(1, 0.055)  # SmolLM2 fp32 on this CPU: 1 token 55 ms, 2 tokens ~1.7x, 5 tokens ~1.5x
     ctrl.observe_pass(2, 0.095)
     ctrl.observe_pass(5, 0.081)
     ctrl.draft_tok_time = 0.0055
     for _ in range(30):  # alpha ~ 0.37 at the first position, little after it
-        ctrl.observe(0, 4, 1 if _ % 8 < 3 else 0)
-    assert ctrl.best_k(0) == 0
+        ctrl.observe(4, 1 if _ % 8 < 3 else 0)
+    assert ctrl.best_k() == 0
 
 
 def test_recorded_hidden_states_follow_extend_and_rollback():

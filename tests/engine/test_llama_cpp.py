@@ -130,8 +130,15 @@ def test_eagle_features_from_llama_cpp_match_the_hf_hidden_states():
         m.keep_paths([[0, 1]])
     assert lc.features[0].shape == hf.features[0].shape == (7, 64)
     assert _close(lc.features[0], hf.features[0], 2e-2)
+    plain = LlamaCppLM(str(gguf_path("tiny-llama:1")))  # no embeddings: remade with them while no row holds tokens
+    plain.record_features = True
+    plain.reset(1)
+    plain.extend([[1, 2, 3, 4, 5]], need_logits=False)
+    assert _close(plain.features[0], hf.features[0][:5], 2e-2)
+    busy = LlamaCppLM(str(gguf_path("tiny-llama:1")))
+    busy.extend([[1, 2]], need_logits=False)
     with pytest.raises(ValueError, match="hidden states"):
-        LlamaCppLM(str(gguf_path("tiny-llama:1"))).record_features = True
+        busy.record_features = True  # remaking the context would drop the row's cache: refused
 
 
 @pytest.mark.parametrize("argv,word", [

@@ -100,13 +100,16 @@ def test_sampled_lookup_trees_at_batch_3_follow_the_target():
 
 def test_batch_monte_carlo_catches_a_wrong_children_mode(monkeypatch):
     """The same check fails when rrs-wor children are drawn i.i.d. (the mismatch the registry makes impossible)."""
-    from specdecode.engine import loop
-    from specdecode.engine.sampler import RowDraw
+    from specdecode.engine.policy import RowPolicy
 
-    def iid_always(sampling, children, *a, **kw):
-        return RowDraw(sampling, "iid" if children == "wor" else children, *a, **kw)
+    real = RowPolicy.for_method
 
-    monkeypatch.setattr(loop, "RowDraw", iid_always)
+    def iid_always(method, *a, **kw):
+        policy = real(method, *a, **kw)
+        policy.children = "iid" if policy.children == "wor" else policy.children
+        return policy
+
+    monkeypatch.setattr(RowPolicy, "for_method", staticmethod(iid_always))
     with pytest.raises(AssertionError):
         test_sampled_trees_at_batch_3_follow_the_target("rrs-wor", "static:3,1")
 

@@ -38,18 +38,17 @@ def _solo(gen, prompt, cfg, seed):
 
 
 def _staggered(gen, configs, seeds, join_at):
-    """Requests join at the given steps (request i at step join_at[i]); -> each request's tokens."""
-    session = gen.session()
-    reqs = [gen.requests([p], c, torch.Generator().manual_seed(s), own_stream=True)[0]
-            for p, c, s in zip(PROMPTS, configs, seeds)]
-    step, waiting = 0, list(range(len(reqs)))
-    while waiting or session.requests:
-        joining = [reqs[i] for i in waiting if join_at[i] <= step]
-        waiting = [i for i in waiting if join_at[i] > step]
-        session.join(joining)
-        gen.step(session)
+    """Requests are admitted at the given steps (request i at step join_at[i]); -> each request's tokens."""
+    session = gen.open(max_batch=8)
+    reqs: dict = {}
+    step = 0
+    while len(reqs) < len(PROMPTS) or session.busy:
+        for i, (p, c, s) in enumerate(zip(PROMPTS, configs, seeds)):
+            if join_at[i] == step:
+                reqs[i] = session.admit(p, c, torch.Generator().manual_seed(s))
+        session.step()
         step += 1
-    return [r.new for r in reqs]
+    return [reqs[i].new for i in range(len(PROMPTS))]
 
 
 @pytest.mark.parametrize("backend", list(_backends()))
@@ -71,11 +70,10 @@ def test_seeded_gumbel_requests_repeat_in_any_batch():
     seeds = [11, 12, 13, 14, 15, 16]
     solo = []
     for p, c, s in zip(PROMPTS, cfgs, seeds):
-        session = gen.session()
-        req = gen.requests([p], c, torch.Generator().manual_seed(s), own_stream=True)[0]
-        session.join([req])
-        while session.requests:
-            gen.step(session)
+        session = gen.open()
+        req = session.admit(p, c, torch.Generator().manual_seed(s))
+        while session.busy:
+            session.step()
         solo.append(req.new)
     assert _staggered(gen, cfgs, seeds, [0, 1, 1, 4, 0, 2]) == solo
 
@@ -85,15 +83,14 @@ def test_a_cancelled_request_frees_its_row_and_the_others_go_on():
     gen = SpeculativeGenerator(target, PromptLookupDrafter())
     cfg = GenerationConfig(max_new_tokens=20, k=3, sampling=SamplingConfig(0.0))
     want = [_solo(gen, p, cfg, 0) for p in PROMPTS[:3]]
-    session = gen.session()
-    reqs = [gen.requests([p], cfg, torch.Generator(), own_stream=True)[0] for p in PROMPTS[:3]]
-    session.join(reqs)
-    gen.step(session)
-    reqs[1].cancel()
-    gen.step(session)
+    session = gen.open()
+    reqs = [session.admit(p, cfg, torch.Generator()) for p in PROMPTS[:3]]
+    session.step()
+    session.cancel(reqs[1])
+    session.step()
     assert reqs[1].done and reqs[1].reason == "cancelled" and target.batch_size == 2
-    while session.requests:
-        gen.step(session)
+    while session.busy:
+        session.step()
     assert reqs[0].new == want[0] and reqs[2].new == want[2]
     assert reqs[0].stats.new_tokens == 20 and reqs[0].stats.tokens_per_target_call >= 1
 
@@ -105,19 +102,125 @@ def test_a_failed_join_leaves_the_running_batch_as_it_was(backend, monkeypatch):
     gen = SpeculativeGenerator(target, drafter)
     cfg = GenerationConfig(max_new_tokens=12, k=3, sampling=SamplingConfig(0.0))
     want = _solo(gen, PROMPTS[0], cfg, 0)
-    session = gen.session()
-    first = gen.requests([PROMPTS[0]], cfg, torch.Generator(), own_stream=True)[0]
-    session.join([first])
-    gen.step(session)
+    session = gen.open()
+    first = session.admit(PROMPTS[0], cfg, torch.Generator())
+    session.step()
 
     def full(prompts):
         raise RuntimeError("no room")
 
     monkeypatch.setattr(drafter, "add_rows", full)
-    late = gen.requests([PROMPTS[1]], cfg, torch.Generator(), own_stream=True)[0]
+    late = session.admit(PROMPTS[1], cfg, torch.Generator())
+    assert session.step() == [late] and late.reason == "error"
     with pytest.raises(RuntimeError, match="no room"):
-        session.join([late])
+        raise late.error
     assert session.requests == [first] and target.batch_size == 1
-    while session.requests:
-        gen.step(session)
+    while session.busy:
+        session.step()
     assert first.new == want
+
+
+# ------------------------------------------------------------------ the session surface (issue K)
+
+def _greedy(n=16, k=3, adaptive=False, **kw):
+    return GenerationConfig(max_new_tokens=n, k=k, adaptive=adaptive, sampling=SamplingConfig(0.0), **kw)
+
+
+def test_opening_a_session_with_no_cost_file_measures_before_any_row_exists(tmp_path, monkeypatch):
+    from specdecode.engine import costs as costs_mod
+
+    target = CausalLM(tiny_llama(1))
+    seen = []
+    real = costs_mod.measure_pass_costs
+
+    def spy(lm, *a, **kw):
+        seen.append(list(lm.lengths))
+        return real(lm, *a, **kw)
+
+    monkeypatch.setattr(costs_mod, "measure_pass_costs", spy)
+    gen = SpeculativeGenerator(target, PromptLookupDrafter(), cost_dir=tmp_path)
+    session = gen.open()
+    assert len(seen) == 1 and not any(seen[0])  # measured in open(), while no row holds a token
+    assert session.costs.source == f"measured now, saved to {next(tmp_path.glob('*.json'))}"
+    req = session.admit(PROMPTS[0], _greedy(adaptive=True), torch.Generator())
+    while session.busy:
+        session.step()
+    assert len(seen) == 1 and req.stats.costs == session.costs.source  # nothing measured during the batch
+    target.reset(2)
+    target.extend([[1, 2], [3]], need_logits=False)
+    with pytest.raises(RuntimeError, match="before any row exists"):
+        real(target)  # measuring would reset rows that hold tokens: refused
+
+
+@pytest.mark.parametrize("costs", ["auto", None])
+def test_an_adaptive_request_admitted_into_a_running_greedy_batch_leaves_the_running_rows_as_alone(tmp_path, costs):
+    """On main before issue K, admitting an adaptive request with no cost table yet measured the costs there and
+    then, resetting the backend under the running rows (the join then failed: 'rows must have one list per batch
+    row (2), got 3')."""
+    gen = SpeculativeGenerator(CausalLM(tiny_llama(1)), PromptLookupDrafter(), cost_dir=tmp_path / "fresh")
+    cfg, late_cfg = _greedy(), _greedy(adaptive=True)
+    want = [_solo(gen, p, cfg, 0) for p in PROMPTS[:2]] + [_solo(gen, PROMPTS[2], _greedy(), 0)]
+    session = gen.open(costs=costs)
+    reqs = [session.admit(p, cfg, torch.Generator()) for p in PROMPTS[:2]]
+    session.step()
+    session.step()
+    reqs.append(session.admit(PROMPTS[2], late_cfg, torch.Generator()))
+    while session.busy:
+        session.step()
+    assert [r.new for r in reqs] == want  # greedy adaptive == greedy plain too
+    assert all(r.reason == "length" for r in reqs)
+
+
+def test_seeded_adaptive_runs_repeat_on_another_generator_given_the_same_cost_file(tmp_path):
+    table = tmp_path / "costs.json"
+    cfg = GenerationConfig(max_new_tokens=30, k=8, adaptive=True, sampling=SamplingConfig(1.0), costs=str(table))
+    runs = []
+    for _ in range(2):  # two generators on two backend objects: the first measures and writes, the second reads
+        gen = SpeculativeGenerator(CausalLM(tiny_llama(1)), PromptLookupDrafter())
+        runs.append(gen.generate(PROMPTS[:2], cfg, torch.Generator().manual_seed(4)))
+    assert runs[0].tokens == runs[1].tokens and runs[0].stats.k_history == runs[1].stats.k_history
+    assert runs[0].stats.costs == f"measured now, saved to {table}" and runs[1].stats.costs == f"file {table}"
+
+
+def test_refusals_are_typed_and_name_their_field(tmp_path):
+    from specdecode.engine import Refusal
+
+    gen = SpeculativeGenerator(CausalLM(tiny_llama(1)), PromptLookupDrafter())
+    session = gen.open(costs=None)
+    running = session.admit(PROMPTS[0], _greedy(), torch.Generator())
+    session.step()
+    cases = [([1] * 600, _greedy(), "prompt"), ([], _greedy(), "prompt"), ([10**6], _greedy(), "prompt"),
+             (PROMPTS[1], GenerationConfig(k=3, method="greedy", sampling=SamplingConfig(1.0)), "method"),
+             (PROMPTS[1], _greedy(adaptive=True, costs=str(tmp_path / "missing.json")), "costs")]
+    for prompt, cfg, field in cases:
+        with pytest.raises(Refusal) as err:
+            session.admit(prompt, cfg, torch.Generator())
+        assert err.value.field == field, (prompt[:3], err.value)
+    assert session.waiting == 0 and session.requests == [running]  # refused requests leave nothing behind
+    while session.busy:
+        session.step()
+    assert running.new == _solo(gen, PROMPTS[0], _greedy(), 0)
+    (tmp_path / "bad.json").write_text('{"seconds": [1]}')
+    with pytest.raises(Refusal, match="not a cost table") as err:
+        gen.generate([PROMPTS[1]], _greedy(adaptive=True, costs=str(tmp_path / "bad.json")), torch.Generator())
+    assert err.value.field == "costs"
+
+
+def test_a_failing_step_fails_its_requests_and_the_session_goes_on(monkeypatch):
+    target = CausalLM(tiny_llama(1))
+    gen = SpeculativeGenerator(target, PromptLookupDrafter())
+    cfg = _greedy()
+    want = _solo(gen, PROMPTS[1], cfg, 0)
+    session = gen.open()
+    first = session.admit(PROMPTS[0], cfg, torch.Generator())
+    session.step()
+    real = target.extend
+    monkeypatch.setattr(target, "extend", lambda *a, **kw: (_ for _ in ()).throw(RuntimeError("device lost")))
+    assert session.step() == [first] and first.reason == "error" and "device lost" in str(first.error)
+    monkeypatch.setattr(target, "extend", real)
+    late = session.admit(PROMPTS[1], cfg, torch.Generator())
+    while session.busy:
+        session.step()
+    assert late.new == want
+    stats = session.stats
+    assert stats.new_tokens == len(first.new) + len(late.new) and stats.row_steps == first.stats.row_steps + late.stats.row_steps

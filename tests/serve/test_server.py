@@ -177,7 +177,9 @@ def test_seeded_gumbel_is_the_same_whoever_shares_the_batch(served):
     ({"messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
     ({"messages": [{"role": "user", "content": "x"}], "logprobs": True}, "logprobs"),
     ({"messages": [{"role": "user", "content": "x"}], "method": "magic"}, "method"),
-    ({"messages": [{"role": "user", "content": "x" * 600}]}, "messages"),
+    ({"messages": [{"role": "user", "content": "x" * 600}]}, "messages"),  # the engine's Refusal, field "prompt"
+    ({"messages": [{"role": "user", "content": "x"}], "method": "greedy"}, "method"),  # greedy at temperature 1
+    ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 600}, "messages"),  # prompt + max_tokens > context
     ({"messages": "hello"}, "messages"),
     ({"messages": [{"role": "user", "content": "x"}], "stop": [""]}, "stop"),
 ])
@@ -188,6 +190,15 @@ def test_bad_requests_get_an_openai_error_naming_the_field(served, body, field):
     err = r.json()["error"]
     assert err["param"] == field and err["type"] == "invalid_request_error" and err["message"]
     assert httpx.get(url + "/health").status_code == 200  # still serving
+
+
+def test_engine_refusals_map_to_openai_fields_by_type():
+    from specdecode.engine import Refusal
+    from specdecode.serve import openai_param
+
+    assert [openai_param(f, True) for f in ("prompt", "max_new_tokens", "method", "k", "costs")] == \
+        ["messages", "max_tokens", "method", "k", None]
+    assert openai_param("prompt", False) == "prompt" and issubclass(Refusal, ValueError)
 
 
 def test_malformed_json_and_the_server_keeps_serving(served):

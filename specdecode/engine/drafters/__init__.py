@@ -4,7 +4,8 @@ its children were drawn from. One protocol (``engine.drafts.Drafter``); they nev
 from ..drafts import NoDrafter
 from .eagle import EagleCache, EagleDrafter
 from .lookup import PromptLookupDrafter, ngram_continuations
-from .model import EarlyExitDrafter, ModelDrafter
+from .early_exit import EarlyExitDrafter
+from .model import ModelDrafter
 
 __all__ = ["EagleCache", "EagleDrafter", "EarlyExitDrafter", "ModelDrafter", "NoDrafter", "PromptLookupDrafter",
            "ngram_continuations"]

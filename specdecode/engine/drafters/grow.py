@@ -45,6 +45,7 @@ class TreeGrower:
     deterministic = False
     needs_target_features = False
     name = "model"
+    lm = None  # the draft model (ModelDrafter); an EAGLE head is no backend
 
     def __init__(self, shape: TreeShape | None):
         self.shape = shape
@@ -55,7 +56,7 @@ class TreeGrower:
     def nodes_at_depth(self, k: int) -> int:
         return k if self.shape is None else self.shape.nodes_up_to(k)
 
-    def fixed_cost(self) -> float | None:
+    def draft_cost(self, book) -> float | None:
         return None  # timed as it drafts
 
     # subclasses ------------------------------------------------------------

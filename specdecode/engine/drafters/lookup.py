@@ -27,6 +27,7 @@ def ngram_continuations(seq: list[int], k: int, max_ngram: int, min_ngram: int =
 
 
 class PromptLookupDrafter:
+    lm = None
     deterministic = True
     needs_target_features = False
     max_depth = None  # -k tokens per match
@@ -87,5 +88,5 @@ class PromptLookupDrafter:
     def nodes_at_depth(self, k: int) -> int:
         return self.matches * k
 
-    def fixed_cost(self) -> float:
+    def draft_cost(self, book) -> float:
         return 0.0  # an n-gram scan: microseconds next to any model pass

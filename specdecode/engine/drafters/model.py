@@ -1,36 +1,37 @@
-"""Draft models: a small model with its own KV cache, and the target's own first layers (early exit).
+"""Draft models: a small model with its own KV cache (``ModelDrafter``).
 
-* ``ModelDrafter``: chains (one batched draft forward per drafted token) or trees (``shape``: one forward
-  with tree attention per depth over every row's frontier). After verification it keeps, in its own
-  cache, the verified tokens it already fed and drops the rest; the next step catches up on the others.
-* ``EarlyExitDrafter``: the target's first n layers + final norm + head, sharing the target's KV cache
-  for the verified prefix (chains; for trees use a ``ModelDrafter`` on ``models.early_exit_model``).
+Chains (one batched draft forward per drafted token) or trees (``shape``: one forward with tree attention
+per depth over every row's frontier). After verification it keeps, in its own cache, the verified tokens
+it already fed and drops the rest; the next step catches up on the others.
 
-Not here: the growth loop (``grow``), verification, the target's cache.
+Not here: the growth loop (``grow``), early exit (``early_exit``), verification, the target's cache.
 """
 
 from __future__ import annotations
 
 import torch
 
+from ..backend import Backend
+from ..costs import CostBook
 from ..drafts import TreeShape
-from ..lm import CausalLM
-from .grow import TreeGrower, GrowingTree
+from .grow import GrowingTree, TreeGrower
 
 
 class ModelDrafter(TreeGrower):
     """A small draft model sharing the target's tokenizer, with its own KV cache."""
 
-    def __init__(self, lm: CausalLM, shape: TreeShape | None = None, name: str | None = None):
+    def __init__(self, lm: Backend, shape: TreeShape | None = None, name: str | None = None):
         super().__init__(shape)
         self.lm = lm
         self.name = name or f"model:{lm.name}"
         self._base: list[int] = []  # cache length after the catch-up (the root included)
         self._fed: list[dict[int, int]] = []  # per row: tree node -> its index among the nodes fed to the draft
 
-    def fixed_cost(self) -> float:
-        """One pass of the draft model per drafted token: its measured T(1)."""
-        return self.lm.pass_costs()[0]
+    def draft_cost(self, book: CostBook) -> float:
+        """One pass of the draft model per drafted token: its T(1), from its table (measured when a session
+        opens, before any row exists: measuring resets the draft model)."""
+        self.lm.reset(1)
+        return book.table(self.lm).seconds[0]
 
     def begin(self, prompts):
         self.lm.reset(len(prompts))
@@ -86,42 +87,3 @@ class ModelDrafter(TreeGrower):
         else:
             self.lm.keep_paths(kept)
         self._base, self._fed = [], []
-
-
-class EarlyExitDrafter(ModelDrafter):
-    """Self-draft: the target's first n layers + final norm + head, on the target's own cache (chains)."""
-
-    def __init__(self, target: CausalLM, n_layers: int):
-        if not target.supports_early_exit:
-            raise ValueError(f"early-exit drafting needs the Hugging Face backend, not {target.backend}")
-        if not 1 <= n_layers < target.num_layers:
-            raise ValueError(f"early-exit layers must be in [1, {target.num_layers - 1}], got {n_layers}")
-        super().__init__(target, None, name=f"early-exit:{n_layers}")
-        self.n_layers = n_layers
-        self._verified: list[int] = []
-
-    def fixed_cost(self) -> float:
-        """The first n of the target's layers: that share of its measured T(1)."""
-        return self.lm.pass_costs()[0] * self.n_layers / self.lm.num_layers
-
-    def begin(self, prompts):
-        pass  # the target's prefill fills the shared cache
-
-    def add_rows(self, prompts):
-        pass  # rows of the shared cache join and leave with the target's
-
-    def remove_rows(self, keep):
-        pass
-
-    def _forward(self, rows):
-        return self.lm.extend(rows, n_layers=self.n_layers)
-
-    def _start(self, seqs, active, sampler):
-        self._verified = list(self.lm.lengths)
-        return super()._start(seqs, active, sampler)
-
-    def _finish(self):
-        self.lm.rollback_layers(self.n_layers, self._verified)  # the target recomputes these positions
-
-    def observe(self, paths):
-        self._base, self._fed = [], []  # the shared cache is rolled back by the target

@@ -1,0 +1,113 @@
+"""ONE step of the speculative decoding engine, for chains and trees, for every request of a running batch.
+
+Each step: the drafter proposes a tree per row (a chain is a tree with one path; the depth per row is fixed
+or chosen by the row's adaptive controller from its acceptance and the pass costs), the target scores every
+row's nodes in ONE forward pass (chains: a plain ragged pass; trees: a tree attention mask), each row's method
+from the registry accepts a path and emits one recovered or bonus token, target and drafter keep the accepted
+path (rollback), and the tokens are cut where plain decoding would stop (end of sequence, budget, stop strings)
+and streamed. Rows are ragged: each keeps its own length and policy. k = 0 is plain decoding through the very
+same code (the baseline).
+
+Words as in vLLM: *accepted* draft tokens, a *recovered* token (drawn from the residual after a rejection),
+a *bonus* token (drawn from p after a leaf), *plain* tokens (steps that drafted nothing).
+
+Not here: the verification math (``verify``), drafting (``drafters``), who runs in the batch (``session``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from .adaptive import batch_depths
+from .drafts import DraftTree, Drafter
+from .sampler import DraftSampler
+from .stats import GenerationStats
+from .verify_step import RowResult, overlap, verify_rows
+
+
+@torch.inference_mode()
+def run_step(target, drafter: Drafter, requests: list, passes: GenerationStats) -> None:
+    """One step for every request (``session.Request``, in cache-row order); the batch's pass counts and times go
+    to ``passes``, each row's own counts to its request's stats."""
+    policies = [r.policy for r in requests]
+    seqs = [r.seq for r in requests]
+    caps = [max(0, min(pol.limit, r.config.max_new_tokens - len(r.new) - 1)) for pol, r in zip(policies, requests)]
+    ks = batch_depths([(pol.adaptive, cap) for pol, cap in zip(policies, caps)], target.batch_tokens)
+    t0 = time.perf_counter()
+    if max(ks) > 0:
+        trees = drafter.propose(seqs, ks, DraftSampler.per_row(policies, seqs))
+    else:
+        trees = [DraftTree.chain(s[-1], []) for s in seqs]
+    draft_dt = time.perf_counter() - t0
+    passes.draft_time += draft_dt
+    logits, chain_pass, pass_dt = _score(target, trees, passes)
+    drafted = sum(t.size for t in trees)
+    computed = target.batch_tokens([len(t.tokens) for t in trees])
+    for pol in policies:
+        if pol.adaptive:
+            pol.adaptive.observe_pass(computed, pass_dt)
+            if drafted:
+                pol.adaptive.observe_draft(draft_dt / drafted)
+    results = verify_rows(logits, trees, policies, seqs)
+    for b, (r, tree, res) in enumerate(zip(requests, trees, results)):
+        if r.config.measure_overlap:
+            ov = overlap(logits[b], tree, res, r.policy)
+            if ov:
+                r.stats.overlap_sum, r.stats.overlap_count = r.stats.overlap_sum + ov[0], r.stats.overlap_count + ov[1]
+    _commit(target, drafter, requests, results, chain_pass)
+    passes.steps += 1
+    for r, tree, res in zip(requests, trees, results):
+        _emit(r, tree, res)
+
+
+def _score(target, trees: list[DraftTree], passes: GenerationStats):
+    """ONE target pass over every row's nodes -> (logits [B, n_max, V], whether it was a plain chain pass, seconds)."""
+    feed = [t.tokens for t in trees]
+    chain_pass = all(t.is_chain for t in trees)
+    t0 = time.perf_counter()
+    if chain_pass:  # the fast path: no tree mask, the cache compacted right away
+        logits = target.extend(feed)
+    else:
+        logits = target.extend_tree(feed, [t.parents for t in trees])
+    dt = time.perf_counter() - t0
+    passes.target_time += dt
+    passes.target_calls += 1
+    for b, f in enumerate(feed):  # a NaN or inf anywhere makes the sum NaN or inf (one reduction, no mask)
+        if not math.isfinite(logits[b, : len(f)].sum()):
+            raise ValueError(f"the target model produced NaN/inf logits at step {passes.steps + 1}")
+    return logits, chain_pass, dt
+
+
+def _commit(target, drafter: Drafter, requests: list, results: list[RowResult], chain_pass: bool) -> None:
+    """Target and drafter keep each row's accepted path (the root and the accepted nodes)."""
+    paths = [[0] + res.accepted for res in results]
+    if chain_pass:
+        target.rollback([len(r.seq) - 1 + len(path) for r, path in zip(requests, paths)])
+    else:
+        target.keep_paths(paths)
+    drafter.observe(paths)
+
+
+def _emit(r, tree: DraftTree, res: RowResult) -> None:
+    """Statistics, the adaptive controller, stops and streaming for one row's emitted tokens."""
+    n, depth = len(res.accepted), tree.depth
+    last = res.accepted[-1] if res.accepted else 0
+    leaf = not any(par == last for par in tree.parents)
+    r.stats.record_step(depth, n, nodes=tree.size, bonus=leaf)
+    r.stats.target_calls += 1
+    if r.policy.adaptive:
+        r.policy.adaptive.observe(depth, n)
+    kinds = ["accepted"] * n + ["plain" if tree.size == 0 else ("bonus" if leaf else "recovered")]
+    keep, reason = r.stops.cut(res.tokens, r.new)
+    toks, kinds = res.tokens[:keep], kinds[:keep]
+    r.seq.extend(toks)
+    r.new.extend(toks)
+    r.kinds.extend(kinds)
+    r.stats.new_tokens += len(toks)
+    if r.on_tokens and toks:
+        r.on_tokens(toks, kinds)
+    if reason:
+        r.done, r.reason = True, reason
