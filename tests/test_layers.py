@@ -5,8 +5,19 @@ import pathlib
 
 import specdecode
 
-LAYER = {"core": 0, "prompts": 0, "verify": 1, "engine": 2, "models": 3, "analysis": 4, "exactness": 4, "distill": 5,
-         "bench": 5, "cli": 6, "serve": 6}
+LAYER = {
+    "core": 0,
+    "prompts": 0,
+    "verify": 1,
+    "engine": 2,
+    "models": 3,
+    "analysis": 4,
+    "exactness": 4,
+    "distill": 5,
+    "bench": 5,
+    "cli": 6,
+    "serve": 6,
+}
 
 
 def _imports():
@@ -24,7 +35,11 @@ def _imports():
 
 def test_imports_only_go_down():
     assert set(LAYER) <= {p.name for p in pathlib.Path(specdecode.__file__).parent.iterdir() if p.is_dir()}
-    up = [f"{f}: {pkg} imports {tgt}" for f, pkg, tgt in _imports() if tgt in LAYER and pkg in LAYER and LAYER[tgt] > LAYER[pkg]]
+    up = [
+        f"{f}: {pkg} imports {tgt}"
+        for f, pkg, tgt in _imports()
+        if tgt in LAYER and pkg in LAYER and LAYER[tgt] > LAYER[pkg]
+    ]
     assert not up, up
 
 

@@ -12,8 +12,9 @@ from ..core.sampling import SamplingConfig
 from ..engine import CausalLM, DraftSampler, ModelDrafter, TreeShape
 
 
-def get_k_candidates(lm: CausalLM, seq: list[int], k: int, K: int, cfg: SamplingConfig,
-                     generator: torch.Generator) -> tuple[list[list[int]], list[torch.Tensor]]:
+def get_k_candidates(
+    lm: CausalLM, seq: list[int], k: int, K: int, cfg: SamplingConfig, generator: torch.Generator
+) -> tuple[list[list[int]], list[torch.Tensor]]:
     """Returns (candidate_ids_list: K lists of k tokens, candidate_probs_list: K tensors [k, V], the warped q each
     token was drawn from). Drawn as a static tree K,1,...,1 in one draft forward per depth (duplicates kept: they
     are separate i.i.d. drafts). At temperature 0 the K drafts are all the same greedy chain (seed 003's
@@ -32,8 +33,11 @@ def get_k_candidates(lm: CausalLM, seq: list[int], k: int, K: int, cfg: Sampling
         chain, qs, node, parent = [], [], first, 0
         while True:
             chain.append(tree.tokens[node])
-            qs.append(q[parent] if q is not None else torch.nn.functional.one_hot(
-                torch.tensor(tree.tokens[node]), lm.vocab_size).float())
+            qs.append(
+                q[parent]
+                if q is not None
+                else torch.nn.functional.one_hot(torch.tensor(tree.tokens[node]), lm.vocab_size).float()
+            )
             if not kids[node]:
                 break
             parent, node = node, kids[node][0]

@@ -29,6 +29,7 @@ from .theory import expected_target_calls, expected_tokens_per_step, speedup
 
 # ------------------------------------------------------------------ seed 002
 
+
 def speculative_decode_sim(
     draft_probs: list[list[float]],
     target_probs: list[list[float]],
@@ -64,7 +65,9 @@ def speculative_decode_sim(
             accepted.append(token)
             n_draft_accepted += 1
             continue
-        accepted.append(_inverse_cdf(_seed_residual(target_probs[i], draft_probs[i], vocab_size, corrected), vocab_size))
+        accepted.append(
+            _inverse_cdf(_seed_residual(target_probs[i], draft_probs[i], vocab_size, corrected), vocab_size)
+        )
         recovered = 1
         break
     # the seed's len(accepted) == K also holds after a rejection at the last draft (then a token from a wrong context)
@@ -113,6 +116,7 @@ def _inverse_cdf(probs, vocab_size):
 
 # ------------------------------------------------------------------ seed 000
 
+
 @dataclass
 class StepDistribution:
     p: list[float]
@@ -134,8 +138,10 @@ class StepDistribution:
         lines = [f"{'x':>3} {'p(x)':>8} {'q(x)':>8} {'exact P(x)':>12} {'empirical':>10} {'|exact-p|':>10}"]
         for x, (pv, qv, e, m) in enumerate(zip(self.p, self.q, self.exact, self.empirical)):
             lines.append(f"{x:>3} {pv:>8.4f} {qv:>8.4f} {e:>12.10f} {m:>10.5f} {abs(e - pv):>10.2e}")
-        lines.append(f"acceptance sum min(p,q) = {self.acceptance:.4f}; max |exact - p| = {self.max_exact_error:.2e}; "
-                     f"empirical TV = {self.empirical_tv:.4f} over {self.samples} samples")
+        lines.append(
+            f"acceptance sum min(p,q) = {self.acceptance:.4f}; max |exact - p| = {self.max_exact_error:.2e}; "
+            f"empirical TV = {self.empirical_tv:.4f} over {self.samples} samples"
+        )
         return "\n".join(lines)
 
 
@@ -164,7 +170,9 @@ def step_distribution(p, q, samples: int = 100_000, seed: int = 0) -> StepDistri
     x = rng.categorical(qt.expand(samples, V))
     res = tokenwise_verify(pt.expand(samples, 2, V), qt.expand(samples, 1, V), x[:, None], rng, validate=False)
     counts = torch.bincount(res.tokens[:, 0], minlength=V).double() / samples
-    return StepDistribution(pt.tolist(), qt.tolist(), exact, counts.tolist(), samples, float(torch.minimum(pt, qt).sum()))
+    return StepDistribution(
+        pt.tolist(), qt.tolist(), exact, counts.tolist(), samples, float(torch.minimum(pt, qt).sum())
+    )
 
 
 def plot_step_distribution(d: StepDistribution, path: str) -> None:
@@ -191,13 +199,63 @@ def plot_step_distribution(d: StepDistribution, path: str) -> None:
 # ------------------------------------------------------------------ seed 004
 
 DEMO_VOCAB = [
-    "the", "a", "is", "are", "was", "were", "has", "have", "had",
-    "will", "would", "could", "should", "may", "might", "must",
-    "and", "or", "but", "if", "then", "else", "when", "where",
-    "who", "what", "which", "that", "this", "these", "those",
-    "I", "you", "he", "she", "it", "we", "they", "me", "him", "her",
-    "good", "bad", "big", "small", "new", "old", "first", "last",
-    "time", "way", "year", "day", "thing", "man", "world", "life",
+    "the",
+    "a",
+    "is",
+    "are",
+    "was",
+    "were",
+    "has",
+    "have",
+    "had",
+    "will",
+    "would",
+    "could",
+    "should",
+    "may",
+    "might",
+    "must",
+    "and",
+    "or",
+    "but",
+    "if",
+    "then",
+    "else",
+    "when",
+    "where",
+    "who",
+    "what",
+    "which",
+    "that",
+    "this",
+    "these",
+    "those",
+    "I",
+    "you",
+    "he",
+    "she",
+    "it",
+    "we",
+    "they",
+    "me",
+    "him",
+    "her",
+    "good",
+    "bad",
+    "big",
+    "small",
+    "new",
+    "old",
+    "first",
+    "last",
+    "time",
+    "way",
+    "year",
+    "day",
+    "thing",
+    "man",
+    "world",
+    "life",
 ]
 
 
@@ -261,8 +319,12 @@ def run_demo(draft_length: int, target_length: int, alpha: float, seed: int) -> 
         res = tokenwise_verify(torch.stack(ps)[None], torch.stack(qs)[None], torch.tensor([xs]), rng, validate=False)
         n = int(res.num_accepted[0])
         out = res.emitted(0)
-        st.probs.append([(float(qs[i][x]), float(ps[i][x]), min(1.0, float(ps[i][x] / qs[i][x])), float(rng.last_u[0, i]))
-                         for i, x in enumerate(xs)])
+        st.probs.append(
+            [
+                (float(qs[i][x]), float(ps[i][x]), min(1.0, float(ps[i][x] / qs[i][x])), float(rng.last_u[0, i]))
+                for i, x in enumerate(xs)
+            ]
+        )
         st.proposed += k
         st.accepted += n
         kind = "bonus" if n == k else "recovered"
@@ -276,19 +338,31 @@ def run_demo(draft_length: int, target_length: int, alpha: float, seed: int) -> 
     return st
 
 
-def format_demo(st: DemoStats, draft_length: int, target_length: int, alpha: float, draft_cost: float, show: int = 3) -> str:
+def format_demo(
+    st: DemoStats, draft_length: int, target_length: int, alpha: float, draft_cost: float, show: int = 3
+) -> str:
     k = draft_length
-    lines = ["=== Speculative Decoding Demo (corrected) ===", "Settings:",
-             f"  Draft length (k): {k}", f"  Target length: {target_length}",
-             f"  Acceptance rate (alpha, per draft token): {alpha:.2f}", f"  Draft cost ratio (c): {draft_cost}", ""]
+    lines = [
+        "=== Speculative Decoding Demo (corrected) ===",
+        "Settings:",
+        f"  Draft length (k): {k}",
+        f"  Target length: {target_length}",
+        f"  Acceptance rate (alpha, per draft token): {alpha:.2f}",
+        f"  Draft cost ratio (c): {draft_cost}",
+        "",
+    ]
     for i, (words, flags, out, kind) in enumerate(st.steps[:show], 1):
         marks = []
         rejected = False
         for f in flags:
             marks.append("[- skip]" if rejected else ("[✓ accept]" if f else "[✗ reject]"))
             rejected = rejected or not f
-        lines += [f"Step {i}:", f"  Draft tokens: {words}", f"  Target verify: {' '.join(marks)}",
-                  f"  Emitted: {out} (last is a {kind} token; 1 target forward pass, {k} draft passes)"]
+        lines += [
+            f"Step {i}:",
+            f"  Draft tokens: {words}",
+            f"  Target verify: {' '.join(marks)}",
+            f"  Emitted: {out} (last is a {kind} token; 1 target forward pass, {k} draft passes)",
+        ]
     if len(st.steps) > show:
         lines.append("...")
     measured = st.tokens / st.target_calls
@@ -297,21 +371,26 @@ def format_demo(st: DemoStats, draft_length: int, target_length: int, alpha: flo
     sd = (sum((c - measured) ** 2 for c in counts) / max(len(counts) - 1, 1)) ** 0.5
     se = sd / len(counts) ** 0.5
     cost = st.target_calls + st.draft_calls * draft_cost
-    lines += ["", "Summary:", f"  Text: {st.text[:100]}...",
-              f"  Tokens generated: {st.tokens} (first {target_length} kept)",
-              f"  Target forward passes: {st.target_calls}",
-              f"  Draft forward passes: {st.draft_calls} (k = {k} per step)",
-              f"  Draft tokens proposed / accepted: {st.proposed} / {st.accepted} "
-              f"(accepted/proposed {st.accepted / max(st.proposed, 1):.2%}: drafts after a rejection are never checked)",
-              f"  Per-token acceptance, accepted / checked: {st.accepted}/{st.accepted + st.recovered} = "
-              f"{st.accepted / max(st.accepted + st.recovered, 1):.2%} (alpha = {alpha:.2%})",
-              f"  Recovered tokens: {st.recovered}   Bonus tokens: {st.bonus}",
-              f"  Tokens per target call: measured {measured:.3f} (± {se:.3f} s.e. over {len(counts)} steps)"
-              f"  vs  formula (1 - a^(k+1))/(1 - a) = {formula:.3f}",
-              f"  Expected target calls for {target_length} tokens (exact recursion): "
-              f"{expected_target_calls(target_length, alpha, k):.2f}   measured: {st.target_calls}",
-              "", "Cost model (target pass = 1, draft pass = c):",
-              f"  Speculative cost: {st.target_calls} + {st.draft_calls} x {draft_cost} = {cost:.2f}",
-              f"  Plain decoding cost: {st.tokens} (one target pass per token)",
-              f"  Speedup: measured {st.tokens / cost:.3f}x  vs  formula S = E[G] / (k c + 1) = {speedup(alpha, k, draft_cost):.3f}x"]
+    lines += [
+        "",
+        "Summary:",
+        f"  Text: {st.text[:100]}...",
+        f"  Tokens generated: {st.tokens} (first {target_length} kept)",
+        f"  Target forward passes: {st.target_calls}",
+        f"  Draft forward passes: {st.draft_calls} (k = {k} per step)",
+        f"  Draft tokens proposed / accepted: {st.proposed} / {st.accepted} "
+        f"(accepted/proposed {st.accepted / max(st.proposed, 1):.2%}: drafts after a rejection are never checked)",
+        f"  Per-token acceptance, accepted / checked: {st.accepted}/{st.accepted + st.recovered} = "
+        f"{st.accepted / max(st.accepted + st.recovered, 1):.2%} (alpha = {alpha:.2%})",
+        f"  Recovered tokens: {st.recovered}   Bonus tokens: {st.bonus}",
+        f"  Tokens per target call: measured {measured:.3f} (± {se:.3f} s.e. over {len(counts)} steps)"
+        f"  vs  formula (1 - a^(k+1))/(1 - a) = {formula:.3f}",
+        f"  Expected target calls for {target_length} tokens (exact recursion): "
+        f"{expected_target_calls(target_length, alpha, k):.2f}   measured: {st.target_calls}",
+        "",
+        "Cost model (target pass = 1, draft pass = c):",
+        f"  Speculative cost: {st.target_calls} + {st.draft_calls} x {draft_cost} = {cost:.2f}",
+        f"  Plain decoding cost: {st.tokens} (one target pass per token)",
+        f"  Speedup: measured {st.tokens / cost:.3f}x  vs  formula S = E[G] / (k c + 1) = {speedup(alpha, k, draft_cost):.3f}x",
+    ]
     return "\n".join(lines)

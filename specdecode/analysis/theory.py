@@ -118,6 +118,7 @@ def expected_target_calls(n_tokens: int, alpha: float, k: int) -> float:
 
 # ---------------------------------------------------------------- SpecTr
 
+
 def rho_star(p, q, K: int) -> float:
     """SpecTr rho* in [1, K]: 1 - (1 - beta(rho))^K = rho beta(rho), beta(rho) = sum min(q, p/rho)."""
     pt, qt = _as_tensor(p).reshape(1, -1), _as_tensor(q).reshape(1, -1)
@@ -159,6 +160,7 @@ def gumbel_acceptance(p, q) -> float:
 
 
 # ------------------------------------------------------ block verification
+
 
 def block_expected_tokens(p: Sequence[float], q: Sequence[float], k: int) -> float:
     """Expected tokens per step of block verification when every position has the same p and q

@@ -23,7 +23,10 @@ from ..engine.backend import Backend
 from ..models.build import Builder
 from .generate import TASKS as _GEN_TASKS
 
-TASKS = {**_GEN_TASKS, "chat": "I keep forgetting to drink water during the day. What are a few simple habits that could help?"}
+TASKS = {
+    **_GEN_TASKS,
+    "chat": "I keep forgetting to drink water during the day. What are a few simple habits that could help?",
+}
 GREEDY = SamplingConfig(0.0)
 
 
@@ -46,7 +49,9 @@ def _ours(builder: Builder, drafter: str, tree: str | None, k: int, adaptive: bo
     gen = builder.generator(drafter, tree)
 
     def run(ids):
-        cfg = GenerationConfig(max_new_tokens=max_new, k=k, adaptive=adaptive, sampling=GREEDY, eos_token_ids=builder.eos)
+        cfg = GenerationConfig(
+            max_new_tokens=max_new, k=k, adaptive=adaptive, sampling=GREEDY, eos_token_ids=builder.eos
+        )
         t0 = time.perf_counter()
         out = gen.generate([ids], cfg, torch.Generator().manual_seed(0))
         return time.perf_counter() - t0, out.tokens[0], out.stats
@@ -62,8 +67,15 @@ def _llama_cpp_python(path: str, max_new: int, eos: tuple, pld: int = 0):
     draft = LlamaPromptLookupDecoding(num_pred_tokens=pld) if pld else None
     # flash attention on, as llama.cpp's own default and our backend (llama-cpp-python turns it off by default;
     # its logits then differ from llama.cpp's by up to ~1.3 here, so greedy outputs would not be comparable)
-    llm = Llama(model_path=path, n_ctx=4096, n_threads=os.cpu_count(), n_batch=512, verbose=False, draft_model=draft,
-                flash_attn=True)
+    llm = Llama(
+        model_path=path,
+        n_ctx=4096,
+        n_threads=os.cpu_count(),
+        n_batch=512,
+        verbose=False,
+        draft_model=draft,
+        flash_attn=True,
+    )
 
     def run(ids):
         llm.reset()  # no prompt reuse between runs: every configuration pays its prefill
@@ -82,12 +94,17 @@ def _hf_generate(builder: Builder, max_new: int, pld: int = 0):
     eos = builder.eos
 
     def run(ids):
-        kw = dict(max_new_tokens=max_new, do_sample=False, eos_token_id=list(eos) or None, pad_token_id=eos[0] if eos else None)
+        kw = dict(
+            max_new_tokens=max_new,
+            do_sample=False,
+            eos_token_id=list(eos) or None,
+            pad_token_id=eos[0] if eos else None,
+        )
         if pld:
             kw["prompt_lookup_num_tokens"] = pld
         t0 = time.perf_counter()
         out = builder.target.model.generate(torch.tensor([ids]), **kw)
-        return time.perf_counter() - t0, out[0, len(ids):].tolist(), None
+        return time.perf_counter() - t0, out[0, len(ids) :].tolist(), None
 
     return run
 
@@ -103,12 +120,14 @@ def configurations(lc: Builder, hf: Builder | None, max_new: int, k: int) -> dic
         f"ours llama.cpp lookup tree lookup:3 k={k}": _ours(lc, "prompt-lookup", "lookup:3", k, False, max_new),
     }
     if hf is not None:
-        cfgs.update({
-            "ours HF fp32 plain": _ours(hf, "none", None, 0, False, max_new),
-            "ours HF fp32 prompt lookup adaptive": _ours(hf, "prompt-lookup", None, 16, True, max_new),
-            "HF generate": _hf_generate(hf, max_new),
-            "HF prompt lookup (10)": _hf_generate(hf, max_new, pld=10),
-        })
+        cfgs.update(
+            {
+                "ours HF fp32 plain": _ours(hf, "none", None, 0, False, max_new),
+                "ours HF fp32 prompt lookup adaptive": _ours(hf, "prompt-lookup", None, 16, True, max_new),
+                "HF generate": _hf_generate(hf, max_new),
+                "HF prompt lookup (10)": _hf_generate(hf, max_new, pld=10),
+            }
+        )
     return cfgs
 
 
@@ -122,19 +141,31 @@ def run(cfgs: dict, prompts: dict[str, list[int]], repeats: int) -> list[dict]:
             shift = (rep + ti) % len(names)
             for name in names[shift:] + names[:shift]:
                 dt, toks, st = cfgs[name](ids)
-                rec = {"task": task, "config": name, "repeat": rep, "seconds": dt, "tokens": len(toks), "ids": toks,
-                       "load1": os.getloadavg()[0]}
+                rec = {
+                    "task": task,
+                    "config": name,
+                    "repeat": rep,
+                    "seconds": dt,
+                    "tokens": len(toks),
+                    "ids": toks,
+                    "load1": os.getloadavg()[0],
+                }
                 if st is not None:
-                    rec.update(tokens_per_call=st.tokens_per_target_call, overhead_fraction=st.overhead_fraction,
-                               prefill=st.prefill_time)
+                    rec.update(
+                        tokens_per_call=st.tokens_per_target_call,
+                        overhead_fraction=st.overhead_fraction,
+                        prefill=st.prefill_time,
+                    )
                 records.append(rec)
                 print(f"  rep {rep + 1}/{repeats} {task:<10} {name:<44} {len(toks) / dt:6.1f} tok/s", file=sys.stderr)
     return records
 
 
 def format_table(records: list[dict], tasks: list[str], names: list[str]) -> str:
-    lines = [f"{'task':<10} {'configuration':<44} {'tokens':>6} {'tok/s':>7} {'vs lcp':>7} {'vs lcp PLD':>10} "
-             f"{'tok/call':>8} {'overhead':>8} {'same tokens as':>16}"]
+    lines = [
+        f"{'task':<10} {'configuration':<44} {'tokens':>6} {'tok/s':>7} {'vs lcp':>7} {'vs lcp PLD':>10} "
+        f"{'tok/call':>8} {'overhead':>8} {'same tokens as':>16}"
+    ]
     for task in tasks:
         recs = [r for r in records if r["task"] == task]
 
@@ -142,23 +173,31 @@ def format_table(records: list[dict], tasks: list[str], names: list[str]) -> str
             return statistics.median(r["tokens"] / r["seconds"] for r in recs if r["config"] == name)
 
         base, pld = rate("llama-cpp-python plain"), rate("llama-cpp-python prompt lookup (10)")
-        ref = {"llama.cpp": next(r["ids"] for r in recs if r["config"] == "llama-cpp-python plain"),
-               "HF": next((r["ids"] for r in recs if r["config"] == "HF generate"), None)}
+        ref = {
+            "llama.cpp": next(r["ids"] for r in recs if r["config"] == "llama-cpp-python plain"),
+            "HF": next((r["ids"] for r in recs if r["config"] == "HF generate"), None),
+        }
         for name in names:
             rs = [r for r in recs if r["config"] == name]
             tpc = statistics.median(r["tokens_per_call"] for r in rs) if "tokens_per_call" in rs[0] else float("nan")
-            ovh = statistics.median(r["overhead_fraction"] for r in rs) if "overhead_fraction" in rs[0] else float("nan")
+            ovh = (
+                statistics.median(r["overhead_fraction"] for r in rs) if "overhead_fraction" in rs[0] else float("nan")
+            )
             side = "HF" if "HF" in name else "llama.cpp"
             same = f"{side} plain: {all(r['ids'] == ref[side] for r in rs)}" if ref[side] is not None else "-"
-            lines.append(f"{task:<10} {name:<44} {rs[0]['tokens']:>6} {rate(name):>7.1f} {rate(name) / base:>6.2f}x "
-                         f"{rate(name) / pld:>9.2f}x {tpc:>8.2f} {ovh:>7.1%} {same:>16}")
+            lines.append(
+                f"{task:<10} {name:<44} {rs[0]['tokens']:>6} {rate(name):>7.1f} {rate(name) / base:>6.2f}x "
+                f"{rate(name) / pld:>9.2f}x {tpc:>8.2f} {ovh:>7.1%} {same:>16}"
+            )
     return "\n".join(lines)
 
 
 def format_costs(costs: dict[str, dict[int, float]]) -> str:
     ns = sorted(next(iter(costs.values())))
-    lines = ["T(n), ms per target pass over n new tokens (median; 128-token context)",
-             f"{'backend / format':<22} " + " ".join(f"{n:>6}" for n in ns) + f" {'T(9)/T(1)':>10}"]
+    lines = [
+        "T(n), ms per target pass over n new tokens (median; 128-token context)",
+        f"{'backend / format':<22} " + " ".join(f"{n:>6}" for n in ns) + f" {'T(9)/T(1)':>10}",
+    ]
     for name, t in costs.items():
         lines.append(f"{name:<22} " + " ".join(f"{t[n]:>6.1f}" for n in ns) + f" {t[9] / t[1]:>9.2f}x")
     return "\n".join(lines)

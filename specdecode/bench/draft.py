@@ -20,8 +20,17 @@ from ..prompts import TASKS
 from .run import Config, Runner
 
 
-def run(runner: Runner, path: str, tasks: list[str], temps: list[float], ks: list[int], trees: list[str], prompts: int,
-        max_new: int, hf: bool) -> list[dict]:
+def run(
+    runner: Runner,
+    path: str,
+    tasks: list[str],
+    temps: list[float],
+    ks: list[int],
+    trees: list[str],
+    prompts: int,
+    max_new: int,
+    hf: bool,
+) -> list[dict]:
     """Every configuration on every prompt and temperature, in a rotating order -> one record per run."""
     d = f"model:{path}"
     runner.run(Config("none"), runner.encode(TASKS[tasks[0]][0])[:16], 4, 0)  # warm-up, not timed
@@ -38,21 +47,35 @@ def run(runner: Runner, path: str, tasks: list[str], temps: list[float], ks: lis
                 shift = (pid + ti) % len(cfgs)
                 for cfg in cfgs[shift:] + cfgs[:shift]:
                     rec = runner.run(cfg, ids, max_new, seed=pid)
-                    rec.update(task=task, prompt_id=pid, temperature=T, label=cfg.label, drafter=cfg.drafter, k=cfg.k,
-                               adaptive=cfg.adaptive, load1=os.getloadavg()[0])
+                    rec.update(
+                        task=task,
+                        prompt_id=pid,
+                        temperature=T,
+                        label=cfg.label,
+                        drafter=cfg.drafter,
+                        k=cfg.k,
+                        adaptive=cfg.adaptive,
+                        load1=os.getloadavg()[0],
+                    )
                     records.append(rec)
-                    print(f"  {task} #{pid} T={T:g} {cfg.label}: {rec.get('tok_s', float('nan')):.1f} tok/s", file=sys.stderr)
+                    print(
+                        f"  {task} #{pid} T={T:g} {cfg.label}: {rec.get('tok_s', float('nan')):.1f} tok/s",
+                        file=sys.stderr,
+                    )
     return records
 
 
 def format_table(records: list[dict], tasks: list[str], temps: list[float]) -> str:
-    lines = [f"{'task':<8} {'T':>4} {'configuration':<36} {'tok/s':>6} {'vs plain':>8} {'vs HF':>6} {'alpha':>6} "
-             f"{'exact':>6} {'c':>6} {'tok/call':>8} {'S theory':>8}"]
+    lines = [
+        f"{'task':<8} {'T':>4} {'configuration':<36} {'tok/s':>6} {'vs plain':>8} {'vs HF':>6} {'alpha':>6} "
+        f"{'exact':>6} {'c':>6} {'tok/call':>8} {'S theory':>8}"
+    ]
     for task in tasks:
         for T in temps:
             rs_all = [r for r in records if r["task"] == task and r["temperature"] == T and "tok_s" in r]
             plain = {r["prompt_id"]: r["tok_s"] for r in rs_all if r["drafter"] == "none"}
             hf = {r["prompt_id"]: r["tok_s"] for r in rs_all if r["drafter"] == "hf"}
+
             def order(r):
                 kind = {"none": 0, "hf": 3}.get(r["drafter"], 4 if r["drafter"].startswith("hf-") else 1)
                 return kind, bool(r.get("tree")), r["adaptive"], r["k"]
@@ -60,8 +83,11 @@ def format_table(records: list[dict], tasks: list[str], temps: list[float]) -> s
             for label in dict.fromkeys(r["label"] for r in sorted(rs_all, key=order)):
                 rs = [r for r in rs_all if r["label"] == label]
                 vs_plain = statistics.median(r["tok_s"] / plain[r["prompt_id"]] for r in rs if r["prompt_id"] in plain)
-                vs_hf = (f"{statistics.median(r['tok_s'] / hf[r['prompt_id']] for r in rs if r['prompt_id'] in hf):>5.2f}x"
-                         if hf else f"{'-':>6}")
+                vs_hf = (
+                    f"{statistics.median(r['tok_s'] / hf[r['prompt_id']] for r in rs if r['prompt_id'] in hf):>5.2f}x"
+                    if hf
+                    else f"{'-':>6}"
+                )
                 row = f"{task:<8} {T:>4g} {label:<36} {statistics.median(r['tok_s'] for r in rs):>6.1f} {vs_plain:>7.2f}x {vs_hf}"
                 if rs[0].get("tree"):  # trees: tokens per target call only (alpha and c are chain figures)
                     tpc = statistics.mean(r["tokens_per_call"] for r in rs)
@@ -77,4 +103,3 @@ def format_table(records: list[dict], tasks: list[str], temps: list[float]) -> s
                     row += f" {alpha:>6.3f} {exact:>6.3f} {c:>6.3f} {tpc:>8.2f} {s}"
                 lines.append(row)
     return "\n".join(lines)
-

@@ -38,7 +38,9 @@ def _mean(xs):
 
 
 def attach_ratios(recs: list[dict]) -> None:
-    base = {(r["task"], r["prompt_id"], r["temperature"], r["drafter"], r.get("batch", 1)): r for r in recs if "tok_s" in r}
+    base = {
+        (r["task"], r["prompt_id"], r["temperature"], r["drafter"], r.get("batch", 1)): r for r in recs if "tok_s" in r
+    }
     for r in recs:
         if "tok_s" not in r:
             continue
@@ -63,16 +65,25 @@ def summary_rows(recs: list[dict]) -> list[dict]:
     rows = []
     for (task, label, T), rs in sorted(groups.items()):
         flags = [r.get("theory_ok") for r in rs if "theory_ok" in r]
-        rows.append({"task": task, "config": label, "T": T, "n": len(rs), "tok_s": _med([r["tok_s"] for r in rs]),
-                     "vs_plain": _med([r["vs_plain"] for r in rs]), "vs_hf": _med([r["vs_hf"] for r in rs]),
-                     "vs_hf_pld": _med([r["vs_hf_pld"] for r in rs]),
-                     "alpha": _mean([r.get("alpha_counts", float("nan")) for r in rs]),
-                     "alpha_exact": _mean([r.get("alpha_exact", float("nan")) for r in rs]),
-                     "tok_call": _mean([r.get("tokens_per_call", float("nan")) for r in rs]),
-                     "pred_tok_call": _mean([r.get("predicted_tokens_per_call", float("nan")) for r in rs]),
-                     "c": _mean([r.get("c", float("nan")) for r in rs]),
-                     "S_pred": _mean([r.get("predicted_speedup", float("nan")) for r in rs]),
-                     "theory": "-" if not flags else ("ok" if all(flags) else f"FLAG {flags.count(False)}/{len(flags)}")})
+        rows.append(
+            {
+                "task": task,
+                "config": label,
+                "T": T,
+                "n": len(rs),
+                "tok_s": _med([r["tok_s"] for r in rs]),
+                "vs_plain": _med([r["vs_plain"] for r in rs]),
+                "vs_hf": _med([r["vs_hf"] for r in rs]),
+                "vs_hf_pld": _med([r["vs_hf_pld"] for r in rs]),
+                "alpha": _mean([r.get("alpha_counts", float("nan")) for r in rs]),
+                "alpha_exact": _mean([r.get("alpha_exact", float("nan")) for r in rs]),
+                "tok_call": _mean([r.get("tokens_per_call", float("nan")) for r in rs]),
+                "pred_tok_call": _mean([r.get("predicted_tokens_per_call", float("nan")) for r in rs]),
+                "c": _mean([r.get("c", float("nan")) for r in rs]),
+                "S_pred": _mean([r.get("predicted_speedup", float("nan")) for r in rs]),
+                "theory": "-" if not flags else ("ok" if all(flags) else f"FLAG {flags.count(False)}/{len(flags)}"),
+            }
+        )
     return rows
 
 
@@ -113,21 +124,34 @@ def write_report(records_path: Path, out_dir: Path) -> Path:
 
 
 def _header(recs: list[dict]) -> list[str]:
-    return ["# specdecode bench report", "",
-            f"model: {recs[0]['model'] if recs else '?'} ({recs[0]['dtype'] if recs else ''}), {len(recs)} records, "
-            f"{'quick' if recs and recs[0]['quick'] else 'full'} sweep; load average seen: "
-            f"{min(r['load1'] for r in recs):.2f}-{max(r['load1'] for r in recs):.2f} (2 cores)." if recs else "no records", "",
-            "Speedups are tokens/s ratios on the same prompt and temperature in the same run: vs our plain decoding, vs HF "
-            "`generate`, and (T = 0) vs HF prompt lookup. alpha = accepted / checked drafts; alpha exact = mean sum min(p, q) "
-            "at the checked positions, from the logits. Theory: tokens per call vs (1 - alpha^(k+1)) / (1 - alpha)."]
+    return [
+        "# specdecode bench report",
+        "",
+        f"model: {recs[0]['model'] if recs else '?'} ({recs[0]['dtype'] if recs else ''}), {len(recs)} records, "
+        f"{'quick' if recs and recs[0]['quick'] else 'full'} sweep; load average seen: "
+        f"{min(r['load1'] for r in recs):.2f}-{max(r['load1'] for r in recs):.2f} (2 cores)."
+        if recs
+        else "no records",
+        "",
+        "Speedups are tokens/s ratios on the same prompt and temperature in the same run: vs our plain decoding, vs HF "
+        "`generate`, and (T = 0) vs HF prompt lookup. alpha = accepted / checked drafts; alpha exact = mean sum min(p, q) "
+        "at the checked positions, from the logits. Theory: tokens per call vs (1 - alpha^(k+1)) / (1 - alpha).",
+    ]
 
 
 def _best_section(rows: list[dict]) -> list[str]:
-    md = ["", "## Best configuration per task", "",
-          "| task | T | configuration | speedup vs plain | vs HF | vs HF prompt lookup | tok/s |", "|---|---|---|---|---|---|---|"]
+    md = [
+        "",
+        "## Best configuration per task",
+        "",
+        "| task | T | configuration | speedup vs plain | vs HF | vs HF prompt lookup | tok/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in best_per_task(rows):
-        md.append(f"| {r['task']} | {r['T']:g} | {r['config']} | {_x(r['vs_plain'])} | {_x(r['vs_hf'])} | "
-                  f"{_x(r['vs_hf_pld'])} | {_fmt(r['tok_s'], '.1f')} |")
+        md.append(
+            f"| {r['task']} | {r['T']:g} | {r['config']} | {_x(r['vs_plain'])} | {_x(r['vs_hf'])} | "
+            f"{_x(r['vs_hf_pld'])} | {_fmt(r['tok_s'], '.1f')} |"
+        )
     return md
 
 
@@ -136,10 +160,18 @@ def _batch_section(recs: list[dict]) -> list[str]:
     if not batched:
         return []
     tasks = sorted({r["task"] for r in batched})
-    md = ["", "## Batches (our engine, ragged acceptance; speedup vs plain decoding at the same batch size)", "",
-          "| configuration | batch | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
-    single = {(r["task"], r["drafter"], r["k"], r["adaptive"]): r for r in recs
-              if r.get("batch", 1) == 1 and r.get("temperature") == 0 and r.get("study") == "sweep" and "tok_s" in r}
+    md = [
+        "",
+        "## Batches (our engine, ragged acceptance; speedup vs plain decoding at the same batch size)",
+        "",
+        "| configuration | batch | " + " | ".join(tasks) + " |",
+        "|---|---|" + "---|" * len(tasks),
+    ]
+    single = {
+        (r["task"], r["drafter"], r["k"], r["adaptive"]): r
+        for r in recs
+        if r.get("batch", 1) == 1 and r.get("temperature") == 0 and r.get("study") == "sweep" and "tok_s" in r
+    }
     for key in sorted({(r["drafter"], r["k"], r["adaptive"]) for r in batched}):
         for b in (1, 2, 4):
             cells = []
@@ -147,8 +179,14 @@ def _batch_section(recs: list[dict]) -> list[str]:
                 if b == 1:
                     rr = single.get((t,) + key)
                 else:
-                    rr = next((r for r in batched if r["task"] == t and (r["drafter"], r["k"], r["adaptive"]) == key
-                               and r["batch"] == b), None)
+                    rr = next(
+                        (
+                            r
+                            for r in batched
+                            if r["task"] == t and (r["drafter"], r["k"], r["adaptive"]) == key and r["batch"] == b
+                        ),
+                        None,
+                    )
                 cells.append(_x(rr["vs_plain"]) if rr else "-")
             md.append(f"| {key[0]} k={'adaptive' if key[2] else key[1]} | {b} | " + " | ".join(cells) + " |")
     return md
@@ -158,42 +196,68 @@ def _tree_section(rows: list[dict]) -> list[str]:
     trees = [r for r in rows if " tree " in r["config"]]
     if not trees:
         return []
-    md = ["", "## Trees vs chains (same drafter; one target pass verifies the whole tree)", "",
-          "Prompt-lookup trees merge up to M n-gram matches (k tokens each) into a prefix tree: lookup:4 with k=4 "
-          "and lookup:2 with k=8 put at most 16 tokens in the verify pass, against the k=8 chain's 9. Trained drafts "
-          "(EAGLE heads or shallow models) grow static:3,1,1 trees (9 nodes) against their k=4 chain.", "",
-          "| task | T | configuration | tokens/call | tok/s | vs plain |", "|---|---|---|---|---|---|"]
+    md = [
+        "",
+        "## Trees vs chains (same drafter; one target pass verifies the whole tree)",
+        "",
+        "Prompt-lookup trees merge up to M n-gram matches (k tokens each) into a prefix tree: lookup:4 with k=4 "
+        "and lookup:2 with k=8 put at most 16 tokens in the verify pass, against the k=8 chain's 9. Trained drafts "
+        "(EAGLE heads or shallow models) grow static:3,1,1 trees (9 nodes) against their k=4 chain.",
+        "",
+        "| task | T | configuration | tokens/call | tok/s | vs plain |",
+        "|---|---|---|---|---|---|",
+    ]
     for t, T in sorted({(r["task"], r["T"]) for r in trees}):
         for r in rows:
             if r["task"] != t or r["T"] != T:
                 continue
             c = r["config"]
-            is_chain = c == "prompt-lookup k=8 tokenwise" or (c.startswith("early-exit") and c.endswith("k=2 tokenwise")) \
+            is_chain = (
+                c == "prompt-lookup k=8 tokenwise"
+                or (c.startswith("early-exit") and c.endswith("k=2 tokenwise"))
                 or (c.startswith("model:") and c.endswith("k=4 tokenwise"))
+            )
             if r in trees or is_chain:
-                md.append(f"| {t} | {T:g} | {c} | {_fmt(r['tok_call'])} | {_fmt(r['tok_s'], '.1f')} | {_x(r['vs_plain'])} |")
+                md.append(
+                    f"| {t} | {T:g} | {c} | {_fmt(r['tok_call'])} | {_fmt(r['tok_s'], '.1f')} | {_x(r['vs_plain'])} |"
+                )
     return md
 
 
 def _all_section(rows: list[dict]) -> list[str]:
-    md = ["", "## All configurations", "",
-          "| task | T | configuration | runs | tok/s | vs plain | vs HF | vs HF PLD | alpha | alpha exact | tok/call | predicted "
-          "| c | S theory | theory check |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    md = [
+        "",
+        "## All configurations",
+        "",
+        "| task | T | configuration | runs | tok/s | vs plain | vs HF | vs HF PLD | alpha | alpha exact | tok/call | predicted "
+        "| c | S theory | theory check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        md.append(f"| {r['task']} | {r['T']:g} | {r['config']} | {r['n']} | {_fmt(r['tok_s'], '.1f')} | {_fmt(r['vs_plain'])} | "
-                  f"{_fmt(r['vs_hf'])} | {_fmt(r['vs_hf_pld'])} | {_fmt(r['alpha'])} | {_fmt(r['alpha_exact'])} | "
-                  f"{_fmt(r['tok_call'])} | {_fmt(r['pred_tok_call'])} | {_fmt(r['c'], '.3f')} | {_fmt(r['S_pred'])} | {r['theory']} |")
+        md.append(
+            f"| {r['task']} | {r['T']:g} | {r['config']} | {r['n']} | {_fmt(r['tok_s'], '.1f')} | {_fmt(r['vs_plain'])} | "
+            f"{_fmt(r['vs_hf'])} | {_fmt(r['vs_hf_pld'])} | {_fmt(r['alpha'])} | {_fmt(r['alpha_exact'])} | "
+            f"{_fmt(r['tok_call'])} | {_fmt(r['pred_tok_call'])} | {_fmt(r['c'], '.3f')} | {_fmt(r['S_pred'])} | {r['theory']} |"
+        )
     return md
 
 
 def _theory_section(rows: list[dict]) -> list[str]:
     flagged = [r for r in rows if r["theory"].startswith("FLAG")]
-    md = ["", f"## Theory check: {len(flagged)} of {sum(1 for r in rows if r['theory'] != '-')} fixed-k configurations flagged", ""]
+    md = [
+        "",
+        f"## Theory check: {len(flagged)} of {sum(1 for r in rows if r['theory'] != '-')} fixed-k configurations flagged",
+        "",
+    ]
     if flagged:
-        md.append("Flagged configurations disagree with the i.i.d.-acceptance formula beyond 3 standard errors. Prompt lookup "
-                  "is the usual culprit: its acceptance is bursty (a copied span is accepted whole), not i.i.d. per token.")
-        md += [f"- {r['task']} T={r['T']:g} {r['config']}: measured {_fmt(r['tok_call'])} vs predicted {_fmt(r['pred_tok_call'])}"
-               for r in flagged]
+        md.append(
+            "Flagged configurations disagree with the i.i.d.-acceptance formula beyond 3 standard errors. Prompt lookup "
+            "is the usual culprit: its acceptance is bursty (a copied span is accepted whole), not i.i.d. per token."
+        )
+        md += [
+            f"- {r['task']} T={r['T']:g} {r['config']}: measured {_fmt(r['tok_call'])} vs predicted {_fmt(r['pred_tok_call'])}"
+            for r in flagged
+        ]
     return md
 
 
@@ -201,8 +265,13 @@ def _quality_section(recs: list[dict]) -> list[str]:
     quality = [r for r in recs if r.get("study") == "quality" and "tok_s" in r]
     if not quality:
         return []
-    md = ["", "## Draft quality (early exit depth, trained drafts -> alpha and speedup, T = 0, k = 2)", "",
-          "| drafter | alpha | alpha exact | speedup vs plain |", "|---|---|---|---|"]
+    md = [
+        "",
+        "## Draft quality (early exit depth, trained drafts -> alpha and speedup, T = 0, k = 2)",
+        "",
+        "| drafter | alpha | alpha exact | speedup vs plain |",
+        "|---|---|---|---|",
+    ]
     by = defaultdict(list)
     for r in quality:
         by[r["drafter"]].append(r)
@@ -215,17 +284,21 @@ def _quality_section(recs: list[dict]) -> list[str]:
 
     for d, rs in sorted(by.items(), key=lambda kv: order(kv[0])):
         steps = rs[0].get("draft_steps")
-        md.append(f"| {short_drafter(d)}{f' ({steps} training steps)' if steps is not None else ''} | "
-                  f"{_fmt(_mean([r['alpha_counts'] for r in rs]))} | {_fmt(_mean([r['alpha_exact'] for r in rs]))} | "
-                  f"{_x(_med([r['vs_plain'] for r in rs]))} |")
+        md.append(
+            f"| {short_drafter(d)}{f' ({steps} training steps)' if steps is not None else ''} | "
+            f"{_fmt(_mean([r['alpha_counts'] for r in rs]))} | {_fmt(_mean([r['alpha_exact'] for r in rs]))} | "
+            f"{_x(_med([r['vs_plain'] for r in rs]))} |"
+        )
     return md
 
 
 def markdown_to_html(md_lines: list[str], title: str = "specdecode bench") -> str:
     """The small markdown subset the reports write (headings, pipe tables, images, ``` blocks, paragraphs) -> HTML."""
-    out = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
-           "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
-           "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}</style>"]
+    out = [
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}</style>",
+    ]
     in_table = in_code = False
     for line in md_lines:
         if line.startswith("```"):
@@ -277,8 +350,14 @@ def make_plots(recs: list[dict], out_dir: Path) -> list[Path]:
         plt.close(fig)
         paths.append(p)
 
-    pl = [r for r in recs if r.get("drafter") == "prompt-lookup" and not r.get("adaptive") and "alpha_counts" in r
-          and r["study"] == "sweep"]
+    pl = [
+        r
+        for r in recs
+        if r.get("drafter") == "prompt-lookup"
+        and not r.get("adaptive")
+        and "alpha_counts" in r
+        and r["study"] == "sweep"
+    ]
     if pl:
         _plot_acceptance(plt, pl, save)
         _plot_heatmap(plt, pl, save)
@@ -286,8 +365,16 @@ def make_plots(recs: list[dict], out_dir: Path) -> list[Path]:
     pred = [r for r in recs if "predicted_speedup" in r and "vs_plain" in r and r["vs_plain"] == r["vs_plain"]]
     if pred:
         _plot_predicted(plt, pred, save)
-    sp = [r for r in recs if r.get("study") == "sweep" and r.get("drafter") not in ("none",) and "vs_plain" in r
-          and r["vs_plain"] == r["vs_plain"] and r.get("temperature") == 0 and r.get("batch", 1) == 1]
+    sp = [
+        r
+        for r in recs
+        if r.get("study") == "sweep"
+        and r.get("drafter") not in ("none",)
+        and "vs_plain" in r
+        and r["vs_plain"] == r["vs_plain"]
+        and r.get("temperature") == 0
+        and r.get("batch", 1) == 1
+    ]
     if sp:
         _plot_per_task(plt, sp, save)
     return paths
@@ -301,8 +388,18 @@ def _plot_acceptance(plt, pl, save) -> None:
     temps, ks = _axes(pl)
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
     for T in temps:
-        ax[0].plot(ks, [_mean([r["alpha_counts"] for r in pl if r["k"] == k and r["temperature"] == T]) for k in ks], "o-", label=f"T={T:g}")
-        ax[1].plot(ks, [_med([r["vs_plain"] for r in pl if r["k"] == k and r["temperature"] == T]) for k in ks], "s-", label=f"T={T:g}")
+        ax[0].plot(
+            ks,
+            [_mean([r["alpha_counts"] for r in pl if r["k"] == k and r["temperature"] == T]) for k in ks],
+            "o-",
+            label=f"T={T:g}",
+        )
+        ax[1].plot(
+            ks,
+            [_med([r["vs_plain"] for r in pl if r["k"] == k and r["temperature"] == T]) for k in ks],
+            "s-",
+            label=f"T={T:g}",
+        )
     ax[0].set(xlabel="draft length k", ylabel="acceptance (accepted / checked)", title="Prompt lookup: acceptance vs k")
     ax[1].set(xlabel="draft length k", ylabel="speedup vs plain", title="Prompt lookup: speedup vs k")
     for a in ax:
@@ -314,7 +411,9 @@ def _plot_acceptance(plt, pl, save) -> None:
 def _plot_heatmap(plt, pl, save) -> None:
     temps, ks = _axes(pl)
     fig, ax = plt.subplots(figsize=(7, 3 + 0.3 * len(temps)))
-    grid = [[_mean([r["alpha_counts"] for r in pl if r["k"] == k and r["temperature"] == T]) for k in ks] for T in temps]
+    grid = [
+        [_mean([r["alpha_counts"] for r in pl if r["k"] == k and r["temperature"] == T]) for k in ks] for T in temps
+    ]
     im = ax.imshow(grid, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(ks)), [str(k) for k in ks])
     ax.set_yticks(range(len(temps)), [f"{T:g}" for T in temps])
@@ -336,12 +435,22 @@ def _plot_rejections(plt, pl, save) -> None:
             for i, c in enumerate(r["rejection_positions"]):
                 hist[i] += c
     ax[0].bar(range(kmax), hist)
-    ax[0].set(xlabel="draft position of the rejection", ylabel="count", title=f"Rejection positions (prompt lookup, k={kmax})")
+    ax[0].set(
+        xlabel="draft position of the rejection", ylabel="count", title=f"Rejection positions (prompt lookup, k={kmax})"
+    )
     for T in temps:
         rs = [r for r in pl if r["k"] == kmax and r["temperature"] == T]
-        prop = [sum(r["per_position_proposed"][i] if i < len(r["per_position_proposed"]) else 0 for r in rs) for i in range(kmax)]
-        acc = [sum(r["per_position_accepted"][i] if i < len(r["per_position_accepted"]) else 0 for r in rs) for i in range(kmax)]
-        ax[1].plot(range(1, kmax + 1), [a / p if p else float("nan") for a, p in zip(acc, prop)], "o-", label=f"T={T:g}")
+        prop = [
+            sum(r["per_position_proposed"][i] if i < len(r["per_position_proposed"]) else 0 for r in rs)
+            for i in range(kmax)
+        ]
+        acc = [
+            sum(r["per_position_accepted"][i] if i < len(r["per_position_accepted"]) else 0 for r in rs)
+            for i in range(kmax)
+        ]
+        ax[1].plot(
+            range(1, kmax + 1), [a / p if p else float("nan") for a, p in zip(acc, prop)], "o-", label=f"T={T:g}"
+        )
     ax[1].set(xlabel="draft position", ylabel="P(accepted)", title="Per-position acceptance")
     ax[1].legend()
     save(fig, "rejections_and_positions.png")

@@ -50,7 +50,9 @@ class Config:
         if self.drafter == "none":
             return "plain" + b
         if self.tree:
-            return f"{short_drafter(self.drafter)} tree {self.tree}" + (f" k={self.k}" if self.tree.startswith("lookup") else "")
+            return f"{short_drafter(self.drafter)} tree {self.tree}" + (
+                f" k={self.k}" if self.tree.startswith("lookup") else ""
+            )
         return f"{short_drafter(self.drafter)} k={'adaptive' if self.adaptive else self.k} {self.method}{b}"
 
 
@@ -58,7 +60,7 @@ def short_drafter(drafter: str) -> str:
     """'model:/long/path/name' -> 'model:name' (labels); other drafters unchanged."""
     for prefix in ("model:", "hf-draft:"):
         if drafter.startswith(prefix):
-            return prefix + Path(drafter[len(prefix):]).name
+            return prefix + Path(drafter[len(prefix) :]).name
     return drafter
 
 
@@ -104,8 +106,11 @@ def sweep(quick: bool, drafts: tuple = (), quality_drafts: tuple = (), layers: i
             cfgs.append(Config("prompt-lookup", 8, False, T, "rrs", tree="lookup:2"))
             cfgs += [Config(d, 0, False, T, "spectr", tree=t) for d in ee for t in ("static:2,2,1", "dynamic:8")]
     for b in (2, 4):  # the engine's batches (ragged acceptance): plain vs prompt lookup at the same batch size
-        cfgs += [Config("none", batch=b), Config("prompt-lookup", 4, False, 0.0, batch=b),
-                 Config("prompt-lookup", 16, True, 0.0, batch=b)]
+        cfgs += [
+            Config("none", batch=b),
+            Config("prompt-lookup", 4, False, 0.0, batch=b),
+            Config("prompt-lookup", 16, True, 0.0, batch=b),
+        ]
     cfgs += [Config(f"early-exit:{n}", 2, False, 0.0, "tokenwise", "quality") for n in quality]
     cfgs += [Config(f"model:{path}", 2, False, 0.0, "tokenwise", "quality") for path in drafts + tuple(quality_drafts)]
     return cfgs, {"prompts_per_task": prompts, "max_new_tokens": max_new}
@@ -135,21 +140,38 @@ class Runner:
         if cfg.drafter.startswith("hf"):
             return self._run_hf(cfg, ids, max_new, seed)
         gen = self.builder.generator(cfg.drafter, cfg.tree or None)
-        gc = GenerationConfig(max_new_tokens=max_new, k=cfg.k, adaptive=cfg.adaptive, method=cfg.method,
-                              sampling=SamplingConfig(cfg.temperature), eos_token_ids=self.eos, measure_overlap=not cfg.tree)
+        gc = GenerationConfig(
+            max_new_tokens=max_new,
+            k=cfg.k,
+            adaptive=cfg.adaptive,
+            method=cfg.method,
+            sampling=SamplingConfig(cfg.temperature),
+            eos_token_ids=self.eos,
+            measure_overlap=not cfg.tree,
+        )
         t0 = time.perf_counter()
         out = gen.generate(batch_ids or [ids], gc, torch.Generator().manual_seed(seed))
         dt = time.perf_counter() - t0
         s = out.stats
-        rec = {"seconds": dt, "tokens": s.new_tokens, "tok_s": s.new_tokens / dt, "steps": s.row_steps,
-               "tokens_per_call": s.tokens_per_target_call, "proposed": s.proposed, "accepted": s.accepted,
-               "target_time": s.target_time, "draft_time": s.draft_time}
+        rec = {
+            "seconds": dt,
+            "tokens": s.new_tokens,
+            "tok_s": s.new_tokens / dt,
+            "steps": s.row_steps,
+            "tokens_per_call": s.tokens_per_target_call,
+            "proposed": s.proposed,
+            "accepted": s.accepted,
+            "target_time": s.target_time,
+            "draft_time": s.draft_time,
+        }
         if cfg.tree:  # trees: tokens per target call (alpha and c are chain figures)
             return {**rec, "tree": cfg.tree}
         return {**rec, **_chain_figures(cfg, s)}
 
     def _run_hf(self, cfg: Config, ids, max_new, seed) -> dict:
-        kw = dict(max_new_tokens=max_new, eos_token_id=list(self.eos) or None, pad_token_id=self.eos[0] if self.eos else None)
+        kw = dict(
+            max_new_tokens=max_new, eos_token_id=list(self.eos) or None, pad_token_id=self.eos[0] if self.eos else None
+        )
         if cfg.temperature > 0:
             kw.update(do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0)
             torch.manual_seed(seed)  # HF samples with the global RNG; only this baseline uses it
@@ -180,11 +202,20 @@ def _chain_figures(cfg: Config, s) -> dict:
     draft_tok = s.draft_time / s.proposed if s.proposed else 0.0
     t_pass = s.target_time / s.target_calls if s.target_calls else float("nan")
     c = draft_tok / t_pass if s.proposed else 0.0
-    rec = {"recovered": s.recovered, "bonus": s.bonus, "alpha_counts": s.alpha_estimate, "alpha_exact": s.alpha_exact,
-           "acceptance_rate": s.acceptance_rate, "mean_accepted": s.accepted / steps if steps else 0.0,
-           "per_position_proposed": s.per_position_proposed, "per_position_accepted": s.per_position_accepted,
-           "rejection_positions": s.rejection_positions, "k_history": s.k_history, "c": c,
-           "overhead_fraction": s.overhead_fraction}
+    rec = {
+        "recovered": s.recovered,
+        "bonus": s.bonus,
+        "alpha_counts": s.alpha_estimate,
+        "alpha_exact": s.alpha_exact,
+        "acceptance_rate": s.acceptance_rate,
+        "mean_accepted": s.accepted / steps if steps else 0.0,
+        "per_position_proposed": s.per_position_proposed,
+        "per_position_accepted": s.per_position_accepted,
+        "rejection_positions": s.rejection_positions,
+        "k_history": s.k_history,
+        "c": c,
+        "overhead_fraction": s.overhead_fraction,
+    }
     if cfg.drafter.startswith("model:"):
         rec["draft_steps"] = _draft_meta(cfg.drafter[6:]).get("steps")
     if not cfg.adaptive and cfg.k > 0 and s.proposed:
@@ -221,8 +252,19 @@ def _g_standard_error(s, k: int) -> float:
     return (var / total) ** 0.5
 
 
-def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True, configs=None, drafts: tuple = (),
-              ray: bool = False, ray_address: str | None = None, ray_workers: int = 2, quality_drafts: tuple = ()) -> Path:
+def run_sweep(
+    out_dir: Path,
+    quick: bool,
+    model: str,
+    dtype: str,
+    progress=True,
+    configs=None,
+    drafts: tuple = (),
+    ray: bool = False,
+    ray_address: str | None = None,
+    ray_workers: int = 2,
+    quality_drafts: tuple = (),
+) -> Path:
     """Run every configuration not yet in OUT/records.jsonl. configs: (configurations, settings) to
     replace the standard sweep (tests); drafts: trained draft folders to add to the standard sweep;
     ray: run prompt groups on Ray actors (``ray_address`` None = a local Ray instance).
@@ -233,16 +275,24 @@ def run_sweep(out_dir: Path, quick: bool, model: str, dtype: str, progress=True,
     path = out_dir / "records.jsonl"
     runner = None if ray else Runner(model, dtype)
     cfgs, settings = configs or sweep(quick, drafts, quality_drafts, layers=_layers(runner, model, dtype))
-    versions = {c.drafter: _draft_version(c.drafter.split(":", 1)[1]) for c in cfgs
-                if c.drafter.startswith(("model:", "hf-draft:"))}
+    versions = {
+        c.drafter: _draft_version(c.drafter.split(":", 1)[1])
+        for c in cfgs
+        if c.drafter.startswith(("model:", "hf-draft:"))
+    }
     repair_torn_line(path)
     groups = _pending(cfgs, settings, _done_keys(path, versions))
     if not groups:
         return path
     meta = {"model": model, "dtype": dtype, "quick": quick}
-    bar = tqdm(total=sum(len(g) for g in groups), desc="bench" + (" (ray)" if ray else ""), unit="run", disable=not progress)
-    results = (_ray_map(groups, model, dtype, settings, meta, ray_address, ray_workers) if ray
-               else ([rec] for g in groups for rec in run_group(runner, g, settings, meta)))
+    bar = tqdm(
+        total=sum(len(g) for g in groups), desc="bench" + (" (ray)" if ray else ""), unit="run", disable=not progress
+    )
+    results = (
+        _ray_map(groups, model, dtype, settings, meta, ray_address, ray_workers)
+        if ray
+        else ([rec] for g in groups for rec in run_group(runner, g, settings, meta))
+    )
     with path.open("a", encoding="utf-8") as fh:
         for recs in results:
             for rec in recs:
@@ -273,8 +323,10 @@ def repair_torn_line(path: Path) -> None:
     keep = data.rfind(b"\n") + 1
     with path.open("r+b") as fh:
         fh.truncate(keep)
-    print(f"[specdecode] {path}: dropped a record cut by an interruption ({len(data) - keep} bytes); it runs again",
-          file=sys.stderr)
+    print(
+        f"[specdecode] {path}: dropped a record cut by an interruption ({len(data) - keep} bytes); it runs again",
+        file=sys.stderr,
+    )
 
 
 def _done_keys(path: Path, versions: dict) -> set:
@@ -290,8 +342,10 @@ def _done_keys(path: Path, versions: dict) -> set:
             continue  # a line cut by an interruption: that record runs again
         old, new = rec.get("draft_version"), versions.get(rec.get("drafter"))
         if old and new and old != new:
-            raise ValueError(f"{path} holds records of an earlier version of {rec['drafter'].split(':', 1)[1]} "
-                             f"({old}; now {new}): the draft was retrained. Use a new --out folder")
+            raise ValueError(
+                f"{path} holds records of an earlier version of {rec['drafter'].split(':', 1)[1]} "
+                f"({old}; now {new}): the draft was retrained. Use a new --out folder"
+            )
     return done
 
 
@@ -314,11 +368,28 @@ def run_group(runner: Runner, items: list, settings: dict, meta: dict):
     """items: (task, prompt_id, Config, key) of one prompt -> yields their records, run in order."""
     for task, pid, cfg, key in items:
         ids = runner.encode(TASKS[task][pid])
-        batch_ids = [runner.encode(TASKS[task][(pid + j) % len(TASKS[task])]) for j in range(cfg.batch)] if cfg.batch > 1 else None
+        batch_ids = (
+            [runner.encode(TASKS[task][(pid + j) % len(TASKS[task])]) for j in range(cfg.batch)]
+            if cfg.batch > 1
+            else None
+        )
         rec = runner.run(cfg, ids, settings["max_new_tokens"], seed=pid, batch_ids=batch_ids)
-        rec.update(key=key, task=task, prompt_id=pid, drafter=cfg.drafter, k=cfg.k, adaptive=cfg.adaptive,
-                   temperature=cfg.temperature, method=cfg.method, study=cfg.study, label=cfg.label, batch=cfg.batch,
-                   tree=cfg.tree, load1=os.getloadavg()[0], **meta)
+        rec.update(
+            key=key,
+            task=task,
+            prompt_id=pid,
+            drafter=cfg.drafter,
+            k=cfg.k,
+            adaptive=cfg.adaptive,
+            temperature=cfg.temperature,
+            method=cfg.method,
+            study=cfg.study,
+            label=cfg.label,
+            batch=cfg.batch,
+            tree=cfg.tree,
+            load1=os.getloadavg()[0],
+            **meta,
+        )
         yield rec
 
 

@@ -86,16 +86,46 @@ class Served:
 
 
 def ours_cmd(model: str, backend: str, drafter: str, port: int, adaptive: bool, max_batch: int) -> list[str]:
-    cmd = [sys.executable, "-m", "specdecode", "serve", "--model", model, "--backend", backend, "--drafter", drafter,
-           "--port", str(port), "--max-batch", str(max_batch)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "specdecode",
+        "serve",
+        "--model",
+        model,
+        "--backend",
+        backend,
+        "--drafter",
+        drafter,
+        "--port",
+        str(port),
+        "--max-batch",
+        str(max_batch),
+    ]
     return cmd + (["--adaptive", "-k", "16"] if adaptive else [])
 
 
 def llama_cpp_cmd(gguf: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1", "--port", str(port),
-            "--n_ctx", "8192", "--n_threads", str(os.cpu_count()), "--flash_attn", "true",
-            # its default (true) cancels the running completion whenever another request arrives
-            "--interrupt_requests", "false"]
+    return [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        gguf,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "8192",
+        "--n_threads",
+        str(os.cpu_count()),
+        "--flash_attn",
+        "true",
+        # its default (true) cancels the running completion whenever another request arrives
+        "--interrupt_requests",
+        "false",
+    ]
 
 
 def one_request(url: str, model: str, req: dict) -> dict:
@@ -106,9 +136,14 @@ def one_request(url: str, model: str, req: dict) -> dict:
     t0 = time.perf_counter()
     first = last = None
     chunks, text = 0, []
-    stream = client.chat.completions.create(model=model, messages=req["messages"], max_tokens=req["max_tokens"],
-                                            temperature=req["temperature"], stream=True,
-                                            stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model=model,
+        messages=req["messages"],
+        max_tokens=req["max_tokens"],
+        temperature=req["temperature"],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     tokens = None
     for ch in stream:
         if getattr(ch, "usage", None):
@@ -121,8 +156,14 @@ def one_request(url: str, model: str, req: dict) -> dict:
             text.append(ch.choices[0].delta.content)
     end = time.perf_counter()
     n = tokens if tokens is not None else chunks
-    return {"ttft": (first or end) - t0, "per_token": ((last - first) / (n - 1)) if first and n > 1 else float("nan"),
-            "tokens": n, "seconds": end - t0, "kind": req["kind"], "text": "".join(text)}
+    return {
+        "ttft": (first or end) - t0,
+        "per_token": ((last - first) / (n - 1)) if first and n > 1 else float("nan"),
+        "tokens": n,
+        "seconds": end - t0,
+        "kind": req["kind"],
+        "text": "".join(text),
+    }
 
 
 def load(url: str, model: str, reqs: list[dict], concurrency: int) -> tuple[list[dict], float]:
@@ -139,15 +180,26 @@ def summary(recs: list[dict], wall: float) -> dict:
         return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
     ttft, per = [r["ttft"] for r in recs], [r["per_token"] for r in recs]
-    return {"requests": len(recs), "tokens": sum(r["tokens"] for r in recs), "tok_s": sum(r["tokens"] for r in recs) / wall,
-            "ttft_p50": statistics.median(ttft), "ttft_p95": pct(ttft, 0.95), "tpt_p50": pct(per, 0.5), "tpt_p95": pct(per, 0.95)}
+    return {
+        "requests": len(recs),
+        "tokens": sum(r["tokens"] for r in recs),
+        "tok_s": sum(r["tokens"] for r in recs) / wall,
+        "ttft_p50": statistics.median(ttft),
+        "ttft_p95": pct(ttft, 0.95),
+        "tpt_p50": pct(per, 0.5),
+        "tpt_p95": pct(per, 0.95),
+    }
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'server':<46} {'conc':>4} {'reqs':>4} {'tokens':>6} {'tok/s':>7} {'TTFT p50':>9} {'TTFT p95':>9} "
-             f"{'ms/token p50':>12} {'ms/token p95':>12}"]
+    lines = [
+        f"{'server':<46} {'conc':>4} {'reqs':>4} {'tokens':>6} {'tok/s':>7} {'TTFT p50':>9} {'TTFT p95':>9} "
+        f"{'ms/token p50':>12} {'ms/token p95':>12}"
+    ]
     for r in rows:
-        lines.append(f"{r['server']:<46} {r['concurrency']:>4} {r['requests']:>4} {r['tokens']:>6} {r['tok_s']:>7.1f} "
-                     f"{r['ttft_p50'] * 1000:>7.0f}ms {r['ttft_p95'] * 1000:>7.0f}ms {r['tpt_p50'] * 1000:>10.1f}ms "
-                     f"{r['tpt_p95'] * 1000:>10.1f}ms")
+        lines.append(
+            f"{r['server']:<46} {r['concurrency']:>4} {r['requests']:>4} {r['tokens']:>6} {r['tok_s']:>7.1f} "
+            f"{r['ttft_p50'] * 1000:>7.0f}ms {r['ttft_p95'] * 1000:>7.0f}ms {r['tpt_p50'] * 1000:>10.1f}ms "
+            f"{r['tpt_p95'] * 1000:>10.1f}ms"
+        )
     return "\n".join(lines)

@@ -50,26 +50,42 @@ def plan_for(model: str, quick: bool) -> StudyPlan:
     if model == "toy":
         sims = (0.0, 0.9, 0.99, 1.0) if quick else (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0)
         return StudyPlan(
-            model="toy-target", label="seed 001 toy target (d_model 256, 6 layers, vocabulary 1000, random weights)",
-            draft="model:toy-similar:1", ks=(2, 4, 6) if quick else (2, 3, 4, 5, 6, 8),
-            temps=(0.5, 1.0) if quick else (0.5, 0.8, 1.0, 1.2), trials=3 if quick else 5, new_tokens=30, top_k=50,
+            model="toy-target",
+            label="seed 001 toy target (d_model 256, 6 layers, vocabulary 1000, random weights)",
+            draft="model:toy-similar:1",
+            ks=(2, 4, 6) if quick else (2, 3, 4, 5, 6, 8),
+            temps=(0.5, 1.0) if quick else (0.5, 0.8, 1.0, 1.2),
+            trials=3 if quick else 5,
+            new_tokens=30,
+            top_k=50,
             similarity=tuple((s, f"model:toy-similar:{s}") for s in sims),
             similarity_name="similarity s (each draft weight = s * target weight + sqrt(1 - s^2) * noise)",
             sizes=tuple((f"{n} layer{'s' * (n > 1)}", f"model:toy-similar:1:{n}") for n in (1, 2, 3)),
             trees=("static:2,1,1,1", "static:3,1,1,1", "static:2,2,1,1"),
-            rejection_steps=100 if quick else 200)
+            rejection_steps=100 if quick else 200,
+        )
     if model == "smollm2-135m":
         depths = (6, 15, 24) if quick else (4, 8, 12, 16, 20, 24)
         return StudyPlan(
-            model="smollm2-135m", label="SmolLM2-135M-Instruct (30 layers, Hugging Face fp32)",
-            draft="prompt-lookup", ks=(2, 4, 6) if quick else (2, 3, 4, 5, 6, 8),
-            temps=(0.5, 1.0) if quick else (0.5, 0.8, 1.0, 1.2), trials=2 if quick else 4,
-            new_tokens=24 if quick else 48, top_k=50,
+            model="smollm2-135m",
+            label="SmolLM2-135M-Instruct (30 layers, Hugging Face fp32)",
+            draft="prompt-lookup",
+            ks=(2, 4, 6) if quick else (2, 3, 4, 5, 6, 8),
+            temps=(0.5, 1.0) if quick else (0.5, 0.8, 1.0, 1.2),
+            trials=2 if quick else 4,
+            new_tokens=24 if quick else 48,
+            top_k=50,
             similarity=tuple((d / 30, f"early-exit:{d}") for d in depths),
             similarity_name="fraction of the target's 30 layers in the early-exit draft",
-            sizes=(("prompt lookup", "prompt-lookup"), ("early exit 8", "early-exit:8"), ("early exit 15", "early-exit:15")),
+            sizes=(
+                ("prompt lookup", "prompt-lookup"),
+                ("early exit 8", "early-exit:8"),
+                ("early exit 15", "early-exit:15"),
+            ),
             trees=("lookup:3",) if quick else ("lookup:2", "lookup:3"),
-            batches=(1, 4) if quick else (1, 4, 8), rejection_steps=60 if quick else 150)
+            batches=(1, 4) if quick else (1, 4, 8),
+            rejection_steps=60 if quick else 150,
+        )
     raise ValueError(f"--model must be toy or smollm2-135m, got {model!r}")
 
 
@@ -100,29 +116,70 @@ class Study:
             self._gens[key] = self.builder.generator(drafter, tree)
         return self._gens[key]
 
-    def run(self, prompts: list[list[int]], drafter: str, k: int, temperature: float, seed: int, *,
-            adaptive: bool = False, tree: str | None = None) -> dict:
+    def run(
+        self,
+        prompts: list[list[int]],
+        drafter: str,
+        k: int,
+        temperature: float,
+        seed: int,
+        *,
+        adaptive: bool = False,
+        tree: str | None = None,
+    ) -> dict:
         """One generation -> its record (counts, seconds, measured alpha, rejection positions, time per part)."""
-        cfg = GenerationConfig(max_new_tokens=self.plan.new_tokens, k=k, adaptive=adaptive,
-                               sampling=SamplingConfig(temperature, top_k=self.plan.top_k), eos_token_ids=self.builder.eos,
-                               measure_overlap=k > 0 and tree is None)
+        cfg = GenerationConfig(
+            max_new_tokens=self.plan.new_tokens,
+            k=k,
+            adaptive=adaptive,
+            sampling=SamplingConfig(temperature, top_k=self.plan.top_k),
+            eos_token_ids=self.builder.eos,
+            measure_overlap=k > 0 and tree is None,
+        )
         gen = self.generator(drafter if k > 0 else "none", tree)
         if adaptive:  # the pass costs adaptive k reads are resolved once per generator (and cached): not in the timing
             gen.open(costs="auto")
         t0 = time.perf_counter()
         out = gen.generate(prompts, cfg, torch.Generator().manual_seed(seed))
         s, sec = out.stats, time.perf_counter() - t0
-        return {"drafter": drafter if k > 0 else "none", "k": k, "T": temperature, "tree": tree, "adaptive": adaptive,
-                "batch": len(prompts), "tokens": s.new_tokens, "seconds": sec, "tok_s": s.new_tokens / sec,
-                "target_calls": s.target_calls, "row_steps": s.row_steps, "proposed": s.proposed, "accepted": s.accepted,
-                "recovered": s.recovered, "bonus": s.bonus, "draft_calls": s.draft_calls,
-                "alpha": s.overlap_sum / s.overlap_count if s.overlap_count else math.nan,
-                "rejections": list(s.rejection_positions), "pos_proposed": list(s.per_position_proposed),
-                "pos_accepted": list(s.per_position_accepted), "prefill_time": s.prefill_time,
-                "draft_time": s.draft_time, "target_time": s.target_time, "total_time": s.total_time}
+        return {
+            "drafter": drafter if k > 0 else "none",
+            "k": k,
+            "T": temperature,
+            "tree": tree,
+            "adaptive": adaptive,
+            "batch": len(prompts),
+            "tokens": s.new_tokens,
+            "seconds": sec,
+            "tok_s": s.new_tokens / sec,
+            "target_calls": s.target_calls,
+            "row_steps": s.row_steps,
+            "proposed": s.proposed,
+            "accepted": s.accepted,
+            "recovered": s.recovered,
+            "bonus": s.bonus,
+            "draft_calls": s.draft_calls,
+            "alpha": s.overlap_sum / s.overlap_count if s.overlap_count else math.nan,
+            "rejections": list(s.rejection_positions),
+            "pos_proposed": list(s.per_position_proposed),
+            "pos_accepted": list(s.per_position_accepted),
+            "prefill_time": s.prefill_time,
+            "draft_time": s.draft_time,
+            "target_time": s.target_time,
+            "total_time": s.total_time,
+        }
 
-    def versus_plain(self, prompt: list[int], drafter: str, k: int, temperature: float, seed: int, *,
-                     adaptive: bool = False, tree: str | None = None) -> dict:
+    def versus_plain(
+        self,
+        prompt: list[int],
+        drafter: str,
+        k: int,
+        temperature: float,
+        seed: int,
+        *,
+        adaptive: bool = False,
+        tree: str | None = None,
+    ) -> dict:
         """Plain decoding, then speculative, on one prompt -> the speculative record with its speedup, the draft
         cost ratio c (seconds per draft pass / seconds per plain token) and t, the same ratio for a verify pass."""
         base = self.run([prompt], "none", 0, temperature, seed)
@@ -165,8 +222,15 @@ def rejections(st: Study) -> dict:
         if n and r["alpha"] == r["alpha"]:
             overlap, checked = overlap + r["alpha"] * n, checked + n
         i += 1
-    return {"k": p.rejection_k, "steps": steps, "hist": hist, "all_accepted": full, "pos_proposed": pos_prop,
-            "pos_accepted": pos_acc, "alpha": overlap / checked if checked else math.nan}
+    return {
+        "k": p.rejection_k,
+        "steps": steps,
+        "hist": hist,
+        "all_accepted": full,
+        "pos_proposed": pos_prop,
+        "pos_accepted": pos_acc,
+        "alpha": overlap / checked if checked else math.nan,
+    }
 
 
 def similarity(st: Study, k: int = 4) -> list[dict]:
@@ -175,7 +239,9 @@ def similarity(st: Study, k: int = 4) -> list[dict]:
     for value, spec in p.similarity:
         for trial in range(p.trials):
             st.progress(f"similarity: {spec}, prompt {trial + 1}/{p.trials}")
-            out.append({**st.versus_plain(st.prompts[trial], spec, k, 1.0, seed=trial), "similarity": value, "trial": trial})
+            out.append(
+                {**st.versus_plain(st.prompts[trial], spec, k, 1.0, seed=trial), "similarity": value, "trial": trial}
+            )
     return out
 
 
@@ -186,26 +252,34 @@ def exercises(st: Study, k: int = 4) -> dict:
     out: dict = {"adaptive": [], "batches": [], "trees": [], "sizes": []}
     for trial in range(p.trials):
         st.progress(f"exercises: adaptive, prompt {trial + 1}/{p.trials}")
-        out["adaptive"].append({**st.versus_plain(st.prompts[trial], p.draft, max(p.ks), T, trial, adaptive=True),
-                                "trial": trial})
+        out["adaptive"].append(
+            {**st.versus_plain(st.prompts[trial], p.draft, max(p.ks), T, trial, adaptive=True), "trial": trial}
+        )
         for tree in p.trees:
             st.progress(f"exercises: tree {tree}, prompt {trial + 1}/{p.trials}")
             out["trees"].append({**st.versus_plain(st.prompts[trial], p.draft, k, T, trial, tree=tree), "trial": trial})
         for label, spec in p.sizes:
             st.progress(f"exercises: draft {label}, prompt {trial + 1}/{p.trials}")
-            out["sizes"].append({**st.versus_plain(st.prompts[trial], spec, k, T, trial), "label": label, "trial": trial})
+            out["sizes"].append(
+                {**st.versus_plain(st.prompts[trial], spec, k, T, trial), "label": label, "trial": trial}
+            )
     for b in p.batches:
         sums = {"plain": [0, 0.0], "spec": [0, 0.0], "steps": 0}
         for trial in range(p.trials):  # prompts trial .. trial + b - 1, plain then speculative
             st.progress(f"exercises: batch {b}, run {trial + 1}/{p.trials}")
             for name, drafter, kk in (("plain", "none", 0), ("spec", p.draft, k)):
-                r = st.run(st.prompts[trial:trial + b], drafter, kk, T, seed=7 + trial)
+                r = st.run(st.prompts[trial : trial + b], drafter, kk, T, seed=7 + trial)
                 sums[name][0] += r["tokens"]
                 sums[name][1] += r["seconds"]
                 sums["steps"] += r["row_steps"] if kk else 0
-        out["batches"].append({"batch": b, "plain_tok_s": sums["plain"][0] / sums["plain"][1],
-                               "spec_tok_s": sums["spec"][0] / sums["spec"][1],
-                               "tokens_per_call": sums["spec"][0] / max(sums["steps"], 1)})
+        out["batches"].append(
+            {
+                "batch": b,
+                "plain_tok_s": sums["plain"][0] / sums["plain"][1],
+                "spec_tok_s": sums["spec"][0] / sums["spec"][1],
+                "tokens_per_call": sums["spec"][0] / max(sums["steps"], 1),
+            }
+        )
     out["profile"] = profile(st, k)
     return out
 
@@ -224,20 +298,31 @@ def profile(st: Study, k: int) -> dict:
     if draft_lm is st.builder.target:  # an early exit runs the target's own first layers
         draft_lm = None
     rest = r["total_time"] - r["prefill_time"] - r["draft_time"] - r["target_time"]
-    return {"seconds": {"prefill": r["prefill_time"], "draft": r["draft_time"], "target": r["target_time"],
-                        "verify and rest": max(rest, 0.0)},
-            "weights_mb": {"target": _weights_mb(st.builder.target.model),
-                           "draft": _weights_mb(getattr(draft_lm, "model", None))},
-            "peak_mb": _part_peaks(st, draft_lm, k),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "tokens": r["tokens"]}
+    return {
+        "seconds": {
+            "prefill": r["prefill_time"],
+            "draft": r["draft_time"],
+            "target": r["target_time"],
+            "verify and rest": max(rest, 0.0),
+        },
+        "weights_mb": {
+            "target": _weights_mb(st.builder.target.model),
+            "draft": _weights_mb(getattr(draft_lm, "model", None)),
+        },
+        "peak_mb": _part_peaks(st, draft_lm, k),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "tokens": r["tokens"],
+    }
 
 
 def _part_peaks(st: Study, draft_lm, k: int) -> dict:
     """Resident memory each part adds at its peak, run alone (weights excluded: they are already resident)."""
     prompt, target = st.prompts[0], st.builder.target
     target.reset(1)
-    out = {"target prefill": _peak_mb(lambda: target.extend([prompt], need_logits=False)),
-           f"target verify pass ({k + 1} tokens)": _peak_mb(lambda: target.extend([[0] * (k + 1)]))}
+    out = {
+        "target prefill": _peak_mb(lambda: target.extend([prompt], need_logits=False)),
+        f"target verify pass ({k + 1} tokens)": _peak_mb(lambda: target.extend([[0] * (k + 1)])),
+    }
     if draft_lm is not None:
         draft_lm.reset(1)
         draft_lm.extend([prompt], need_logits=False)

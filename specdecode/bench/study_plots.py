@@ -56,8 +56,10 @@ def plot_grid(records: list[dict], ks, temps, out: Path) -> Path:
     dashed), acceptance vs T per k, and the k x T heatmap of acceptance."""
     plt = _plt()
     fig, ax = plt.subplots(2, 2, figsize=(13, 10))
-    for a, key, name in ((ax[0, 0], acceptance, "acceptance rate (accepted / proposed)"),
-                         (ax[0, 1], tokens_per_call, "tokens per target call")):
+    for a, key, name in (
+        (ax[0, 0], acceptance, "acceptance rate (accepted / proposed)"),
+        (ax[0, 1], tokens_per_call, "tokens per target call"),
+    ):
         _bands(a, list(ks), records, key, "k", "T", temps, "T = {}")
         mean_line = [cell(records, key, k=k)[0] for k in ks]
         a.plot(ks, mean_line, "k--", label="mean over T")
@@ -70,8 +72,15 @@ def plot_grid(records: list[dict], ks, temps, out: Path) -> Path:
     ax[1, 0].legend()
     heat = [[cell(records, acceptance, k=k, T=T)[0] for k in ks] for T in temps]
     im = ax[1, 1].imshow(heat, cmap="viridis", aspect="auto", origin="lower")
-    ax[1, 1].set(xticks=range(len(ks)), xticklabels=ks, yticks=range(len(temps)), yticklabels=temps,
-                 xlabel="lookahead k", ylabel="temperature", title="acceptance rate, k x T")
+    ax[1, 1].set(
+        xticks=range(len(ks)),
+        xticklabels=ks,
+        yticks=range(len(temps)),
+        yticklabels=temps,
+        xlabel="lookahead k",
+        ylabel="temperature",
+        title="acceptance rate, k x T",
+    )
     for i, row in enumerate(heat):
         for j, v in enumerate(row):
             ax[1, 1].text(j, i, f"{v:.2f}", ha="center", va="center", color="w")
@@ -85,9 +94,13 @@ def plot_speedup(records: list[dict], ks, temps, out: Path) -> Path:
     fig, a = plt.subplots(figsize=(8, 5.5))
     _bands(a, list(ks), records, lambda r: r["speedup"], "k", "T", temps, "T = {}")
     a.plot(ks, [cell(records, lambda r: r["speedup"], k=k)[0] for k in ks], "k--", label="mean over T")
-    best = max(((k, T) for k in ks for T in temps), key=lambda kt: cell(records, lambda r: r["speedup"], k=kt[0], T=kt[1])[0])
+    best = max(
+        ((k, T) for k in ks for T in temps), key=lambda kt: cell(records, lambda r: r["speedup"], k=kt[0], T=kt[1])[0]
+    )
     b = cell(records, lambda r: r["speedup"], k=best[0], T=best[1])[0]
-    a.scatter([best[0]], [b], s=200, facecolors="none", edgecolors="red", label=f"best: k={best[0]}, T={best[1]} ({b:.2f}x)")
+    a.scatter(
+        [best[0]], [b], s=200, facecolors="none", edgecolors="red", label=f"best: k={best[0]}, T={best[1]} ({b:.2f}x)"
+    )
     a.axhline(1.0, color="gray", lw=1)
     a.set(xlabel="lookahead k", ylabel="speedup over plain decoding (tok/s ratio)", title="measured speedup vs k")
     a.grid(alpha=0.3)
@@ -107,9 +120,13 @@ def plot_rejections(rej: dict, alpha: float, out: Path) -> Path:
     if stats["count"]:
         a1.axvline(stats["mean"], color="red", ls="--", label=f"mean {stats['mean']:.2f}")
         a1.axvline(stats["median"], color="orange", ls="--", label=f"median {stats['median']:.1f}")
-    a1.set(xlabel="draft position of the first rejection (0 = first draft)", ylabel="steps",
-           title=f"rejection positions, k = {k}, {rej['steps']} steps", xticks=range(k + 1),
-           xticklabels=[str(i) for i in range(k)] + ["none"])
+    a1.set(
+        xlabel="draft position of the first rejection (0 = first draft)",
+        ylabel="steps",
+        title=f"rejection positions, k = {k}, {rej['steps']} steps",
+        xticks=range(k + 1),
+        xticklabels=[str(i) for i in range(k)] + ["none"],
+    )
     a1.legend()
     a1.grid(alpha=0.3)
     cum, reach = position_rates(rej)
@@ -117,8 +134,12 @@ def plot_rejections(rej: dict, alpha: float, out: Path) -> Path:
     a2.plot(xs, cum, "o-", label="measured P(first i drafts accepted)")
     a2.plot(xs, reach, "s-", label="measured P(draft i accepted | reached)")
     if alpha == alpha:
-        a2.plot(xs, [alpha ** i for i in xs], "k--",
-                label=f"alpha^i (alpha = {alpha:.2f}: sum min(p, q) measured in these runs)")
+        a2.plot(
+            xs,
+            [alpha**i for i in xs],
+            "k--",
+            label=f"alpha^i (alpha = {alpha:.2f}: sum min(p, q) measured in these runs)",
+        )
     a2.set(xlabel="draft position i", ylabel="probability", ylim=(0, 1.05), title="acceptance by position")
     a2.grid(alpha=0.3)
     a2.legend()
@@ -138,8 +159,12 @@ def rejection_stats(rej: dict) -> dict:
     pos = [i for i, n in enumerate(rej["hist"]) for _ in range(n)]
     if not pos:
         return {"count": 0, "mean": math.nan, "median": math.nan, "mode": None}
-    return {"count": len(pos), "mean": statistics.fmean(pos), "median": statistics.median(pos),
-            "mode": max(range(len(rej["hist"])), key=lambda i: rej["hist"][i])}
+    return {
+        "count": len(pos),
+        "mean": statistics.fmean(pos),
+        "median": statistics.median(pos),
+        "mode": max(range(len(rej["hist"])), key=lambda i: rej["hist"][i]),
+    }
 
 
 def plot_similarity(records: list[dict], name: str, k: int, out: Path) -> Path:
@@ -148,7 +173,10 @@ def plot_similarity(records: list[dict], name: str, k: int, out: Path) -> Path:
     plt = _plt()
     sims = sorted({r["similarity"] for r in records})
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(19, 5.5))
-    for key, label in ((lambda r: r["alpha"], "alpha = E[sum min(p, q)] (measured)"), (acceptance, "accepted / proposed")):
+    for key, label in (
+        (lambda r: r["alpha"], "alpha = E[sum min(p, q)] (measured)"),
+        (acceptance, "accepted / proposed"),
+    ):
         ms = [cell(records, key, similarity=s) for s in sims]
         a1.errorbar(sims, [m for m, _ in ms], yerr=[d for _, d in ms], marker="o", capsize=4, label=label)
     a1.set(xlabel=name, ylabel="rate", title="acceptance vs draft similarity", ylim=(0, 1.05))
@@ -157,13 +185,25 @@ def plot_similarity(records: list[dict], name: str, k: int, out: Path) -> Path:
     alpha = [cell(records, lambda r: r["alpha"], similarity=s)[0] for s in sims]
     cs = [cell(records, lambda r: r["c"], similarity=s)[0] for s in sims]
     theory = [speedup(min(a, 1.0), k, c) for a, c in zip(alpha, cs)]
-    a2.errorbar(sims, [m for m, _ in sp], yerr=[d for _, d in sp], marker="s", capsize=4, label="measured (tok/s ratio)")
+    a2.errorbar(
+        sims, [m for m, _ in sp], yerr=[d for _, d in sp], marker="s", capsize=4, label="measured (tok/s ratio)"
+    )
     ts = [cell(records, lambda r: r["t"], similarity=s)[0] for s in sims]
     a2.plot(sims, theory, "k--", marker="x", label="theory S(alpha, k, c), measured alpha and c")
-    a2.plot(sims, [expected_tokens_per_step(min(a, 1.0), k) / (k * c + t) for a, c, t in zip(alpha, cs, ts)], "g-.",
-            marker="+", label="with the measured verify-pass cost t: E[G] / (k c + t)")
-    a2.plot(sims, [expected_tokens_per_step(min(a, 1.0), k) for a in alpha], ":", color="gray",
-            label="E[tokens per call] (S at c = 0)")
+    a2.plot(
+        sims,
+        [expected_tokens_per_step(min(a, 1.0), k) / (k * c + t) for a, c, t in zip(alpha, cs, ts)],
+        "g-.",
+        marker="+",
+        label="with the measured verify-pass cost t: E[G] / (k c + t)",
+    )
+    a2.plot(
+        sims,
+        [expected_tokens_per_step(min(a, 1.0), k) for a in alpha],
+        ":",
+        color="gray",
+        label="E[tokens per call] (S at c = 0)",
+    )
     a2.axhline(1.0, color="gray", lw=1)
     a2.set(xlabel=name, ylabel="speedup over plain decoding", title=f"speedup vs similarity (k = {k}, T = 1)")
     a2.legend()
@@ -187,23 +227,35 @@ def plot_exercises(ex: dict, grid_records: list[dict], ks, out: Path) -> Path:
     fixed = [cell(grid_records, lambda r: r["speedup"], k=k, T=T) for k in ks]
     ad = cell(ex["adaptive"], lambda r: r["speedup"])
     labels = [f"k={k}" for k in ks] + ["adaptive"]
-    ax[0, 0].bar(labels, [m for m, _ in fixed] + [ad[0]], yerr=[d for _, d in fixed] + [ad[1]], capsize=4,
-                 color=["tab:blue"] * len(ks) + ["tab:orange"])
+    ax[0, 0].bar(
+        labels,
+        [m for m, _ in fixed] + [ad[0]],
+        yerr=[d for _, d in fixed] + [ad[1]],
+        capsize=4,
+        color=["tab:blue"] * len(ks) + ["tab:orange"],
+    )
     ax[0, 0].axhline(1.0, color="gray", lw=1)
     ax[0, 0].set(ylabel="speedup over plain", title=f"adaptive lookahead vs fixed k (T = {T})")
     bs = ex["batches"]
     xs = range(len(bs))
     ax[0, 1].bar([x - 0.2 for x in xs], [b["plain_tok_s"] for b in bs], 0.4, label="plain")
     ax[0, 1].bar([x + 0.2 for x in xs], [b["spec_tok_s"] for b in bs], 0.4, label="speculative")
-    ax[0, 1].set(xticks=list(xs), xticklabels=[str(b["batch"]) for b in bs], xlabel="batch size",
-                 ylabel="tokens / s (all rows)", title="batches (ragged rows, one target pass per step)")
+    ax[0, 1].set(
+        xticks=list(xs),
+        xticklabels=[str(b["batch"]) for b in bs],
+        xlabel="batch size",
+        ylabel="tokens / s (all rows)",
+        title="batches (ragged rows, one target pass per step)",
+    )
     ax[0, 1].legend()
     groups = [(r["tree"], r) for r in ex["trees"]] + [(r["label"], r) for r in ex["sizes"]]
     names = list(dict.fromkeys(g for g, _ in groups))
     tpc = [mean_std([tokens_per_call(r) for g, r in groups if g == n]) for n in names]
     spd = [mean_std([r["speedup"] for g, r in groups if g == n]) for n in names]
     xs = range(len(names))
-    ax[1, 0].bar([x - 0.2 for x in xs], [m for m, _ in tpc], 0.4, yerr=[d for _, d in tpc], capsize=3, label="tokens per call")
+    ax[1, 0].bar(
+        [x - 0.2 for x in xs], [m for m, _ in tpc], 0.4, yerr=[d for _, d in tpc], capsize=3, label="tokens per call"
+    )
     ax[1, 0].bar([x + 0.2 for x in xs], [m for m, _ in spd], 0.4, yerr=[d for _, d in spd], capsize=3, label="speedup")
     ax[1, 0].set(xticks=list(xs), title="K drafts verified as a tree; drafts of other sizes (chains)")
     ax[1, 0].set_xticklabels(names, rotation=20, ha="right")
@@ -211,8 +263,11 @@ def plot_exercises(ex: dict, grid_records: list[dict], ks, out: Path) -> Path:
     prof = ex["profile"]["seconds"]
     ax[1, 1].bar(list(prof), [v * 1000 for v in prof.values()], color="tab:purple")
     w = ex["profile"]["weights_mb"]
-    ax[1, 1].set(ylabel="ms", title=f"time per part ({ex['profile']['tokens']} tokens); weights: target "
-                                    f"{w['target']:.0f} MB, draft {w['draft']:.0f} MB")
+    ax[1, 1].set(
+        ylabel="ms",
+        title=f"time per part ({ex['profile']['tokens']} tokens); weights: target "
+        f"{w['target']:.0f} MB, draft {w['draft']:.0f} MB",
+    )
     for a in ax.flat:
         a.grid(alpha=0.3)
     return _save(fig, out / "exercises.png")

@@ -20,11 +20,18 @@ from ..models.build import Builder
 from ..prompts import TASKS
 
 # (name, tree spec | "pld" (prompt-lookup chain) | None (the draft's chain), k)
-CONFIGS = [("plain", None, 0), ("chain k=4", None, 4), ("chain k=8", None, 8), ("tree static:2,2,1 (10 nodes)", "static:2,2,1", 0),
-           ("tree static:4,1,1,1 (16 nodes)", "static:4,1,1,1", 0), ("tree dynamic:8", "dynamic:8", 0),
-           ("tree dynamic:16", "dynamic:16", 0),
-           ("prompt lookup chain k=8", "pld", 8), ("prompt lookup tree lookup:2 x 8 (<=16 nodes)", "lookup:2", 8),
-           ("prompt lookup tree lookup:4 x 4 (<=16 nodes)", "lookup:4", 4)]
+CONFIGS = [
+    ("plain", None, 0),
+    ("chain k=4", None, 4),
+    ("chain k=8", None, 8),
+    ("tree static:2,2,1 (10 nodes)", "static:2,2,1", 0),
+    ("tree static:4,1,1,1 (16 nodes)", "static:4,1,1,1", 0),
+    ("tree dynamic:8", "dynamic:8", 0),
+    ("tree dynamic:16", "dynamic:16", 0),
+    ("prompt lookup chain k=8", "pld", 8),
+    ("prompt lookup tree lookup:2 x 8 (<=16 nodes)", "lookup:2", 8),
+    ("prompt lookup tree lookup:4 x 4 (<=16 nodes)", "lookup:4", 4),
+]
 
 
 def select(only: str | None) -> list[tuple]:
@@ -43,8 +50,9 @@ def _generator(builder: Builder, draft: str, tree: str | None, k: int) -> Specul
     return builder.generator(draft, tree)
 
 
-def run(builder: Builder, draft: str, tasks: list[str], temps: list[float], configs: list[tuple], max_new: int,
-        repeats: int) -> list[dict]:
+def run(
+    builder: Builder, draft: str, tasks: list[str], temps: list[float], configs: list[tuple], max_new: int, repeats: int
+) -> list[dict]:
     """Every configuration on every task and temperature, ``repeats`` times -> one row per run."""
     gens = {name: _generator(builder, draft, tree, k) for name, tree, k in configs}
     rows = []
@@ -53,14 +61,26 @@ def run(builder: Builder, draft: str, tasks: list[str], temps: list[float], conf
             ids = builder.encode(TASKS[task][rep % len(TASKS[task])])
             for T in temps:
                 for name, _, k in configs:
-                    gc = GenerationConfig(max_new_tokens=max_new, k=max(k, 1), sampling=SamplingConfig(T), eos_token_ids=builder.eos)
+                    gc = GenerationConfig(
+                        max_new_tokens=max_new, k=max(k, 1), sampling=SamplingConfig(T), eos_token_ids=builder.eos
+                    )
                     t0 = time.perf_counter()
                     out = gens[name].generate([ids], gc, torch.Generator().manual_seed(rep))
                     dt = time.perf_counter() - t0
-                    rows.append(dict(task=task, T=T, config=name, rep=rep, tok_s=out.stats.new_tokens / dt,
-                                     tpc=out.stats.tokens_per_target_call))
-                    print(f"  {task} T={T:g} {name}: {rows[-1]['tok_s']:.1f} tok/s, {rows[-1]['tpc']:.2f} tokens/call",
-                          file=sys.stderr)
+                    rows.append(
+                        dict(
+                            task=task,
+                            T=T,
+                            config=name,
+                            rep=rep,
+                            tok_s=out.stats.new_tokens / dt,
+                            tpc=out.stats.tokens_per_target_call,
+                        )
+                    )
+                    print(
+                        f"  {task} T={T:g} {name}: {rows[-1]['tok_s']:.1f} tok/s, {rows[-1]['tpc']:.2f} tokens/call",
+                        file=sys.stderr,
+                    )
     return rows
 
 
@@ -72,6 +92,8 @@ def format_table(rows: list[dict], tasks: list[str], temps: list[float], configs
             for name, _, _ in configs:
                 rs = [r for r in rows if r["task"] == task and r["T"] == T and r["config"] == name]
                 ratio = statistics.median(r["tok_s"] / p["tok_s"] for r, p in zip(rs, plain))
-                lines.append(f"{task:<14} {T:>4g} {name:<46} {statistics.median(r['tpc'] for r in rs):>11.2f} "
-                             f"{statistics.median(r['tok_s'] for r in rs):>7.1f} {ratio:>7.2f}x")
+                lines.append(
+                    f"{task:<14} {T:>4g} {name:<46} {statistics.median(r['tpc'] for r in rs):>11.2f} "
+                    f"{statistics.median(r['tok_s'] for r in rs):>7.1f} {ratio:>7.2f}x"
+                )
     return "\n".join(lines)

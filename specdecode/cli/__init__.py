@@ -11,16 +11,51 @@ import signal
 import sys
 import threading
 
-from . import (bench, bench_backends, bench_draft, bench_generate, bench_serve, bench_trees, candidates, demo, distill, distribution,
-               exactness, generate, rho, serve, simulate, step_sim, study)
+from . import (
+    bench,
+    bench_backends,
+    bench_draft,
+    bench_generate,
+    bench_serve,
+    bench_trees,
+    candidates,
+    demo,
+    distill,
+    distribution,
+    exactness,
+    generate,
+    rho,
+    serve,
+    simulate,
+    step_sim,
+    study,
+)
 
-COMMANDS = [simulate, exactness, distribution, generate, demo, serve, bench, bench_trees, distill, bench_draft,
-            bench_generate, bench_backends, bench_serve, study, step_sim, rho, candidates]
+COMMANDS = [
+    simulate,
+    exactness,
+    distribution,
+    generate,
+    demo,
+    serve,
+    bench,
+    bench_trees,
+    distill,
+    bench_draft,
+    bench_generate,
+    bench_backends,
+    bench_serve,
+    study,
+    step_sim,
+    rho,
+    candidates,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="specdecode", description="Provably exact speculative decoding: library, theory, "
-                                                                 "simulations, tester.")
+    ap = argparse.ArgumentParser(
+        prog="specdecode", description="Provably exact speculative decoding: library, theory, simulations, tester."
+    )
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     for cmd in COMMANDS:
         p = sub.add_parser(cmd.NAME, help=cmd.HELP, description=cmd.DESCRIPTION)

@@ -13,22 +13,29 @@ from ..models.gguf import FORMATS, gguf_path
 
 NAME = "bench-backends"
 HELP = "ours on llama.cpp / HF vs llama-cpp-python (plain, prompt lookup) and HF generate; T(n) per backend and format"
-DESCRIPTION = ("Interleaved in one process on the same prompts (summarise, code edit, open-ended story, chat): llama-cpp-python "
-               "plain and with its LlamaPromptLookupDecoding, ours on llama.cpp (plain, prompt lookup fixed k and adaptive, "
-               "lookup trees), ours on Hugging Face fp32, HF generate and HF prompt lookup; then the cost of a target pass "
-               "over n = 1..16 tokens for each backend and weight format. Greedy; medians; the load average seen.")
+DESCRIPTION = (
+    "Interleaved in one process on the same prompts (summarise, code edit, open-ended story, chat): llama-cpp-python "
+    "plain and with its LlamaPromptLookupDecoding, ours on llama.cpp (plain, prompt lookup fixed k and adaptive, "
+    "lookup trees), ours on Hugging Face fp32, HF generate and HF prompt lookup; then the cost of a target pass "
+    "over n = 1..16 tokens for each backend and weight format. Greedy; medians; the load average seen."
+)
 
 
 def add_args(ap) -> None:
     ap.add_argument("--model", default="smollm2-135m", help="a registry name with both forms (default smollm2-135m)")
     ap.add_argument("--gguf-format", default=None, choices=list(FORMATS), help="GGUF encoding of the llama.cpp runs")
-    ap.add_argument("--tasks", default=",".join(backends.TASKS), help=f"comma-separated subset of {', '.join(backends.TASKS)}")
+    ap.add_argument(
+        "--tasks", default=",".join(backends.TASKS), help=f"comma-separated subset of {', '.join(backends.TASKS)}"
+    )
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats (default 3)")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("-k", type=int, default=4, help="fixed draft length of our prompt lookup (default 4)")
     ap.add_argument("--no-hf", action="store_true", help="leave out the Hugging Face runs")
-    ap.add_argument("--costs", default="q4_1,q8_0,f16,q4_0",
-                    help="GGUF formats whose T(n) is measured (comma-separated; '' = none; default q4_1,q8_0,f16,q4_0)")
+    ap.add_argument(
+        "--costs",
+        default="q4_1,q8_0,f16,q4_0",
+        help="GGUF formats whose T(n) is measured (comma-separated; '' = none; default q4_1,q8_0,f16,q4_0)",
+    )
     ap.add_argument("--json", metavar="FILE", help="also write every record as JSON lines to FILE")
 
 
@@ -45,8 +52,11 @@ def run(args) -> int:
     lc = Builder(args.model, backend="llama.cpp", gguf_format=args.gguf_format)
     hf = None if args.no_hf else Builder(args.model, "fp32")
     load0 = os.getloadavg()[0]
-    print(f"model {args.model}: llama.cpp {os.path.basename(lc.target.path)}{'' if hf is None else ', HF fp32'}; greedy, "
-          f"{args.max_new_tokens} new tokens max, {args.repeats} repeats; load average before {load0:.2f}", file=sys.stderr)
+    print(
+        f"model {args.model}: llama.cpp {os.path.basename(lc.target.path)}{'' if hf is None else ', HF fp32'}; greedy, "
+        f"{args.max_new_tokens} new tokens max, {args.repeats} repeats; load average before {load0:.2f}",
+        file=sys.stderr,
+    )
     cfgs = backends.configurations(lc, hf, args.max_new_tokens, args.k)
     records = backends.run(cfgs, {t: lc.encode(backends.TASKS[t]) for t in tasks}, args.repeats)
     if args.json:
@@ -54,8 +64,10 @@ def run(args) -> int:
             for r in records:
                 fh.write(json.dumps(r) + "\n")
     print(backends.format_table(records, tasks, list(cfgs)))
-    print(f"\nload average (1 min) before {load0:.2f}, max seen during the run {max(r['load1'] for r in records):.2f} "
-          f"({os.cpu_count()} cores)")
+    print(
+        f"\nload average (1 min) before {load0:.2f}, max seen during the run {max(r['load1'] for r in records):.2f} "
+        f"({os.cpu_count()} cores)"
+    )
     if formats or hf is not None:
         costs = {f"llama.cpp {f}": backends.pass_costs(LlamaCppLM(str(gguf_path(args.model, f)))) for f in formats}
         if hf is not None:

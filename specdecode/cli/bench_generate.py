@@ -11,8 +11,10 @@ from ..models.build import Builder
 
 NAME = "bench-generate"
 HELP = "interleaved benchmark vs Hugging Face generate (plain and prompt lookup)"
-DESCRIPTION = ("Runs, interleaved in one process on the same prompts: HF generate, HF generate with prompt_lookup_num_tokens=10, "
-               "our plain decoding, ours with prompt lookup (fixed and adaptive k). Reports medians, ratios and the load average.")
+DESCRIPTION = (
+    "Runs, interleaved in one process on the same prompts: HF generate, HF generate with prompt_lookup_num_tokens=10, "
+    "our plain decoding, ours with prompt lookup (fixed and adaptive k). Reports medians, ratios and the load average."
+)
 
 
 def add_args(ap) -> None:
@@ -34,14 +36,19 @@ def run(args) -> int:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     builder = Builder(args.model, args.dtype)
     load_before = os.getloadavg()
-    print(f"model {args.model} ({args.dtype}), greedy, max_new_tokens={args.max_new_tokens}, repeats={args.repeats}, "
-          f"load average before: {load_before[0]:.2f} {load_before[1]:.2f}", file=sys.stderr)
+    print(
+        f"model {args.model} ({args.dtype}), greedy, max_new_tokens={args.max_new_tokens}, repeats={args.repeats}, "
+        f"load average before: {load_before[0]:.2f} {load_before[1]:.2f}",
+        file=sys.stderr,
+    )
     records, names = run_bench(builder, tasks, args.repeats, args.max_new_tokens, args.k)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             for r in records:
                 fh.write(json.dumps(r) + "\n")
     print(format_table(records, tasks, names))
-    print(f"\nload average (1 min) before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; "
-          f"max seen during the run {max(r['load1'] for r in records):.2f} (2 cores)")
+    print(
+        f"\nload average (1 min) before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; "
+        f"max seen during the run {max(r['load1'] for r in records):.2f} (2 cores)"
+    )
     return 0

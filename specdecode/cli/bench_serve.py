@@ -12,22 +12,32 @@ import torch
 
 NAME = "bench-serve"
 HELP = "concurrent streaming load on our server vs llama-cpp-python's OpenAI server: throughput, TTFT, latency"
-DESCRIPTION = ("Starts each server in its own process on 127.0.0.1 (ours on llama.cpp with prompt lookup and adaptive k, "
-               "ours on llama.cpp with the drafter off, ours on Hugging Face fp32 with the drafter off, llama-cpp-python's "
-               "llama_cpp.server on the same GGUF), one at a time, and drives it with the openai client: N concurrent "
-               "streams over a fixed mix of grounded and open-ended prompts (--mix), greedy. Also runs the same requests through "
-               "`specdecode generate`'s engine in this process, interleaved one by one with the same request streamed from "
-               "our server, to show what the server adds at concurrency 1.")
+DESCRIPTION = (
+    "Starts each server in its own process on 127.0.0.1 (ours on llama.cpp with prompt lookup and adaptive k, "
+    "ours on llama.cpp with the drafter off, ours on Hugging Face fp32 with the drafter off, llama-cpp-python's "
+    "llama_cpp.server on the same GGUF), one at a time, and drives it with the openai client: N concurrent "
+    "streams over a fixed mix of grounded and open-ended prompts (--mix), greedy. Also runs the same requests through "
+    "`specdecode generate`'s engine in this process, interleaved one by one with the same request streamed from "
+    "our server, to show what the server adds at concurrency 1."
+)
 
 
 def add_args(ap) -> None:
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--concurrency", default="1,4,16", help="comma-separated numbers of concurrent streams (default 1,4,16)")
-    ap.add_argument("--requests", type=int, default=2, help="requests per stream at each concurrency (default 2; at least 4)")
+    ap.add_argument(
+        "--concurrency", default="1,4,16", help="comma-separated numbers of concurrent streams (default 1,4,16)"
+    )
+    ap.add_argument(
+        "--requests", type=int, default=2, help="requests per stream at each concurrency (default 2; at least 4)"
+    )
     ap.add_argument("--max-tokens", type=int, default=64, help="max_tokens of every request (default 64)")
-    ap.add_argument("--mix", default="mixed", choices=["mixed", "grounded", "open"],
-                    help="prompts: grounded (summarisation, code-edit, qa) and open-ended (story, chat) alternating, "
-                         "or only one kind (default mixed)")
+    ap.add_argument(
+        "--mix",
+        default="mixed",
+        choices=["mixed", "grounded", "open"],
+        help="prompts: grounded (summarisation, code-edit, qa) and open-ended (story, chat) alternating, "
+        "or only one kind (default mixed)",
+    )
     ap.add_argument("--no-hf", action="store_true", help="leave out our server on the Hugging Face backend")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON lines to FILE")
 
@@ -53,8 +63,9 @@ def _in_process(model: str):
     gen = b.generator("prompt-lookup")
 
     def one(req: dict) -> tuple[int, float]:
-        cfg = GenerationConfig(max_new_tokens=req["max_tokens"], k=16, adaptive=True, sampling=SamplingConfig(0.0),
-                               eos_token_ids=b.eos)
+        cfg = GenerationConfig(
+            max_new_tokens=req["max_tokens"], k=16, adaptive=True, sampling=SamplingConfig(0.0), eos_token_ids=b.eos
+        )
         t0 = time.perf_counter()
         n = len(gen.generate([b.encode(req["messages"])], cfg, torch.Generator()).tokens[0])
         return n, time.perf_counter() - t0
@@ -82,11 +93,23 @@ def run(args) -> int:
     if args.requests < 1 or args.max_tokens < 1:
         raise ValueError(f"--requests and --max-tokens must be >= 1, got {args.requests}, {args.max_tokens}")
     gguf = str(gguf_path(args.model))
-    plans = [("ours llama.cpp, prompt lookup adaptive", lambda p: bs.ours_cmd(args.model, "llama.cpp", "prompt-lookup", p, True, 16), "/health"),
-             ("ours llama.cpp, drafter off", lambda p: bs.ours_cmd(args.model, "llama.cpp", "none", p, False, 16), "/health"),
-             ("llama-cpp-python llama_cpp.server", lambda p: bs.llama_cpp_cmd(gguf, p), "/v1/models")]
+    plans = [
+        (
+            "ours llama.cpp, prompt lookup adaptive",
+            lambda p: bs.ours_cmd(args.model, "llama.cpp", "prompt-lookup", p, True, 16),
+            "/health",
+        ),
+        (
+            "ours llama.cpp, drafter off",
+            lambda p: bs.ours_cmd(args.model, "llama.cpp", "none", p, False, 16),
+            "/health",
+        ),
+        ("llama-cpp-python llama_cpp.server", lambda p: bs.llama_cpp_cmd(gguf, p), "/v1/models"),
+    ]
     if not args.no_hf:
-        plans.insert(2, ("ours HF fp32, drafter off", lambda p: bs.ours_cmd(args.model, "hf", "none", p, False, 16), "/health"))
+        plans.insert(
+            2, ("ours HF fp32, drafter off", lambda p: bs.ours_cmd(args.model, "hf", "none", p, False, 16), "/health")
+        )
     load0 = os.getloadavg()[0]
     single = bs.request_mix(max(4, args.requests), args.max_tokens, args.mix)
     local = _in_process(args.model)
@@ -112,8 +135,12 @@ def run(args) -> int:
                 fh.write(json.dumps(r) + "\n")
     print(bs.format_table(rows))
     if ratios:
-        print(f"\nour server at concurrency 1 (streamed, openai client) vs `specdecode generate`'s engine in-process, "
-              f"same {len(single)} requests interleaved, twice: median {statistics.median(ratios):.2f}x "
-              f"(range {min(ratios):.2f}-{max(ratios):.2f}) in tok/s per request")
-    print(f"prompt mix: {args.mix}; load average (1 min) before {load0:.2f}, max seen {max(r['load1'] for r in rows):.2f} ({os.cpu_count()} cores)")
+        print(
+            f"\nour server at concurrency 1 (streamed, openai client) vs `specdecode generate`'s engine in-process, "
+            f"same {len(single)} requests interleaved, twice: median {statistics.median(ratios):.2f}x "
+            f"(range {min(ratios):.2f}-{max(ratios):.2f}) in tok/s per request"
+        )
+    print(
+        f"prompt mix: {args.mix}; load average (1 min) before {load0:.2f}, max seen {max(r['load1'] for r in rows):.2f} ({os.cpu_count()} cores)"
+    )
     return 0

@@ -12,9 +12,11 @@ from .common import add_model_args, builder_from
 
 NAME = "candidates"
 HELP = "seed 003: K i.i.d. draft sequences of length k from a model (get_k_candidates), with their q"
-DESCRIPTION = ("Draws K draft sequences of k tokens each from --model after the prompt (as a draft model would: one "
-               "forward per depth, a static tree K,1,...,1) and prints each sequence's text and the probability q of "
-               "each of its tokens. At temperature 0 all K are the same greedy chain (seed 003's observation).")
+DESCRIPTION = (
+    "Draws K draft sequences of k tokens each from --model after the prompt (as a draft model would: one "
+    "forward per depth, a static tree K,1,...,1) and prints each sequence's text and the probability q of "
+    "each of its tokens. At temperature 0 all K are the same greedy chain (seed 003's observation)."
+)
 
 
 def add_args(ap) -> None:
@@ -34,7 +36,9 @@ def run(args) -> int:
     if not isinstance(builder.target, CausalLM):
         raise ValueError("candidates runs on the Hugging Face backend: leave --backend at hf")
     seq = builder.encode(args.prompt)
-    ids, probs = get_k_candidates(builder.target, seq, args.k, args.K, sampling, torch.Generator().manual_seed(args.seed))
+    ids, probs = get_k_candidates(
+        builder.target, seq, args.k, args.K, sampling, torch.Generator().manual_seed(args.seed)
+    )
     tok = builder.tokenizer
     print(f"{args.K} candidates of {args.k} tokens from {args.model} at T = {args.temperature}:")
     for i, (chain, q) in enumerate(zip(ids, probs)):

@@ -10,17 +10,30 @@ from ..models.gguf import DEFAULT_FORMAT, FORMATS
 
 
 def add_model_args(ap, default_model: str = DEFAULT_MODEL) -> None:
-    ap.add_argument("--model", default=default_model,
-                    help=f"target: a registry name, a local Hugging Face folder, or gguf:PATH with --backend llama.cpp "
-                         f"(default {default_model})")
-    ap.add_argument("--backend", default="hf", choices=list(BACKENDS),
-                    help="hf: Hugging Face transformers on a torch device; llama.cpp: the model's GGUF through "
-                         "llama-cpp-python (pip install 'specdecode[llama]'); default hf")
-    ap.add_argument("--device", default="cpu", help="torch device for --backend hf: cpu, cuda, cuda:N, mps (default cpu)")
+    ap.add_argument(
+        "--model",
+        default=default_model,
+        help=f"target: a registry name, a local Hugging Face folder, or gguf:PATH with --backend llama.cpp "
+        f"(default {default_model})",
+    )
+    ap.add_argument(
+        "--backend",
+        default="hf",
+        choices=list(BACKENDS),
+        help="hf: Hugging Face transformers on a torch device; llama.cpp: the model's GGUF through "
+        "llama-cpp-python (pip install 'specdecode[llama]'); default hf",
+    )
+    ap.add_argument(
+        "--device", default="cpu", help="torch device for --backend hf: cpu, cuda, cuda:N, mps (default cpu)"
+    )
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights for --backend hf (default fp32)")
-    ap.add_argument("--gguf-format", default=None, choices=list(FORMATS),
-                    help=f"GGUF encoding for --backend llama.cpp: a copy of the same weights made once and cached beside "
-                         f"the original (default for smollm2-135m: {DEFAULT_FORMAT}; other GGUFs: as they are)")
+    ap.add_argument(
+        "--gguf-format",
+        default=None,
+        choices=list(FORMATS),
+        help=f"GGUF encoding for --backend llama.cpp: a copy of the same weights made once and cached beside "
+        f"the original (default for smollm2-135m: {DEFAULT_FORMAT}; other GGUFs: as they are)",
+    )
 
 
 def builder_from(args) -> Builder:

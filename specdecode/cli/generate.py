@@ -18,8 +18,10 @@ from .common import add_model_args, builder_from
 
 NAME = "generate"
 HELP = "speculative generation on a real model (streams text, prints stats)"
-DESCRIPTION = ("Generate with exact speculative decoding. Output distribution = the target's; at temperature 0 the output "
-               "equals plain greedy decoding token for token.")
+DESCRIPTION = (
+    "Generate with exact speculative decoding. Output distribution = the target's; at temperature 0 the output "
+    "equals plain greedy decoding token for token."
+)
 COLORS = {"accepted": "\033[32m", "recovered": "\033[33m", "bonus": "\033[36m", "plain": ""}
 RESET = "\033[0m"
 SEED_MAX = (1 << 63) - 1
@@ -29,31 +31,53 @@ def add_args(ap) -> None:
     ap.add_argument("prompt", nargs="?", help="prompt text (or use --batch-file)")
     add_model_args(ap)
     ap.add_argument("--drafter", default="prompt-lookup", help=f"{DRAFTER_HELP} (default prompt-lookup)")
-    ap.add_argument("-k", type=int, default=4, help=f"draft tokens per step, 0-{K_MAX} (the upper bound with --adaptive; with "
-                                                    "--tree lookup:M the tokens per match; default 4)")
-    ap.add_argument("--adaptive", action="store_true", help="choose k (trees: the depth) each step from the running acceptance "
-                                                            "and the measured costs")
-    ap.add_argument("--costs", metavar="FILE",
-                    help="with --adaptive: the pass-cost table (T(n) per tokens fed, seconds per draft token) to read; "
-                         "a missing FILE is measured now and written there, so seeded adaptive runs repeat on any "
-                         "machine given it (default: the table kept per model in the cache, measured once)")
-    ap.add_argument("--method", default=None, choices=list(METHODS),
-                    help="verification method: chains tokenwise (default) | block | greedy | gumbel | typical (LOSSY); "
-                         "trees spectr (default) | rrs | rrs-wor. Temperature 0 always verifies greedily")
-    ap.add_argument("--tree", help="tree speculation, one target pass verifies the whole tree. With a model drafter (a draft model, "
-                                   "an EAGLE head from `specdecode distill`, early-exit:N): static:B1,B2,... (children per "
-                                   "depth; the shape sets the depth) or dynamic:N (node budget); with --drafter prompt-lookup: "
-                                   "lookup:M (up to M n-gram matches, -k tokens each, merged)")
+    ap.add_argument(
+        "-k",
+        type=int,
+        default=4,
+        help=f"draft tokens per step, 0-{K_MAX} (the upper bound with --adaptive; with "
+        "--tree lookup:M the tokens per match; default 4)",
+    )
+    ap.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="choose k (trees: the depth) each step from the running acceptance and the measured costs",
+    )
+    ap.add_argument(
+        "--costs",
+        metavar="FILE",
+        help="with --adaptive: the pass-cost table (T(n) per tokens fed, seconds per draft token) to read; "
+        "a missing FILE is measured now and written there, so seeded adaptive runs repeat on any "
+        "machine given it (default: the table kept per model in the cache, measured once)",
+    )
+    ap.add_argument(
+        "--method",
+        default=None,
+        choices=list(METHODS),
+        help="verification method: chains tokenwise (default) | block | greedy | gumbel | typical (LOSSY); "
+        "trees spectr (default) | rrs | rrs-wor. Temperature 0 always verifies greedily",
+    )
+    ap.add_argument(
+        "--tree",
+        help="tree speculation, one target pass verifies the whole tree. With a model drafter (a draft model, "
+        "an EAGLE head from `specdecode distill`, early-exit:N): static:B1,B2,... (children per "
+        "depth; the shape sets the depth) or dynamic:N (node budget); with --drafter prompt-lookup: "
+        "lookup:M (up to M n-gram matches, -k tokens each, merged)",
+    )
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default 0)")
     ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--top-p", type=float, default=None)
-    ap.add_argument("--seed", type=int, default=0, help=f"seed of the explicit torch.Generator, 0-{SEED_MAX} (default 0)")
+    ap.add_argument(
+        "--seed", type=int, default=0, help=f"seed of the explicit torch.Generator, 0-{SEED_MAX} (default 0)"
+    )
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--batch-file", help="file with one prompt per line, generated as one batch")
     ap.add_argument("--no-chat", action="store_true", help="do not wrap prompts in the model's chat template")
     ap.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     ap.add_argument("--json", action="store_true", help="print one machine-readable JSON record")
-    ap.add_argument("--show-drafts", action="store_true", help="color tokens: green accepted draft, yellow recovered, cyan bonus")
+    ap.add_argument(
+        "--show-drafts", action="store_true", help="color tokens: green accepted draft, yellow recovered, cyan bonus"
+    )
 
 
 def prompts_from(args) -> list[str]:
@@ -76,9 +100,16 @@ def prompts_from(args) -> list[str]:
 
 
 def generation_config(args, builder: Builder, sampling: SamplingConfig) -> GenerationConfig:
-    return GenerationConfig(max_new_tokens=args.max_new_tokens, k=args.k, adaptive=args.adaptive, method=args.method,
-                            sampling=sampling, eos_token_ids=builder.eos, stop_strings=tuple(args.stop),
-                            costs=args.costs)
+    return GenerationConfig(
+        max_new_tokens=args.max_new_tokens,
+        k=args.k,
+        adaptive=args.adaptive,
+        method=args.method,
+        sampling=sampling,
+        eos_token_ids=builder.eos,
+        stop_strings=tuple(args.stop),
+        costs=args.costs,
+    )
 
 
 def run(args) -> int:
@@ -113,7 +144,7 @@ def _streamer(tok, show_drafts: bool):
         for t, kind in zip(toks, kinds):
             state["ids"].append(t)
             text = tok.decode(state["ids"], skip_special_tokens=True)
-            piece, state["text"] = text[len(state["text"]):], text
+            piece, state["text"] = text[len(state["text"]) :], text
             if show_drafts and COLORS.get(kind):
                 piece = f"{COLORS[kind]}{piece}{RESET}"
             sys.stdout.write(piece)
@@ -122,16 +153,33 @@ def _streamer(tok, show_drafts: bool):
     return on_tokens
 
 
-def _report(args, tok, texts: list[str], out: GenerationOutput, sampling: SamplingConfig, method: str, stream: bool) -> None:
+def _report(
+    args, tok, texts: list[str], out: GenerationOutput, sampling: SamplingConfig, method: str, stream: bool
+) -> None:
     def decode(ids):
         return tok.decode(ids, skip_special_tokens=True)
 
     if args.json:
-        print(json.dumps({"model": args.model, "backend": args.backend, "drafter": args.drafter, "tree": args.tree, "k": args.k,
-                          "adaptive": args.adaptive, "method": method, "sampling": sampling.describe(), "seed": args.seed,
-                          "outputs": [{"prompt": t, "text": decode(ids), "tokens": ids, "kinds": kk, "finish_reason": r}
-                                      for t, ids, kk, r in zip(texts, out.tokens, out.kinds, out.finish_reasons)],
-                          "stats": out.stats.as_dict()}))
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "backend": args.backend,
+                    "drafter": args.drafter,
+                    "tree": args.tree,
+                    "k": args.k,
+                    "adaptive": args.adaptive,
+                    "method": method,
+                    "sampling": sampling.describe(),
+                    "seed": args.seed,
+                    "outputs": [
+                        {"prompt": t, "text": decode(ids), "tokens": ids, "kinds": kk, "finish_reason": r}
+                        for t, ids, kk, r in zip(texts, out.tokens, out.kinds, out.finish_reasons)
+                    ],
+                    "stats": out.stats.as_dict(),
+                }
+            )
+        )
         return
     if stream:
         print()
@@ -139,8 +187,10 @@ def _report(args, tok, texts: list[str], out: GenerationOutput, sampling: Sampli
         for i, (t, ids) in enumerate(zip(texts, out.tokens)):
             print(f"--- prompt {i}: {t}\n{decode(ids)}\n")
     if args.show_drafts:
-        print(f"legend: {COLORS['accepted']}accepted draft{RESET} {COLORS['recovered']}recovered{RESET} "
-              f"{COLORS['bonus']}bonus{RESET} plain")
+        print(
+            f"legend: {COLORS['accepted']}accepted draft{RESET} {COLORS['recovered']}recovered{RESET} "
+            f"{COLORS['bonus']}bonus{RESET} plain"
+        )
     what = f"tree {args.tree}" if args.tree else f"k={args.k}{' adaptive' if args.adaptive else ''}"
     print(f"\n[{args.drafter}, {what}, {method}, {sampling.describe()}]")
     print(format_stats(out.stats))

@@ -10,14 +10,20 @@ from .common import floats, ints
 
 NAME = "rho"
 HELP = "seed 003: rho* and the acceptance probability of K drafts for given p and q"
-DESCRIPTION = ("For a target distribution p and a draft distribution q, prints per K: SpecTr's rho* (1 - (1 - beta)^K = "
-               "rho beta, beta(rho) = sum min(q, p / rho)), the probability that one of K i.i.d. drafts is accepted "
-               "(SpecTr), and recursive rejection sampling's with and without replacement; K = 1 is sum min(p, q).")
+DESCRIPTION = (
+    "For a target distribution p and a draft distribution q, prints per K: SpecTr's rho* (1 - (1 - beta)^K = "
+    "rho beta, beta(rho) = sum min(q, p / rho)), the probability that one of K i.i.d. drafts is accepted "
+    "(SpecTr), and recursive rejection sampling's with and without replacement; K = 1 is sum min(p, q)."
+)
 
 
 def add_args(ap) -> None:
-    ap.add_argument("--p", type=floats, default=[0.4, 0.3, 0.2, 0.1], help="target distribution (default 0.4,0.3,0.2,0.1)")
-    ap.add_argument("--q", type=floats, default=[0.1, 0.2, 0.3, 0.4], help="draft distribution (default 0.1,0.2,0.3,0.4)")
+    ap.add_argument(
+        "--p", type=floats, default=[0.4, 0.3, 0.2, 0.1], help="target distribution (default 0.4,0.3,0.2,0.1)"
+    )
+    ap.add_argument(
+        "--q", type=floats, default=[0.1, 0.2, 0.3, 0.4], help="draft distribution (default 0.1,0.2,0.3,0.4)"
+    )
     ap.add_argument("-K", type=ints, default=[1, 2, 4, 8], help="numbers of drafts, comma-separated (default 1,2,4,8)")
 
 
@@ -32,9 +38,12 @@ def run(args) -> int:
     print(f"{'K':>4} {'rho*':>9} {'SpecTr':>9} {'RRS with repl.':>15} {'RRS w/o repl.':>14}")
     support = sum(x > 0 for x in args.q)
     for K in args.K:
-        small = support ** K <= 50_000  # RRS is computed by enumerating every draw: only for small V^K
+        small = support**K <= 50_000  # RRS is computed by enumerating every draw: only for small V^K
         rrs = f"{rrs_acceptance(args.p, args.q, K, replacement=True):>15.5f}" if small else f"{'(too large)':>15}"
-        wor = (f"{rrs_acceptance(args.p, args.q, K, replacement=False):>14.5f}" if small and K <= support
-               else f"{'n/a':>14}")
+        wor = (
+            f"{rrs_acceptance(args.p, args.q, K, replacement=False):>14.5f}"
+            if small and K <= support
+            else f"{'n/a':>14}"
+        )
         print(f"{K:>4} {rho_star(args.p, args.q, K):>9.5f} {spectr_acceptance(args.p, args.q, K):>9.5f} {rrs} {wor}")
     return 0

@@ -10,43 +10,70 @@ from .common import add_model_args, builder_from
 
 NAME = "serve"
 HELP = "an OpenAI-compatible server (chat and completions, streaming) with speculative continuous batching"
-DESCRIPTION = ("Serves POST /v1/chat/completions and /v1/completions (streaming as server-sent events), GET /v1/models, "
-               "/health, /metrics (Prometheus) and a live page at / that colors each token by where it came from. "
-               "Concurrent requests share one running batch: they join and leave it between steps, each with its own "
-               "sampling settings, seed and stop strings. Binds 127.0.0.1 unless --host says otherwise.")
+DESCRIPTION = (
+    "Serves POST /v1/chat/completions and /v1/completions (streaming as server-sent events), GET /v1/models, "
+    "/health, /metrics (Prometheus) and a live page at / that colors each token by where it came from. "
+    "Concurrent requests share one running batch: they join and leave it between steps, each with its own "
+    "sampling settings, seed and stop strings. Binds 127.0.0.1 unless --host says otherwise."
+)
 
 
 def add_args(ap) -> None:
     add_model_args(ap)
     ap.add_argument("--drafter", default="prompt-lookup", help=f"{DRAFTER_HELP} (default prompt-lookup)")
     ap.add_argument("--tree", help="draft trees (as in `specdecode generate --tree`)")
-    ap.add_argument("-k", type=int, default=4, help=f"default draft length, 0-{K_MAX}; a request can set its own `k` (default 4)")
-    ap.add_argument("--adaptive", action="store_true", help="adaptive draft length by default (a request can set `adaptive`)")
+    ap.add_argument(
+        "-k", type=int, default=4, help=f"default draft length, 0-{K_MAX}; a request can set its own `k` (default 4)"
+    )
+    ap.add_argument(
+        "--adaptive", action="store_true", help="adaptive draft length by default (a request can set `adaptive`)"
+    )
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     ap.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    ap.add_argument("--max-batch", type=int, default=8, help="requests in the running batch at most; more wait (default 8)")
+    ap.add_argument(
+        "--max-batch", type=int, default=8, help="requests in the running batch at most; more wait (default 8)"
+    )
     ap.add_argument("--max-tokens", type=int, default=256, help="max_tokens when a request gives none (default 256)")
-    ap.add_argument("--costs", metavar="FILE", default="auto",
-                    help="the pass-cost table adaptive requests read (missing: measured at start and written there; "
-                         "default: the table kept per model in the cache)")
+    ap.add_argument(
+        "--costs",
+        metavar="FILE",
+        default="auto",
+        help="the pass-cost table adaptive requests read (missing: measured at start and written there; "
+        "default: the table kept per model in the cache)",
+    )
 
 
 def run(args) -> int:
     if not 0 <= args.k <= K_MAX:
         raise ValueError(f"-k must be in [0, {K_MAX}], got {args.k}")
     if args.max_batch < 1 or not 0 < args.port < 65536 or args.max_tokens < 1:
-        raise ValueError(f"--max-batch and --max-tokens must be >= 1 and --port in [1, 65535], got {args.max_batch}, "
-                         f"{args.max_tokens}, {args.port}")
+        raise ValueError(
+            f"--max-batch and --max-tokens must be >= 1 and --port in [1, 65535], got {args.max_batch}, "
+            f"{args.max_tokens}, {args.port}"
+        )
     check_specs(args.drafter, args.tree)
     import uvicorn
 
     from ..serve import Server
 
     builder = builder_from(args)
-    server = Server(builder.generator(args.drafter, args.tree), builder.tokenizer, builder.encode, args.model, builder.eos,
-                    max_batch=args.max_batch, k=args.k, adaptive=args.adaptive, max_tokens=args.max_tokens,
-                    drafter=args.drafter + (f" --tree {args.tree}" if args.tree else ""), costs=args.costs)
-    print(f"[specdecode] serving {args.model} on {args.backend} with {args.drafter} at http://{args.host}:{args.port}/ "
-          f"(OpenAI base_url http://{args.host}:{args.port}/v1)", file=sys.stderr)
+    server = Server(
+        builder.generator(args.drafter, args.tree),
+        builder.tokenizer,
+        builder.encode,
+        args.model,
+        builder.eos,
+        max_batch=args.max_batch,
+        k=args.k,
+        adaptive=args.adaptive,
+        max_tokens=args.max_tokens,
+        drafter=args.drafter + (f" --tree {args.tree}" if args.tree else ""),
+        costs=args.costs,
+    )
+    print(
+        f"[specdecode] serving {args.model} on {args.backend} with {args.drafter} at http://{args.host}:{args.port}/ "
+        f"(OpenAI base_url http://{args.host}:{args.port}/v1)",
+        file=sys.stderr,
+    )
     uvicorn.run(server.app(), host=args.host, port=args.port, log_level="warning")
     return 0

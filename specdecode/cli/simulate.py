@@ -9,21 +9,37 @@ from ..core.validation import check_int, check_prob_scalar
 
 NAME = "simulate"
 HELP = "seed 004 demo, corrected: draft/verify steps with per-token acceptance"
-DESCRIPTION = ("Simulate speculative decoding steps on synthetic distributions whose overlap sum min(p,q) is exactly the "
-               "acceptance rate; counts the bonus token, k draft passes per step, recovered tokens from the residual, and "
-               "prints measured tokens per target call next to the formula.")
+DESCRIPTION = (
+    "Simulate speculative decoding steps on synthetic distributions whose overlap sum min(p,q) is exactly the "
+    "acceptance rate; counts the bonus token, k draft passes per step, recovered tokens from the residual, and "
+    "prints measured tokens per target call next to the formula."
+)
 
 
 def add_args(s) -> None:
     s.add_argument("--draft-length", "-k", type=int, default=5, help="draft tokens per step (default 5)")
     s.add_argument("--target-length", "-n", type=int, default=50, help="tokens to generate (default 50)")
-    s.add_argument("--acceptance-rate", "-a", type=float, default=0.75, help="alpha = sum min(p,q) per position (default 0.75)")
-    s.add_argument("--draft-cost", type=float, default=0.1, help="draft forward cost as a fraction of the target's (default 0.1)")
+    s.add_argument(
+        "--acceptance-rate", "-a", type=float, default=0.75, help="alpha = sum min(p,q) per position (default 0.75)"
+    )
+    s.add_argument(
+        "--draft-cost", type=float, default=0.1, help="draft forward cost as a fraction of the target's (default 0.1)"
+    )
     s.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    s.add_argument("--show-probs", type=int, default=0, metavar="STEPS",
-                   help="for the first STEPS steps, show each draft token's p_draft, p_target, acceptance probability "
-                        "and uniform draw, then the ANALYSIS block (seed 004's view; default 0 = off)")
-    s.add_argument("--check-steps", type=int, default=5000, help="extra simulated steps for a tight tokens-per-call check (0 = off)")
+    s.add_argument(
+        "--show-probs",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="for the first STEPS steps, show each draft token's p_draft, p_target, acceptance probability "
+        "and uniform draw, then the ANALYSIS block (seed 004's view; default 0 = off)",
+    )
+    s.add_argument(
+        "--check-steps",
+        type=int,
+        default=5000,
+        help="extra simulated steps for a tight tokens-per-call check (0 = off)",
+    )
 
 
 def run(args) -> int:
@@ -44,6 +60,8 @@ def run(args) -> int:
         counts = [len(out) for _, _, out, _ in long.steps]
         mean = sum(counts) / len(counts)
         se = (sum((c - mean) ** 2 for c in counts) / (len(counts) - 1)) ** 0.5 / len(counts) ** 0.5
-        print(f"\nLong-run check ({len(counts)} more steps): {mean:.3f} ± {se:.3f} tokens per target call "
-              f"vs formula {expected_tokens_per_step(a, k):.3f}")
+        print(
+            f"\nLong-run check ({len(counts)} more steps): {mean:.3f} ± {se:.3f} tokens per target call "
+            f"vs formula {expected_tokens_per_step(a, k):.3f}"
+        )
     return 0

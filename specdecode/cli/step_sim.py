@@ -14,21 +14,36 @@ from .common import float_rows, ints
 
 NAME = "step-sim"
 HELP = "seed 002: one draft-verify step on given draft/target probabilities (speculative_decode_sim)"
-DESCRIPTION = ("Runs seed 002's speculative_decode_sim on the distributions you give: --q has one row per draft token, "
-               "--p one row per draft token plus an optional last row for the bonus token (rows separated by ';'). "
-               "Prints the step's result as JSON (with the corrected counts; --seed-compatible gives the seed's own "
-               "output), or with --runs N the distribution of emitted tokens over N steps.")
+DESCRIPTION = (
+    "Runs seed 002's speculative_decode_sim on the distributions you give: --q has one row per draft token, "
+    "--p one row per draft token plus an optional last row for the bonus token (rows separated by ';'). "
+    "Prints the step's result as JSON (with the corrected counts; --seed-compatible gives the seed's own "
+    "output), or with --runs N the distribution of emitted tokens over N steps."
+)
 
 
 def add_args(ap) -> None:
-    ap.add_argument("--q", type=float_rows, required=True, help="draft distributions, one row per draft token: '0.5,0.5,0;0.2,0.3,0.5'")
-    ap.add_argument("--p", type=float_rows, required=True, help="target distributions: k rows, or k + 1 with the bonus row")
-    ap.add_argument("--tokens", type=ints, help="the drafted tokens, one per --q row: '0,2' (default: drawn from --q "
-                                                "at every step, as a draft would)")
+    ap.add_argument(
+        "--q",
+        type=float_rows,
+        required=True,
+        help="draft distributions, one row per draft token: '0.5,0.5,0;0.2,0.3,0.5'",
+    )
+    ap.add_argument(
+        "--p", type=float_rows, required=True, help="target distributions: k rows, or k + 1 with the bonus row"
+    )
+    ap.add_argument(
+        "--tokens",
+        type=ints,
+        help="the drafted tokens, one per --q row: '0,2' (default: drawn from --q at every step, as a draft would)",
+    )
     ap.add_argument("--runs", type=int, default=1, help="steps to simulate (default 1: print that step)")
     ap.add_argument("--seed", type=int, default=0, help="seed of Python's random module (default 0)")
-    ap.add_argument("--seed-compatible", action="store_true",
-                    help="the seed's own output: uniform fallback residual, no corrected counts")
+    ap.add_argument(
+        "--seed-compatible",
+        action="store_true",
+        help="the seed's own output: uniform fallback residual, no corrected counts",
+    )
 
 
 def _check(args) -> int:
@@ -63,17 +78,23 @@ def run(args) -> int:
     corrected = not args.seed_compatible
     if args.runs == 1:
         tokens = _draft(args, V)
-        print(json.dumps({"draft_tokens": tokens, **speculative_decode_sim(args.q, args.p, tokens, V, corrected=corrected)},
-                         indent=2))
+        print(
+            json.dumps(
+                {"draft_tokens": tokens, **speculative_decode_sim(args.q, args.p, tokens, V, corrected=corrected)},
+                indent=2,
+            )
+        )
         return 0
     counts, first = collections.Counter(), collections.Counter()
     for _ in range(args.runs):
         out = speculative_decode_sim(args.q, args.p, _draft(args, V), V, corrected=corrected)
         counts[out["num_accepted"]] += 1
         first[out["tokens"][0]] += 1
-    print(f"{args.runs} steps: tokens emitted per step " +
-          ", ".join(f"{n}: {c / args.runs:.4f}" for n, c in sorted(counts.items())) +
-          f"; mean {sum(n * c for n, c in counts.items()) / args.runs:.4f}")
+    print(
+        f"{args.runs} steps: tokens emitted per step "
+        + ", ".join(f"{n}: {c / args.runs:.4f}" for n, c in sorted(counts.items()))
+        + f"; mean {sum(n * c for n, c in counts.items()) / args.runs:.4f}"
+    )
     if args.tokens is None:
         print("first emitted token (drafts drawn from q): frequency vs p's first row, which it must follow")
     else:

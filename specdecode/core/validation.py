@@ -26,7 +26,9 @@ def check_prob_scalar(name: str, value, *, low_open: bool = False, high_open: bo
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in {'(' if low_open else '['}0, 1{')' if high_open else ']'}, got {value!r}")
+        raise ValueError(
+            f"{name} must be a number in {'(' if low_open else '['}0, 1{')' if high_open else ']'}, got {value!r}"
+        )
     lo_bad = v <= 0 if low_open else v < 0
     hi_bad = v >= 1 if high_open else v > 1
     if math.isnan(v) or lo_bad or hi_bad:
@@ -48,7 +50,9 @@ def check_probs(name: str, probs: torch.Tensor) -> None:
     sums = probs.sum(-1, dtype=torch.float64)
     worst = (sums - 1).abs().max().item()
     if worst > tol:
-        raise ValueError(f"{name} rows must sum to 1 (tolerance {tol:g}); worst row sums to {1 + worst if (sums > 1).any() else 1 - worst:.6g}")
+        raise ValueError(
+            f"{name} rows must sum to 1 (tolerance {tol:g}); worst row sums to {1 + worst if (sums > 1).any() else 1 - worst:.6g}"
+        )
 
 
 def check_logits(name: str, logits: torch.Tensor) -> None:
@@ -72,7 +76,9 @@ def check_tokens(name: str, tokens: torch.Tensor, vocab_size: int) -> None:
         )
 
 
-def check_chain_inputs(p: torch.Tensor, q: torch.Tensor | None, draft_tokens: torch.Tensor, *, probs: bool = True) -> None:
+def check_chain_inputs(
+    p: torch.Tensor, q: torch.Tensor | None, draft_tokens: torch.Tensor, *, probs: bool = True
+) -> None:
     """p: [B, k+1, V]; q: [B, k, V] or None; draft_tokens: [B, k]."""
     if not torch.is_tensor(draft_tokens) or draft_tokens.dim() != 2:
         raise ValueError(f"draft_tokens must have shape [B, k], got {tuple(getattr(draft_tokens, 'shape', ()))}")
@@ -82,11 +88,15 @@ def check_chain_inputs(p: torch.Tensor, q: torch.Tensor | None, draft_tokens: to
     if not torch.is_tensor(p) or p.dim() != 3:
         raise ValueError(f"p must have shape [B, k+1, V], got {tuple(getattr(p, 'shape', ()))}")
     if p.shape[0] != B or p.shape[1] != k + 1:
-        raise ValueError(f"p must have shape [B, k+1, V] = [{B}, {k + 1}, V] to match draft_tokens [{B}, {k}], got {tuple(p.shape)}")
+        raise ValueError(
+            f"p must have shape [B, k+1, V] = [{B}, {k + 1}, V] to match draft_tokens [{B}, {k}], got {tuple(p.shape)}"
+        )
     V = p.shape[2]
     if q is not None:
         if not torch.is_tensor(q) or q.dim() != 3 or tuple(q.shape) != (B, k, V):
-            raise ValueError(f"q must have shape [B, k, V] = [{B}, {k}, {V}] (or be None for one-hot drafts), got {tuple(getattr(q, 'shape', ()))}")
+            raise ValueError(
+                f"q must have shape [B, k, V] = [{B}, {k}, {V}] (or be None for one-hot drafts), got {tuple(getattr(q, 'shape', ()))}"
+            )
     check_tokens("draft_tokens", draft_tokens, V)
     if not probs:
         check_logits("p", p)
@@ -96,4 +106,6 @@ def check_chain_inputs(p: torch.Tensor, q: torch.Tensor | None, draft_tokens: to
             check_probs("q", q)
             qx = q.gather(-1, draft_tokens.unsqueeze(-1))
             if (qx <= 0).any():
-                raise ValueError("q must give every draft token positive probability (a draft cannot sample a token its q gives 0)")
+                raise ValueError(
+                    "q must give every draft token positive probability (a draft cannot sample a token its q gives 0)"
+                )

@@ -41,7 +41,16 @@ class DistillConfig:
         DraftShape(self.layers, self.head_tokens)  # validates
         if self.arch not in ARCHS:
             raise ValueError(f"--arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
-        for name in ("prompts", "max_new_tokens", "gen_batch", "steps", "batch_size", "eval_every", "held_out", "unroll"):
+        for name in (
+            "prompts",
+            "max_new_tokens",
+            "gen_batch",
+            "steps",
+            "batch_size",
+            "eval_every",
+            "held_out",
+            "unroll",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.unroll_from < 1:
@@ -57,7 +66,19 @@ class DistillConfig:
 
     def identity(self) -> dict:
         """The settings a resumed run must share with the interrupted one."""
-        keep = ("model", "arch", "layers", "head_tokens", "prompts", "max_new_tokens", "gen_temperatures", "gen_dtype", "corpus", "seed", "held_out")
+        keep = (
+            "model",
+            "arch",
+            "layers",
+            "head_tokens",
+            "prompts",
+            "max_new_tokens",
+            "gen_temperatures",
+            "gen_dtype",
+            "corpus",
+            "seed",
+            "held_out",
+        )
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k in keep}
 
 

@@ -24,6 +24,7 @@ from ..core.rng import TorchRNG
 
 TEACHER_TOP = 64  # teacher probabilities kept per position (the rest of the mass is dropped)
 
+
 @dataclass
 class Example:
     ids: list[int]  # prompt + continuation
@@ -47,7 +48,9 @@ def _teacher(logits: torch.Tensor, top: int) -> tuple[torch.Tensor, torch.Tensor
 GQA_DECODE = "specdecode_gqa_decode"  # attention implementation name used while generating data
 
 
-def _gqa_decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
+def _gqa_decode_attention(
+    module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs
+):
     """Attention for batched one-token decode steps without repeating the KV heads.
 
     query [B, H, 1, D], key / value [B, KVH, L, D] (the cache), attention_mask bool [B, 1, 1, L] or None
@@ -57,10 +60,11 @@ def _gqa_decode_attention(module, query, key, value, attention_mask, dropout=0.0
     """
     B, H, q, D = query.shape
     if q != 1:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
     G = H // key.shape[1]
-    s = torch.matmul(query.reshape(B, -1, G, D), key.transpose(-1, -2)) * (scaling if scaling is not None else D ** -0.5)
+    s = torch.matmul(query.reshape(B, -1, G, D), key.transpose(-1, -2)) * (scaling if scaling is not None else D**-0.5)
     if attention_mask is not None:  # [B, 1, 1, L] broadcasts over [B, KVH, G, L]
         s = s.masked_fill(~attention_mask, float("-inf")) if attention_mask.dtype == torch.bool else s + attention_mask
     w = torch.softmax(s.float(), dim=-1).to(value.dtype)
@@ -73,8 +77,17 @@ def _register_gqa_decode() -> None:
 
 
 @torch.inference_mode()
-def generate_examples(model, prompts: list[list[int]], *, max_new_tokens: int, temperature: float, eos: tuple,
-                      generator: torch.Generator, top: int = TEACHER_TOP, features: bool = False) -> list[Example]:
+def generate_examples(
+    model,
+    prompts: list[list[int]],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    eos: tuple,
+    generator: torch.Generator,
+    top: int = TEACHER_TOP,
+    features: bool = False,
+) -> list[Example]:
     """One batch: left-padded prompts -> the target's continuations, each position labelled with the
     target's top-``top`` probabilities (temperature 1); with ``features`` also the target's last hidden
     states (the EAGLE head's inputs, from the same passes: no second pass over the data).
@@ -93,7 +106,9 @@ def generate_examples(model, prompts: list[list[int]], *, max_new_tokens: int, t
     except (ValueError, ImportError, NotImplementedError):  # an architecture without pluggable attention: as it is
         old_impl = None
     try:
-        gen, ti, tp, f_all = _decode(model, prompts, max_new_tokens, temperature, eos, TorchRNG(generator), top, features)
+        gen, ti, tp, f_all = _decode(
+            model, prompts, max_new_tokens, temperature, eos, TorchRNG(generator), top, features
+        )
     finally:
         if old_impl is not None:
             model.set_attn_implementation(old_impl)
@@ -106,12 +121,14 @@ def generate_examples(model, prompts: list[list[int]], *, max_new_tokens: int, t
         e = Example(list(p) + row[:n], len(p), ti[b, :n].clone(), tp[b, :n].clone())
         if features:  # positions of the prompt (left padding dropped) and of the kept tokens but the last;
             # the last token's state is never an input with a label after it: the previous one fills its place
-            e.feats = torch.cat([f_all[b, L - len(p):L + n - 1], f_all[b, L + n - 2:L + n - 1]])
+            e.feats = torch.cat([f_all[b, L - len(p) : L + n - 1], f_all[b, L + n - 2 : L + n - 1]])
         examples.append(e)
     return examples
 
 
-def _decode(model, prompts, max_new_tokens: int, temperature: float, eos: tuple, rng: TorchRNG, top: int, features: bool):
+def _decode(
+    model, prompts, max_new_tokens: int, temperature: float, eos: tuple, rng: TorchRNG, top: int, features: bool
+):
     """The batched KV-cached decode loop over left-padded prompts -> (tokens [B, n], teacher ids [B, n, top],
     teacher probs [B, n, top], hidden states [B, L + n - 1, H] or None)."""
     B, L = len(prompts), max(len(p) for p in prompts)
@@ -119,11 +136,13 @@ def _decode(model, prompts, max_new_tokens: int, temperature: float, eos: tuple,
     ids = torch.full((B, L), pad, dtype=torch.long)
     mask = torch.zeros(B, L + max_new_tokens, dtype=torch.long)
     for b, p in enumerate(prompts):
-        ids[b, L - len(p):] = torch.tensor(p)
-        mask[b, L - len(p):L] = 1
+        ids[b, L - len(p) :] = torch.tensor(p)
+        mask[b, L - len(p) : L] = 1
     eos_t = torch.tensor(list(eos) or [-1])
     pos = (mask[:, :L].cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask[:, :L], position_ids=pos, use_cache=True, output_hidden_states=features)
+    out = model(
+        input_ids=ids, attention_mask=mask[:, :L], position_ids=pos, use_cache=True, output_hidden_states=features
+    )
     cache, last = out.cache, pos[:, -1]
     feats = [out.hidden_states[-1].to(torch.float16)] if features else []  # [B, L, H], then [B, 1, H] per step
     toks, top_ids, top_p = [], [], []
@@ -141,8 +160,14 @@ def _decode(model, prompts, max_new_tokens: int, temperature: float, eos: tuple,
             break
         mask[:, L + step] = 1
         last = last + 1
-        out = model(input_ids=nxt[:, None], attention_mask=mask[:, :L + step + 1], position_ids=last[:, None],
-                    cache=cache, use_cache=True, output_hidden_states=features)
+        out = model(
+            input_ids=nxt[:, None],
+            attention_mask=mask[:, : L + step + 1],
+            position_ids=last[:, None],
+            cache=cache,
+            use_cache=True,
+            output_hidden_states=features,
+        )
         cache, logits = out.cache, out.logits[:, -1].float()
         if features:
             feats.append(out.hidden_states[-1].to(torch.float16))
@@ -162,7 +187,7 @@ def corpus_examples(model, tokenizer, files: list[Path], *, chunk: int = 256, to
         ids += list(tokenizer.encode(text))
     if len(ids) < 2:
         raise ValueError(f"the corpus ({', '.join(str(f) for f in files)}) is empty: give text files with some content")
-    chunks = [ids[i:i + chunk] for i in range(0, len(ids), chunk) if len(ids[i:i + chunk]) >= 2]
+    chunks = [ids[i : i + chunk] for i in range(0, len(ids), chunk) if len(ids[i : i + chunk]) >= 2]
     out = []
     for c in chunks:
         logits = model(torch.tensor([c])).logits[0, :-1]  # position j predicts token j + 1
@@ -180,7 +205,9 @@ def teacher_mass(examples: list[Example], vocab_size: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def attach_features(model, examples: list[Example], cache: Path | None, batch: int = 16, progress: bool = False) -> None:
+def attach_features(
+    model, examples: list[Example], cache: Path | None, batch: int = 16, progress: bool = False
+) -> None:
     """Set ``e.feats`` (the target's last hidden state at every position) for each example; computed
     once with right-padded teacher-forcing passes and kept in ``cache``."""
     if not examples:
@@ -192,7 +219,7 @@ def attach_features(model, examples: list[Example], cache: Path | None, batch: i
                 e.feats = f
             return
     for i in tqdm(range(0, len(examples), batch), desc="target hidden states", unit="batch", disable=not progress):
-        group = examples[i:i + batch]
+        group = examples[i : i + batch]
         L = max(len(e.ids) for e in group)
         ids = torch.zeros(len(group), L, dtype=torch.long)
         mask = torch.zeros(len(group), L, dtype=torch.long)
@@ -212,4 +239,7 @@ def save_examples(examples: list[Example], path: Path) -> None:
 
 def load_examples(path: Path) -> list[Example]:
     """Examples saved by ``save_examples`` (older files have no features: 4-tuples)."""
-    return [Example(list(r[0]), int(r[1]), r[2], r[3], r[4] if len(r) > 4 else None) for r in torch.load(path, weights_only=False)]
+    return [
+        Example(list(r[0]), int(r[1]), r[2], r[3], r[4] if len(r) > 4 else None)
+        for r in torch.load(path, weights_only=False)
+    ]

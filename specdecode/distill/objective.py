@@ -15,6 +15,7 @@ import torch
 from ..models.eagle import EagleHead
 from .data import Example
 
+
 def draft_forward(draft, examples: list[Example], pos_in_head: torch.Tensor, steps: int = 1) -> list[tuple]:
     """One forward of a shallow draft or an EAGLE head over right-padded examples.
 
@@ -56,7 +57,9 @@ def draft_forward(draft, examples: list[Example], pos_in_head: torch.Tensor, ste
         ok = cols >= s - 1  # step s at column j starts from the true feature of column j - s + 1
         hs = h[rows[ok], cols[ok]]
         reg = torch.nn.functional.smooth_l1_loss(hs.float(), f_tgt[ok])
-        out.append((torch.log_softmax(draft.head.small_logits(hs).float(), dim=-1), hidx[ok], p[ok], reg, rows[ok], cols[ok]))
+        out.append(
+            (torch.log_softmax(draft.head.small_logits(hs).float(), dim=-1), hidx[ok], p[ok], reg, rows[ok], cols[ok])
+        )
     return out
 
 
@@ -101,7 +104,7 @@ def evaluate(draft, examples: list[Example], pos_in_head: torch.Tensor) -> dict:
 
     steps = EVAL_STEPS if isinstance(draft, EagleHead) else 1
     for i in range(0, len(examples), 8):
-        batch = examples[i:i + 8]
+        batch = examples[i : i + 8]
         hits, known = [], []  # per step [B, L]: greedy match / prediction exists, at the column its chain starts
         for s, (lq, hidx, p, _, rows, cols) in enumerate(draft_forward(draft, batch, pos_in_head, steps), start=1):
             a, m = acceptance(lq, hidx, p)

@@ -63,8 +63,18 @@ class _Trainer:
         d = self.draft
         state = d.trainable_state() if isinstance(d, EagleHead) else trainable_state(d)
         tmp = self.work.path("checkpoint.tmp")
-        torch.save({"draft": state, "optimizer": self.opt.state_dict(), "rng": self.gen.get_state(), "step": self.step,
-                    "history": self.history, "train_seconds": self.train_s, "minutes": self.minutes()}, tmp)
+        torch.save(
+            {
+                "draft": state,
+                "optimizer": self.opt.state_dict(),
+                "rng": self.gen.get_state(),
+                "step": self.step,
+                "history": self.history,
+                "train_seconds": self.train_s,
+                "minutes": self.minutes(),
+            },
+            tmp,
+        )
         tmp.replace(self.work.path("checkpoint.pt"))
 
     def train_step(self, train: list[Example], pos_in_head: torch.Tensor, progress_frac: float) -> None:
@@ -75,8 +85,10 @@ class _Trainer:
         idx = torch.randint(len(train), (cfg.batch_size,), generator=self.gen).tolist()
         unroll = cfg.unroll if progress_frac >= cfg.unroll_from else 1
         outs = objective.draft_forward(self.draft, [train[i] for i in idx], pos_in_head, unroll)
-        loss = sum(STEP_DECAY ** s * (objective.distill_loss(lq, hidx, p) + REG_WEIGHT * reg)
-                   for s, (lq, hidx, p, reg, _, _) in enumerate(outs))
+        loss = sum(
+            STEP_DECAY**s * (objective.distill_loss(lq, hidx, p) + REG_WEIGHT * reg)
+            for s, (lq, hidx, p, reg, _, _) in enumerate(outs)
+        )
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
@@ -101,13 +113,17 @@ def _prepare(cfg: DistillConfig, work: WorkFolder, deadline: float, progress: bo
     train, heldout = gather_data(cfg, work, gen_model, target, tok, eos_ids(tok), deadline, progress)
     kept_path = work.path("kept.pt")
     if not kept_path.exists():
-        torch.save(kept_tokens(teacher_mass(train, int(target.config.vocab_size)), cfg.head_tokens, eos_ids(tok)), kept_path)
+        torch.save(
+            kept_tokens(teacher_mass(train, int(target.config.vocab_size)), cfg.head_tokens, eos_ids(tok)), kept_path
+        )
     kept = torch.load(kept_path)
     if cfg.arch == "eagle":
         draft = EagleHead(target, kept)
         # generated data carries its features; a corpus (and data from older versions) gets them here
         attach_features(gen_model, [e for e in heldout if e.feats is None], work.path("heldout-feats.pt"))
-        attach_features(gen_model, [e for e in train if e.feats is None], work.path("train-feats.pt"), progress=progress)
+        attach_features(
+            gen_model, [e for e in train if e.feats is None], work.path("train-feats.pt"), progress=progress
+        )
     else:
         draft = build_draft(target, DraftShape(cfg.layers, cfg.head_tokens), kept)
     return target, tok, train, heldout, kept, draft
@@ -117,8 +133,10 @@ def _report_data(train: list[Example], heldout: list[Example], kept: torch.Tenso
     mass = sum(float(e.top_p.float().sum()) for e in train)
     covered = sum(float((e.top_p.float() * (pos_in_head[e.top_ids.long()] >= 0)).sum()) for e in train)
     n_tok = sum(e.labelled for e in train)
-    _log(f"{len(train)} training sequences, {n_tok} labelled tokens; {len(heldout)} held-out sequences; "
-         f"head keeps {len(kept)} tokens = {covered / mass:.1%} of the teacher's top-64 mass")
+    _log(
+        f"{len(train)} training sequences, {n_tok} labelled tokens; {len(heldout)} held-out sequences; "
+        f"head keeps {len(kept)} tokens = {covered / mass:.1%} of the teacher's top-64 mass"
+    )
     return n_tok
 
 
@@ -136,7 +154,9 @@ def distill(cfg: DistillConfig, *, restart: bool = False, progress: bool = True)
     budget_s = cfg.max_minutes * 60 - spent_before * 60
     if budget_s <= 0:
         _log(f"the checkpoint already used {spent_before:.1f} of --max-minutes {cfg.max_minutes}: saving it as is")
-    target, tok, train, heldout, kept, draft = _prepare(cfg, work, t_start + cfg.gen_fraction * max(budget_s, 0), progress)
+    target, tok, train, heldout, kept, draft = _prepare(
+        cfg, work, t_start + cfg.gen_fraction * max(budget_s, 0), progress
+    )
     V = int(target.config.vocab_size)
     pos_in_head = torch.full((V,), -1, dtype=torch.long)
     pos_in_head[kept] = torch.arange(len(kept))
@@ -147,9 +167,17 @@ def distill(cfg: DistillConfig, *, restart: bool = False, progress: bool = True)
     n_tok = _report_data(train, heldout, kept, pos_in_head)
     if not trainer.history:
         trainer.evaluate(heldout, pos_in_head)
-    _train(trainer, train, heldout, pos_in_head, t_start + budget_s, progress,
-           lambda step: _save(draft, snapshot_dir(out, step), tok, cfg, kept, V, step, trainer.minutes(), n_tok,
-                              trainer.history))
+    _train(
+        trainer,
+        train,
+        heldout,
+        pos_in_head,
+        t_start + budget_s,
+        progress,
+        lambda step: _save(
+            draft, snapshot_dir(out, step), tok, cfg, kept, V, step, trainer.minutes(), n_tok, trainer.history
+        ),
+    )
     if trainer.history[-1]["step"] != trainer.step:
         trainer.evaluate(heldout, pos_in_head)
     trainer.save_checkpoint()
@@ -173,7 +201,9 @@ def _train(tr: _Trainer, train, heldout, pos_in_head, deadline: float, progress:
             if tr.step in cfg.snapshots:
                 snapshot(tr.step)
             h = tr.history[-1]
-            bar.set_postfix_str(f"loss {tr.loss_ema:.3f} held-out alpha {h['alpha_t1']:.3f} greedy {h['greedy_match']:.3f}")
+            bar.set_postfix_str(
+                f"loss {tr.loss_ema:.3f} held-out alpha {h['alpha_t1']:.3f} greedy {h['greedy_match']:.3f}"
+            )
             bar.update(1)
             if time.time() - last_ckpt > 120:
                 tr.save_checkpoint()
@@ -189,10 +219,23 @@ def _train(tr: _Trainer, train, heldout, pos_in_head, deadline: float, progress:
     bar.close()
 
 
-def _save(draft, path: Path, tok, cfg: DistillConfig, kept, V: int, step: int, minutes: float, n_tok: int, history: list) -> None:
-    meta = {"format": 1, "kind": cfg.arch, "target": cfg.model, "vocab_fingerprint": vocab_fingerprint(tok, V), "vocab_size": V,
-            "layers": 1 if cfg.arch == "eagle" else cfg.layers, "head_tokens": int(len(kept)), "steps": step, "minutes": round(minutes, 2),
-            "train_tokens": n_tok, "held_out": history[-1], "settings": cfg.identity()}
+def _save(
+    draft, path: Path, tok, cfg: DistillConfig, kept, V: int, step: int, minutes: float, n_tok: int, history: list
+) -> None:
+    meta = {
+        "format": 1,
+        "kind": cfg.arch,
+        "target": cfg.model,
+        "vocab_fingerprint": vocab_fingerprint(tok, V),
+        "vocab_size": V,
+        "layers": 1 if cfg.arch == "eagle" else cfg.layers,
+        "head_tokens": int(len(kept)),
+        "steps": step,
+        "minutes": round(minutes, 2),
+        "train_tokens": n_tok,
+        "held_out": history[-1],
+        "settings": cfg.identity(),
+    }
     was = draft.training
     draft.eval()
     if isinstance(draft, EagleHead):

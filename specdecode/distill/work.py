@@ -51,9 +51,13 @@ class WorkFolder:
         if settings.exists():
             old = json.loads(settings.read_text())
             if old != ident:
-                diff = ", ".join(f"{k}: {old.get(k)!r} -> {ident.get(k)!r}" for k in ident if old.get(k) != ident.get(k))
-                raise ValueError(f"{self.dir} holds an interrupted run with other settings ({diff}); "
-                                 f"resume with the same settings or pass --restart")
+                diff = ", ".join(
+                    f"{k}: {old.get(k)!r} -> {ident.get(k)!r}" for k in ident if old.get(k) != ident.get(k)
+                )
+                raise ValueError(
+                    f"{self.dir} holds an interrupted run with other settings ({diff}); "
+                    f"resume with the same settings or pass --restart"
+                )
         else:
             settings.write_text(json.dumps(ident, indent=1))
 
@@ -61,15 +65,23 @@ class WorkFolder:
         return self.dir / name
 
 
-def gather_data(cfg, work: WorkFolder, gen_model, target, tok, eos, deadline: float, progress: bool) -> tuple[list[Example], list[Example]]:
+def gather_data(
+    cfg, work: WorkFolder, gen_model, target, tok, eos, deadline: float, progress: bool
+) -> tuple[list[Example], list[Example]]:
     held = work.path("heldout.pt")
     if not held.exists():
         hp = [encode_chat(tok, m) for m in held_out_prompts()[: cfg.held_out]]
         ex = []
         for i in range(0, len(hp), cfg.gen_batch):
-            ex += generate_examples(gen_model, hp[i:i + cfg.gen_batch], max_new_tokens=cfg.max_new_tokens,
-                                    temperature=0.8, eos=eos, generator=torch.Generator().manual_seed(cfg.seed + 10_000 + i),
-                                    features=cfg.arch == "eagle")
+            ex += generate_examples(
+                gen_model,
+                hp[i : i + cfg.gen_batch],
+                max_new_tokens=cfg.max_new_tokens,
+                temperature=0.8,
+                eos=eos,
+                generator=torch.Generator().manual_seed(cfg.seed + 10_000 + i),
+                features=cfg.arch == "eagle",
+            )
         save_examples(ex, held)
     heldout = load_examples(held)
     prompts = [encode_chat(tok, p) for p in training_prompts(cfg.prompts, cfg.seed)]
@@ -83,9 +95,15 @@ def gather_data(cfg, work: WorkFolder, gen_model, target, tok, eos, deadline: fl
                 _log(f"data generation stopped at batch {i}/{nb} (its share of --max-minutes is used up)")
                 break
             T = cfg.gen_temperatures[i % len(cfg.gen_temperatures)]
-            ex = generate_examples(gen_model, prompts[i * cfg.gen_batch:(i + 1) * cfg.gen_batch],
-                                   max_new_tokens=cfg.max_new_tokens, temperature=T, eos=eos,
-                                   generator=torch.Generator().manual_seed(cfg.seed + i), features=cfg.arch == "eagle")
+            ex = generate_examples(
+                gen_model,
+                prompts[i * cfg.gen_batch : (i + 1) * cfg.gen_batch],
+                max_new_tokens=cfg.max_new_tokens,
+                temperature=T,
+                eos=eos,
+                generator=torch.Generator().manual_seed(cfg.seed + i),
+                features=cfg.arch == "eagle",
+            )
             save_examples(ex, f)
         train += load_examples(f)
         bar.update(1)

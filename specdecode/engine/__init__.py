@@ -15,7 +15,29 @@ from .sampler import DraftSampler
 from .session import Request, Session
 from .stats import GenerationStats, format_stats
 
-__all__ = ["K_MAX", "AdaptiveK", "CausalLM", "CostBook", "CostTable", "DraftSampler", "DraftTree", "Drafter",
-           "EagleDrafter", "EarlyExitDrafter", "GenerationConfig", "GenerationOutput", "GenerationStats",
-           "ModelDrafter", "NoDrafter", "PromptLookupDrafter", "Refusal", "Request", "RowPolicy", "Session",
-           "SpeculativeGenerator", "TreeShape", "format_stats", "prefix_tree"]
+__all__ = [
+    "K_MAX",
+    "AdaptiveK",
+    "CausalLM",
+    "CostBook",
+    "CostTable",
+    "DraftSampler",
+    "DraftTree",
+    "Drafter",
+    "EagleDrafter",
+    "EarlyExitDrafter",
+    "GenerationConfig",
+    "GenerationOutput",
+    "GenerationStats",
+    "ModelDrafter",
+    "NoDrafter",
+    "PromptLookupDrafter",
+    "Refusal",
+    "Request",
+    "RowPolicy",
+    "Session",
+    "SpeculativeGenerator",
+    "TreeShape",
+    "format_stats",
+    "prefix_tree",
+]

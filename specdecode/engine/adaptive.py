@@ -30,9 +30,16 @@ class AdaptiveK:
     ``probe_every`` idle steps, and waits twice as long after each probe that accepted nothing.
     """
 
-    def __init__(self, k_max: int, decay: float = 0.9, probe_every: int = 8, shrink: float = 2.0,
-                 nodes: Callable[[int], int] | None = None, costs: list[float] | None = None,
-                 draft_cost: float | None = None):
+    def __init__(
+        self,
+        k_max: int,
+        decay: float = 0.9,
+        probe_every: int = 8,
+        shrink: float = 2.0,
+        nodes: Callable[[int], int] | None = None,
+        costs: list[float] | None = None,
+        draft_cost: float | None = None,
+    ):
         self.k_max, self.decay, self.probe_every, self.shrink = k_max, decay, probe_every, shrink
         self.nodes = nodes or (lambda k: k)  # draft tokens at depth k (trees: every node the drafter proposes)
         self.acc, self.chk = 1.0, 2.0

@@ -82,7 +82,9 @@ class Backend:
     @record_features.setter
     def record_features(self, on: bool) -> None:
         if on and not self.supports_features:
-            raise ValueError(f"the {self.backend} backend cannot give the target's hidden states (needed by EAGLE heads)")
+            raise ValueError(
+                f"the {self.backend} backend cannot give the target's hidden states (needed by EAGLE heads)"
+            )
         self._record = bool(on)
 
     def reset(self, batch_size: int) -> None:

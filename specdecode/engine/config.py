@@ -50,7 +50,8 @@ class GenerationConfig:
         if not isinstance(self.sampling, SamplingConfig):
             raise TypeError(f"sampling must be a SamplingConfig, got {type(self.sampling).__name__}")
         if not isinstance(self.eos_token_ids, (tuple, list)) or not all(
-                isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in self.eos_token_ids):
+            isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in self.eos_token_ids
+        ):
             raise TypeError(f"eos_token_ids must be a tuple of token ids (ints >= 0), got {self.eos_token_ids!r}")
         if not isinstance(self.stop_strings, (tuple, list)) or not all(isinstance(s, str) for s in self.stop_strings):
             raise TypeError(f"stop_strings must be a tuple of strings, got {self.stop_strings!r}")

@@ -78,8 +78,14 @@ def write_table(path: Path, table: CostTable) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".costs-", dir=path.parent)
         with os.fdopen(fd, "w") as fh:
-            json.dump({"seconds": list(table.seconds), "draft_token": table.draft_token,
-                       "measured": time.strftime("%Y-%m-%d %H:%M:%S")}, fh)
+            json.dump(
+                {
+                    "seconds": list(table.seconds),
+                    "draft_token": table.draft_token,
+                    "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+                },
+                fh,
+            )
         os.replace(tmp, path)
         return True
     except OSError:

@@ -81,8 +81,17 @@ class _RowTree:
 class LlamaCppLM(Backend):
     backend = "llama.cpp"
 
-    def __init__(self, path: str, *, name: str | None = None, n_ctx: int = 8192, n_threads: int | None = None,
-                 max_seqs: int = 256, n_batch: int = 512, embeddings: bool = False):
+    def __init__(
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        n_ctx: int = 8192,
+        n_threads: int | None = None,
+        max_seqs: int = 256,
+        n_batch: int = 512,
+        embeddings: bool = False,
+    ):
         require_llama_cpp()
         self.path, self.name = str(path), name or os.path.basename(str(path))
         if not os.path.isfile(self.path):
@@ -128,8 +137,10 @@ class LlamaCppLM(Backend):
         """Hidden states need a context with embeddings: remade here (empty) while no row holds tokens."""
         if on and not self.embeddings:
             if any(self.lengths):
-                raise ValueError("llama.cpp gives hidden states only from a context made for them: ask for them "
-                                 "before any row holds tokens")
+                raise ValueError(
+                    "llama.cpp gives hidden states only from a context made for them: ask for them "
+                    "before any row holds tokens"
+                )
             self._open_context(self.n_ctx, True)
             self.reset(self.batch_size)
         self._record = bool(on)
@@ -186,8 +197,10 @@ class LlamaCppLM(Backend):
             _ERRORS.clear()
             rc = L.llama_decode(self.ctx, b)
             if rc == 1:
-                raise ValueError(f"the llama.cpp context is full ({self.n_ctx} cells for all rows and tree nodes): "
-                                 f"use fewer or shorter prompts")
+                raise ValueError(
+                    f"the llama.cpp context is full ({self.n_ctx} cells for all rows and tree nodes): "
+                    f"use fewer or shorter prompts"
+                )
             if rc != 0:
                 raise RuntimeError(f"llama_decode failed ({rc}): {last_error()}")
             if outputs:
@@ -206,7 +219,11 @@ class LlamaCppLM(Backend):
         """A copy of llama.cpp's output buffer ``ptr`` (float [rows, width]), valid after the next pass."""
         n = rows * width
         kind = self._ctypes_arrays.get(n) or self._ctypes_arrays.setdefault(n, ctypes.c_float * n)
-        return np.frombuffer(kind.from_address(ctypes.addressof(ptr.contents)), dtype=np.float32, count=n).reshape(rows, width).copy()
+        return (
+            np.frombuffer(kind.from_address(ctypes.addressof(ptr.contents)), dtype=np.float32, count=n)
+            .reshape(rows, width)
+            .copy()
+        )
 
     def _rows_out(self, flat: np.ndarray, n: list[int]) -> torch.Tensor:
         """Logits of the flattened rows [sum n, V] -> [B, n_max, V] (zeros after a row's own tokens)."""
@@ -297,7 +314,9 @@ class LlamaCppLM(Backend):
             reused.add(parent)
             return row.seq[parent]
         if not self._free:
-            raise ValueError(f"the draft tree has more paths than llama.cpp sequences ({self.max_seqs - self.batch_size})")
+            raise ValueError(
+                f"the draft tree has more paths than llama.cpp sequences ({self.max_seqs - self.batch_size})"
+            )
         s = self._free.pop()
         row.borrowed.append(s)
         if parent < 0:

@@ -80,7 +80,7 @@ class CausalLM(Backend):
             self.lengths[b] = len(self.history[b])
             if r:
                 logits = self.model(torch.tensor([self.history[b]], device=self.device))
-                out[b, : len(r)] = logits[0, -len(r):].float()
+                out[b, : len(r)] = logits[0, -len(r) :].float()
         return out
 
     def _extend_hf(self, rows, n, n_max, need_logits=True):
@@ -92,10 +92,19 @@ class CausalLM(Backend):
             for b in range(B):
                 mask[b, : self.lengths[b]] = 1
                 mask[b, P : P + n[b]] = 1
-            pos = torch.tensor([[self.lengths[b] + i for i in range(n_max)] for b in range(B)], dtype=torch.long, device="cpu")
+            pos = torch.tensor(
+                [[self.lengths[b] + i for i in range(n_max)] for b in range(B)], dtype=torch.long, device="cpu"
+            )
             mask, pos = mask.to(self.device), pos.to(self.device)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=self.cache, use_cache=True,
-                         output_hidden_states=self.record_features, logits_to_keep=0 if need_logits else 1)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            cache=self.cache,
+            use_cache=True,
+            output_hidden_states=self.record_features,
+            logits_to_keep=0 if need_logits else 1,
+        )
         if self.record_features:
             h = out.hidden_states[-1].detach().float()  # [B, n_max, H]: the input of the head
             for b in range(B):
@@ -111,7 +120,9 @@ class CausalLM(Backend):
             for b, (length, k) in enumerate(zip(self.lengths, n)):
                 if k and length != old_physical:
                     layer.keys[b, :, length : length + k] = layer.keys[b, :, old_physical : old_physical + k].clone()
-                    layer.values[b, :, length : length + k] = layer.values[b, :, old_physical : old_physical + k].clone()
+                    layer.values[b, :, length : length + k] = layer.values[
+                        b, :, old_physical : old_physical + k
+                    ].clone()
         self.lengths = [length + k for length, k in zip(self.lengths, n)]
         self._crop(layers, max(self.lengths))
 
@@ -140,7 +151,9 @@ class CausalLM(Backend):
         if n_max == 0:
             return torch.zeros(len(tokens), 0, self.vocab_size, device=self.device)
         P = self.physical if self.is_hf else 0
-        new = [seg.add(tok, par, [P + j for j in range(len(par))]) for seg, tok, par in zip(self._tree, tokens, parents)]
+        new = [
+            seg.add(tok, par, [P + j for j in range(len(par))]) for seg, tok, par in zip(self._tree, tokens, parents)
+        ]
         self.check_context(max(seg.base + max(seg.depths, default=-1) + 1 for seg in self._tree))
         t0 = time.perf_counter()
         logits = self._tree_hf(tokens, new, n_max) if self.is_hf else self._tree_full(tokens, new, n_max)
@@ -152,8 +165,14 @@ class CausalLM(Backend):
         total = self.physical + n_max
         mask, pos = tree_attention(self._tree, new, self.lengths, total, self.dtype, self.device)
         ids = torch.tensor([t + [0] * (n_max - len(t)) for t in tokens], dtype=torch.long, device=self.device)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=self.cache, use_cache=True,
-                         output_hidden_states=self.record_features)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            cache=self.cache,
+            use_cache=True,
+            output_hidden_states=self.record_features,
+        )
         self.physical = total
         if self.record_features:
             h = out.hidden_states[-1].detach().float()
@@ -206,7 +225,7 @@ class CausalLM(Backend):
             raise ValueError("draft-tree nodes are pending: rows join between steps")
         super().add_rows(n)
         self.history += [[] for _ in range(n)]
-        for layer in (self.cache.layers if self.is_hf else []):
+        for layer in self.cache.layers if self.is_hf else []:
             if layer.keys is not None and layer.keys.numel():
                 pad = layer.keys.new_zeros((n, *layer.keys.shape[1:]))
                 layer.keys = torch.cat([layer.keys, pad])

@@ -32,8 +32,9 @@ class SpeculativeGenerator:
     tokenizer: for stop strings; cost_dir: where pass-cost tables are kept, one file per backend (None: in
     memory only, measured once per generator)."""
 
-    def __init__(self, target: Backend, drafter: Drafter | None = None, tokenizer=None, *,
-                 cost_dir: Path | None = None):
+    def __init__(
+        self, target: Backend, drafter: Drafter | None = None, tokenizer=None, *, cost_dir: Path | None = None
+    ):
         self.target = target
         self.drafter = drafter or NoDrafter()
         self.tokenizer = tokenizer
@@ -41,8 +42,10 @@ class SpeculativeGenerator:
         self._session: Session | None = None
         lm = self.drafter.lm
         if lm is not None and lm.vocab_size != target.vocab_size:
-            raise ValueError(f"the draft model's vocabulary ({lm.vocab_size} tokens) differs from the target's "
-                             f"({target.vocab_size}): a drafter must share the target's tokenizer")
+            raise ValueError(
+                f"the draft model's vocabulary ({lm.vocab_size} tokens) differs from the target's "
+                f"({target.vocab_size}): a drafter must share the target's tokenizer"
+            )
 
     def open(self, max_batch: int = 8, costs: str | Path | None = AUTO) -> Session:
         """A new session of at most ``max_batch`` running requests. costs: "auto" (the generator's table for its
@@ -73,8 +76,13 @@ class SpeculativeGenerator:
         return method_for(config, self.drafter)
 
     @torch.inference_mode()
-    def generate(self, prompts: list[list[int]], config: GenerationConfig, generator: torch.Generator,
-                 on_tokens: Callable | None = None) -> GenerationOutput:
+    def generate(
+        self,
+        prompts: list[list[int]],
+        config: GenerationConfig,
+        generator: torch.Generator,
+        on_tokens: Callable | None = None,
+    ) -> GenerationOutput:
         """prompts: B lists of token ids. on_tokens(row, tokens, kinds) streams each step's tokens. The rows share
         ``generator`` (Gumbel noise: row i on stream i)."""
         if not isinstance(generator, torch.Generator):
@@ -97,5 +105,6 @@ class SpeculativeGenerator:
         stats.draft_calls = self.drafter.calls - d_calls0
         stats.total_time = time.perf_counter() - t_start
         stats.costs = reqs[0].stats.costs
-        return GenerationOutput([r.new for r in reqs], [r.kinds for r in reqs], stats, [r.reason for r in reqs],
-                                reqs[0].method.name)
+        return GenerationOutput(
+            [r.new for r in reqs], [r.kinds for r in reqs], stats, [r.reason for r in reqs], reqs[0].method.name
+        )

@@ -37,8 +37,15 @@ class RowPolicy:
             raise ValueError("Gumbel-coupled drafting draws one child per node (chains only)")
 
     @staticmethod
-    def for_method(method: Method, sampling: SamplingConfig, rng: TorchRNG, noise: CounterGumbel | None = None,
-                   stream: int = 0, limit: int = 0, adaptive: AdaptiveK | None = None) -> "RowPolicy":
+    def for_method(
+        method: Method,
+        sampling: SamplingConfig,
+        rng: TorchRNG,
+        noise: CounterGumbel | None = None,
+        stream: int = 0,
+        limit: int = 0,
+        adaptive: AdaptiveK | None = None,
+    ) -> "RowPolicy":
         return RowPolicy(sampling, method, method.children, rng, noise, stream, limit, adaptive)
 
     @property

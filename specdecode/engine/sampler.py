@@ -25,8 +25,14 @@ class DraftSampler:
     """``DraftSampler(sampling, children, rng, noise, seqs)``: every row drawn alike (row b's noise stream is b);
     ``DraftSampler.per_row(policies, seqs)``: each row by its own ``RowPolicy``."""
 
-    def __init__(self, sampling: SamplingConfig, children: str, rng: TorchRNG, noise: CounterGumbel | None = None,
-                 seqs: list[list[int]] | None = None):
+    def __init__(
+        self,
+        sampling: SamplingConfig,
+        children: str,
+        rng: TorchRNG,
+        noise: CounterGumbel | None = None,
+        seqs: list[list[int]] | None = None,
+    ):
         self._shared = RowPolicy(sampling, None, children, rng, noise)
         self._rows: list[RowPolicy] | None = None
         self.seqs = seqs

@@ -53,8 +53,9 @@ class TreeSegment:
         return torch.cat(self.features)[nodes]
 
 
-def tree_attention(segments: list[TreeSegment], new: list[list[int]], prefix: list[int], total: int,
-                   dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+def tree_attention(
+    segments: list[TreeSegment], new: list[list[int]], prefix: list[int], total: int, dtype: torch.dtype, device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The nodes ``new[b]`` just added to ``segments[b]`` (rows padded to the longest) ->
     (additive mask [B, 1, n_max, total], position ids [B, n_max]).
 

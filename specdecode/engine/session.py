@@ -80,8 +80,15 @@ class Request:
 class Session:
     """A running batch on one generator's target and drafter (made by ``SpeculativeGenerator.open``)."""
 
-    def __init__(self, target, drafter: Drafter, tokenizer, max_batch: int, costs: CostTable | None,
-                 named: dict[str, CostTable] | None = None):
+    def __init__(
+        self,
+        target,
+        drafter: Drafter,
+        tokenizer,
+        max_batch: int,
+        costs: CostTable | None,
+        named: dict[str, CostTable] | None = None,
+    ):
         """costs: the table adaptive requests read (None: they time passes); named: tables already resolved for
         cost files that requests may name (``GenerationConfig.costs``)."""
         self.target, self.drafter, self.tokenizer = target, drafter, tokenizer
@@ -95,27 +102,39 @@ class Session:
         self._tables: dict[str, CostTable] = dict(named or {})  # cost files named by requests, read once
 
     # ------------------------------------------------------------------ admission
-    def admit(self, prompt: list[int], config: GenerationConfig, generator: torch.Generator,
-              on_tokens: Callable | None = None) -> Request:
+    def admit(
+        self, prompt: list[int], config: GenerationConfig, generator: torch.Generator, on_tokens: Callable | None = None
+    ) -> Request:
         """Check one request and queue it (it joins at the next step with room) -> the Request; a request the
         engine cannot run raises ``Refusal`` (its ``field`` names what is wrong) and leaves nothing behind."""
         rng, noise = _randomness(generator, config, self)
         return self._queue_all([self._request(prompt, config, rng, noise, 0, on_tokens)])[0]
 
-    def admit_batch(self, prompts: list[list[int]], config: GenerationConfig, generator: torch.Generator,
-                    on_tokens: Callable | None = None) -> list[Request]:
+    def admit_batch(
+        self,
+        prompts: list[list[int]],
+        config: GenerationConfig,
+        generator: torch.Generator,
+        on_tokens: Callable | None = None,
+    ) -> list[Request]:
         """Requests for ``prompts`` sharing ``config`` and ``generator`` (drawn together, in row order; Gumbel
         noise: row i on stream i) -> their Requests. on_tokens(row, tokens, kinds). All or none are queued."""
         if not isinstance(prompts, (list, tuple)) or not prompts:
             raise Refusal("prompts must be a non-empty list of prompts, each a list of token ids", "prompt")
         rng, noise = _randomness(generator, config, self)
-        reqs = [self._request(p, config, rng, noise, i,
-                              (lambda toks, kinds, i=i: on_tokens(i, toks, kinds)) if on_tokens else None)
-                for i, p in enumerate(prompts)]
+        reqs = [
+            self._request(
+                p, config, rng, noise, i, (lambda toks, kinds, i=i: on_tokens(i, toks, kinds)) if on_tokens else None
+            )
+            for i, p in enumerate(prompts)
+        ]
         if self.target.capacity is not None and sum(r.cells for r in reqs) > self.target.capacity:
-            raise Refusal(f"the batch needs up to {sum(r.cells for r in reqs)} cache cells but the "
-                          f"{self.target.backend} context holds {self.target.capacity}: generate fewer or shorter "
-                          f"prompts at once", "prompt")
+            raise Refusal(
+                f"the batch needs up to {sum(r.cells for r in reqs)} cache cells but the "
+                f"{self.target.backend} context holds {self.target.capacity}: generate fewer or shorter "
+                f"prompts at once",
+                "prompt",
+            )
         return self._queue_all(reqs)
 
     def _request(self, prompt, config: GenerationConfig, rng: TorchRNG, noise, stream: int, on_tokens) -> Request:
@@ -125,9 +144,12 @@ class Session:
         adaptive = None
         if config.adaptive:
             table = self._table_for(config)
-            adaptive = AdaptiveK(limit, nodes=self.drafter.nodes_at_depth,
-                                 costs=None if table is None else list(table.seconds),
-                                 draft_cost=None if table is None else table.draft_token)
+            adaptive = AdaptiveK(
+                limit,
+                nodes=self.drafter.nodes_at_depth,
+                costs=None if table is None else list(table.seconds),
+                draft_cost=None if table is None else table.draft_token,
+            )
         policy = RowPolicy.for_method(method, config.sampling, rng, noise, stream, limit, adaptive)
         req = Request(list(prompt), config, policy, StopRule(config, self.tokenizer), cells, on_tokens)
         req.stats.costs = self._costs_source(config)
@@ -146,22 +168,30 @@ class Session:
     def check_prompt(self, prompt, config: GenerationConfig, limit: int, row: int = 0) -> int:
         """Refuse a prompt the target cannot run -> the cache cells it may need (prompt + new tokens + nodes)."""
         if not isinstance(prompt, (list, tuple)) or not all(
-                isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-            raise TypeRefusal(f"prompts[{row}] must be a list of token ids (ints); prompts is a list of such lists",
-                              "prompt")
+            isinstance(t, int) and not isinstance(t, bool) for t in prompt
+        ):
+            raise TypeRefusal(
+                f"prompts[{row}] must be a list of token ids (ints); prompts is a list of such lists", "prompt"
+            )
         if len(prompt) == 0:
             raise Refusal(f"prompt {row} is empty: give at least one token", "prompt")
         room = self.drafter.nodes_at_depth(limit) if self.drafter.branching else 0
         cells = len(prompt) + config.max_new_tokens + room
         if cells > self.target.max_length:
             extra = f" + {room} tree nodes" if room else ""
-            raise Refusal(f"prompt {row} has {len(prompt)} tokens; with max_new_tokens={config.max_new_tokens}{extra} "
-                          f"it exceeds the model's context of {self.target.max_length} tokens", "prompt")
+            raise Refusal(
+                f"prompt {row} has {len(prompt)} tokens; with max_new_tokens={config.max_new_tokens}{extra} "
+                f"it exceeds the model's context of {self.target.max_length} tokens",
+                "prompt",
+            )
         if min(prompt) < 0 or max(prompt) >= self.target.vocab_size:
             raise Refusal(f"prompt {row} has token ids outside [0, {self.target.vocab_size - 1}]", "prompt")
         if self.target.capacity is not None and cells > self.target.capacity:
-            raise Refusal(f"the request needs up to {cells} cache cells but the {self.target.backend} context holds "
-                          f"{self.target.capacity}", "prompt")
+            raise Refusal(
+                f"the request needs up to {cells} cache cells but the {self.target.backend} context holds "
+                f"{self.target.capacity}",
+                "prompt",
+            )
         return cells
 
     def _table_for(self, config: GenerationConfig) -> CostTable | None:
@@ -173,8 +203,9 @@ class Session:
             try:
                 self._tables[config.costs] = read_table(config.costs)
             except ValueError as exc:
-                raise Refusal(f"{exc} (a session measures a missing table only when it opens: "
-                              f"open(costs=FILE))", "costs") from None
+                raise Refusal(
+                    f"{exc} (a session measures a missing table only when it opens: open(costs=FILE))", "costs"
+                ) from None
         return self._tables[config.costs]
 
     def _costs_source(self, config: GenerationConfig) -> str:

@@ -14,8 +14,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 # fields of the batch as a whole (a session's passes and times), not summed over its requests
-PASS_FIELDS = ("steps", "target_calls", "draft_calls", "prefill_time", "target_time", "draft_time", "total_time",
-               "costs")
+PASS_FIELDS = (
+    "steps",
+    "target_calls",
+    "draft_calls",
+    "prefill_time",
+    "target_time",
+    "draft_time",
+    "total_time",
+    "costs",
+)
 
 
 @dataclass
@@ -119,9 +127,15 @@ class GenerationStats:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d.update(acceptance_rate=self.acceptance_rate, alpha_estimate=self.alpha_estimate, alpha_exact=self.alpha_exact,
-                 tokens_per_target_call=self.tokens_per_target_call, tokens_per_second=self.tokens_per_second,
-                 overhead_time=self.overhead_time, overhead_fraction=self.overhead_fraction)
+        d.update(
+            acceptance_rate=self.acceptance_rate,
+            alpha_estimate=self.alpha_estimate,
+            alpha_exact=self.alpha_exact,
+            tokens_per_target_call=self.tokens_per_target_call,
+            tokens_per_second=self.tokens_per_second,
+            overhead_time=self.overhead_time,
+            overhead_fraction=self.overhead_fraction,
+        )
         return d
 
 

@@ -40,5 +40,5 @@ class StopRule:
     def _stops(self, ids: list[int]) -> bool:
         """Does the generated text end in a completed stop string? (Checked after every token, so a match in
         the window can only be the one the last token completed.)"""
-        text = self.tokenizer.decode(ids[-self.window:])
+        text = self.tokenizer.decode(ids[-self.window :])
         return any(s in text for s in self.strings)

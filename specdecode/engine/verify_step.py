@@ -39,8 +39,9 @@ class Row:
         return self.policy.method
 
 
-def verify_rows(logits: torch.Tensor, trees: list[DraftTree], policies: list[RowPolicy],
-                seqs: list[list[int]]) -> list[RowResult]:
+def verify_rows(
+    logits: torch.Tensor, trees: list[DraftTree], policies: list[RowPolicy], seqs: list[list[int]]
+) -> list[RowResult]:
     """logits: [B, n_max, V] of every row's tree (node order); policies[b] / seqs[b]: how row b is verified and
     its sequence before this step. -> a result per row."""
     rows = [Row(pol, seq) for pol, seq in zip(policies, seqs)]
@@ -72,8 +73,14 @@ def _verify_group(r: Row, p: torch.Tensor, trees: list[DraftTree], rows: list[Ro
         for j in rest:
             t = trees[j]
             pj = p[j, : len(t.tokens)]
-            res = r.method.tree(pj, t.q_matrix(pj.dtype), torch.tensor(t.parents, device="cpu"),
-                                torch.tensor(t.tokens, device="cpu"), r.policy.rng, validate=False)
+            res = r.method.tree(
+                pj,
+                t.q_matrix(pj.dtype),
+                torch.tensor(t.parents, device="cpu"),
+                torch.tensor(t.tokens, device="cpu"),
+                r.policy.rng,
+                validate=False,
+            )
             out[j] = RowResult(res.path, res.tokens)
     return out
 
@@ -106,9 +113,12 @@ def _verify_chains(r: Row, p: torch.Tensor, trees: list[DraftTree], rows: list[R
 
 def _noise(rows: list[Row], n: int, V: int, device) -> torch.Tensor:
     """Gumbel noise of each row's stream at the n absolute positions after its sequence -> [R, n, V]."""
-    return torch.cat([r.policy.noise.noise([r.policy.stream], torch.tensor([[len(r.seq) + i for i in range(n)]],
-                                                                           device="cpu"), V)
-                      for r in rows]).to(device)
+    return torch.cat(
+        [
+            r.policy.noise.noise([r.policy.stream], torch.tensor([[len(r.seq) + i for i in range(n)]], device="cpu"), V)
+            for r in rows
+        ]
+    ).to(device)
 
 
 def overlap(logits: torch.Tensor, tree: DraftTree, result: RowResult, policy: RowPolicy) -> tuple[float, int] | None:

@@ -64,6 +64,7 @@ class Entry:
 
 # ------------------------------------------------------------------ helpers
 
+
 def _t(rows) -> torch.Tensor:
     return torch.tensor([[float(v) for v in r] for r in rows], dtype=torch.float64)
 
@@ -112,8 +113,11 @@ def _ref_typical(case, ctx, rng):
 
 
 def _ref_gumbel(case, ctx, rng):
-    return tuple(ref.gumbel_ref(lambda pre: case.target.probs(ctx + tuple(pre)),
-                                lambda pre: case.draft.probs(ctx + tuple(pre)), case.k, rng))
+    return tuple(
+        ref.gumbel_ref(
+            lambda pre: case.target.probs(ctx + tuple(pre)), lambda pre: case.draft.probs(ctx + tuple(pre)), case.k, rng
+        )
+    )
 
 
 def sample_candidates(q, K, rng, replacement=True):
@@ -182,12 +186,20 @@ def _tree_step(method, impl):
         parents, tokens, paths = sample_tree(case, ctx, rng, replacement)
         if impl == "reference":
             kids = multidraft.children_lists(parents)
-            out, _ = ref.tree_ref(lambda n: case.target.probs(ctx + paths[n]),
-                                  lambda n: case.draft.probs(ctx + paths[n]), kids, tokens, rng, method)
+            out, _ = ref.tree_ref(
+                lambda n: case.target.probs(ctx + paths[n]),
+                lambda n: case.draft.probs(ctx + paths[n]),
+                kids,
+                tokens,
+                rng,
+                method,
+            )
             return tuple(out)
         p = _t([case.target.probs(ctx + pa) for pa in paths])
         q = _t([case.draft.probs(ctx + pa) for pa in paths])
-        res = multidraft.verify_tree(p, q, torch.tensor(parents), torch.tensor(tokens), rng, method=method, validate=False)
+        res = multidraft.verify_tree(
+            p, q, torch.tensor(parents), torch.tensor(tokens), rng, method=method, validate=False
+        )
         return tuple(res.tokens)
 
     return step
@@ -203,11 +215,14 @@ def _det_tree_step(impl):
     def step(case, ctx, rng):
         parents, tokens, paths = sample_det_tree(case, ctx)
         if impl == "reference":
-            out, _ = ref.tree_ref(lambda n: case.target.probs(ctx + paths[n]), None, multidraft.children_lists(parents),
-                                  tokens, rng)
+            out, _ = ref.tree_ref(
+                lambda n: case.target.probs(ctx + paths[n]), None, multidraft.children_lists(parents), tokens, rng
+            )
             return tuple(out)
         p = _t([case.target.probs(ctx + pa) for pa in paths])
-        res = multidraft.verify_tree(p, None, torch.tensor(parents), torch.tensor(tokens), rng, method="rrs", validate=False)
+        res = multidraft.verify_tree(
+            p, None, torch.tensor(parents), torch.tensor(tokens), rng, method="rrs", validate=False
+        )
         return tuple(res.tokens)
 
     return step
@@ -224,8 +239,14 @@ def _seq_step(method, impl):
         if impl == "reference":
             parents, tokens, where = multidraft.chains_to_tree(drafts)
             path = lambda n: ctx + tuple(drafts[where[n][0]][: where[n][1]]) if n else ctx  # noqa: E731
-            out, _ = ref.tree_ref(lambda n: case.target.probs(path(n)), lambda n: case.draft.probs(path(n)),
-                                  multidraft.children_lists(parents), tokens, rng, method)
+            out, _ = ref.tree_ref(
+                lambda n: case.target.probs(path(n)),
+                lambda n: case.draft.probs(path(n)),
+                multidraft.children_lists(parents),
+                tokens,
+                rng,
+                method,
+            )
             return tuple(out)
         p = torch.stack([_t([case.target.probs(ctx + tuple(d[:i])) for i in range(case.k + 1)]) for d in drafts])[None]
         q = torch.stack([_t([case.draft.probs(ctx + tuple(d[:i])) for i in range(case.k)]) for d in drafts])[None]
@@ -257,11 +278,21 @@ def select_cases(Ks=(1, 2, 3), Vs=(2, 3, 4)):
 
 
 def tree_cases(shapes=((2, 1), (2, 2), (3,)), Vs=(2, 3)):
-    return [Case(name, t, d, V, len(b), 2, K=b[0], branching=b) for V in Vs for b in shapes for name, t, d in _pairs(V, False)]
+    return [
+        Case(name, t, d, V, len(b), 2, K=b[0], branching=b)
+        for V in Vs
+        for b in shapes
+        for name, t, d in _pairs(V, False)
+    ]
 
 
 def seq_cases(Vs=(2, 3)):
-    return [Case(name, t, d, V, L, 2, K=K) for V in Vs for K, L in ((2, 1), (2, 2), (3, 1)) for name, t, d in _pairs(V, False)]
+    return [
+        Case(name, t, d, V, L, 2, K=K)
+        for V in Vs
+        for K, L in ((2, 1), (2, 2), (3, 1))
+        for name, t, d in _pairs(V, False)
+    ]
 
 
 def methods() -> list[Entry]:
@@ -286,16 +317,24 @@ def methods() -> list[Entry]:
         Entry("rrs (tree)", "reference", _tree_step("rrs", "reference"), tree_cases),
         Entry("rrs-wor (tree)", "torch", _tree_step("rrs-wor", "torch"), tree_cases),
         Entry("rrs-wor (tree)", "reference", _tree_step("rrs-wor", "reference"), tree_cases),
-        Entry("deterministic tree", "torch", _det_tree_step("torch"), lambda: tree_cases(shapes=((2, 1), (3,), (2, 2)))),
+        Entry(
+            "deterministic tree", "torch", _det_tree_step("torch"), lambda: tree_cases(shapes=((2, 1), (3,), (2, 2)))
+        ),
         Entry("deterministic tree", "reference", _det_tree_step("reference"), tree_cases),
-        Entry("gumbel-coupled", "reference", _ref_gumbel, chain_cases,
-               note="torch path: seeded spec == seeded plain (tests)"),
+        Entry(
+            "gumbel-coupled",
+            "reference",
+            _ref_gumbel,
+            chain_cases,
+            note="torch path: seeded spec == seeded plain (tests)",
+        ),
         Entry("typical (Medusa)", "torch", _fast_chain(chain.typical_verify), fast_chain, lossy=True),
         Entry("typical (Medusa)", "reference", _ref_typical, chain_cases, lossy=True),
     ]
 
 
 # --------------------------------------------------------------- distributions
+
 
 def n_token_distribution(step: Callable, case: Case, ctx: tuple = ()) -> dict:
     """Exact joint distribution of the first case.N tokens produced by repeating ``step``."""
@@ -340,8 +379,14 @@ def target_distribution(case: Case, greedy: bool = False, ctx: tuple = ()) -> di
 def compare(out: dict, target: dict) -> tuple[float, float]:
     """-> (max |P_out - P_target| over outcomes, total variation)."""
     keys = set(out) | set(target)
-    diffs = [abs(float(Fraction(out.get(s, 0)) - Fraction(target.get(s, 0))) if _exact(out.get(s, 0), target.get(s, 0))
-                 else float(out.get(s, 0)) - float(target.get(s, 0))) for s in keys]
+    diffs = [
+        abs(
+            float(Fraction(out.get(s, 0)) - Fraction(target.get(s, 0)))
+            if _exact(out.get(s, 0), target.get(s, 0))
+            else float(out.get(s, 0)) - float(target.get(s, 0))
+        )
+        for s in keys
+    ]
     return max(diffs, default=0.0), 0.5 * sum(diffs)
 
 
@@ -367,15 +412,24 @@ class Row:
         return self.lossy or (self.max_err < 1e-12 and not self.errors)
 
     def as_dict(self) -> dict:
-        return {"method": self.method, "impl": self.impl, "lossy": self.lossy, "cases": self.cases,
-                "max_abs_error": self.max_err, "max_tv": self.max_tv, "worst_case": self.worst_case,
-                "seconds": round(self.seconds, 2), "passed": self.passed, "note": self.note}
+        return {
+            "method": self.method,
+            "impl": self.impl,
+            "lossy": self.lossy,
+            "cases": self.cases,
+            "max_abs_error": self.max_err,
+            "max_tv": self.max_tv,
+            "worst_case": self.worst_case,
+            "seconds": round(self.seconds, 2),
+            "passed": self.passed,
+            "note": self.note,
+        }
 
 
 def run_method(m: Entry, cases: list | None = None, progress=None) -> Row:
     row = Row(m.name, m.impl, m.lossy, note=m.note)
     t0 = time.perf_counter()
-    for case in (m.cases() if cases is None else cases):
+    for case in m.cases() if cases is None else cases:
         out = n_token_distribution(m.step, case)  # torch impls get float64 copies of Fraction models
         err, tv = compare(out, target_distribution(case, greedy=m.greedy_target))
         row.cases += 1

@@ -58,7 +58,9 @@ class MCResult:
         return self.support_ok and self.p_value >= 1e-6 and self.tv <= self.tv_threshold
 
 
-def sample_first_n(verify: Callable, case, n_samples: int, generator: torch.Generator, *, reseed: int | None = None) -> torch.Tensor:
+def sample_first_n(
+    verify: Callable, case, n_samples: int, generator: torch.Generator, *, reseed: int | None = None
+) -> torch.Tensor:
     """Run the speculative loop for n_samples independent rows; returns their first case.N tokens [n, N].
 
     verify(p [B, k+1, V], q [B, k, V] | None, drafts [B, k], rng) -> VerifyResult.
@@ -128,7 +130,9 @@ def compare_counts(counts: torch.Tensor, expected: torch.Tensor, delta: float = 
     e_cells, o_cells = e_cells[keep], o_cells[keep]
     chi2 = float(((o_cells - e_cells) ** 2 / e_cells).sum())
     df = max(int(e_cells.numel()) - 1, 1)
-    p_value = float(torch.special.gammaincc(torch.tensor(df / 2, dtype=torch.float64), torch.tensor(chi2 / 2, dtype=torch.float64)))
+    p_value = float(
+        torch.special.gammaincc(torch.tensor(df / 2, dtype=torch.float64), torch.tensor(chi2 / 2, dtype=torch.float64))
+    )
     if e_cells.numel() <= 1:
         p_value = 1.0
     return MCResult(n, m, chi2, df, p_value, tv, tv_threshold, support_ok)

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..verify import reference as ref
-from .harness import Case, compare, draft_chain, n_token_distribution, sample_candidates, sample_det_tree, target_distribution
+from .harness import (
+    Case,
+    compare,
+    draft_chain,
+    n_token_distribution,
+    sample_candidates,
+    sample_det_tree,
+    target_distribution,
+)
 from .models import model_pairs
 
 
@@ -105,7 +113,12 @@ def _deterministic_tree_mutant():
 
 
 def _det_tree_cases():
-    return [Case(n, t, d, V, len(b), 2, K=b[0], branching=b) for V in (3,) for b in ((2,), (3,), (2, 1)) for n, t, d in model_pairs(V)]
+    return [
+        Case(n, t, d, V, len(b), 2, K=b[0], branching=b)
+        for V in (3,)
+        for b in ((2,), (3,), (2, 1))
+        for n, t, d in model_pairs(V)
+    ]
 
 
 def _chain_cases(pairs=None, sizes=((2, 2, 3), (3, 2, 2), (4, 2, 2))):
@@ -119,17 +132,49 @@ def _select_cases(K):
 def mutants() -> list[Mutant]:
     topk = ["warped T=0.7 top-k=2"]
     return [
-        Mutant("ratio with raw p when the target is top-k", 0.49, _tokenwise_mutant(raw_p_ratio=True), lambda: _chain_cases(topk)),
-        Mutant("draft sampled from top-k q, raw q in the ratio", 0.17, _tokenwise_mutant(raw_q_ratio=True), lambda: _chain_cases(topk)),
+        Mutant(
+            "ratio with raw p when the target is top-k",
+            0.49,
+            _tokenwise_mutant(raw_p_ratio=True),
+            lambda: _chain_cases(topk),
+        ),
+        Mutant(
+            "draft sampled from top-k q, raw q in the ratio",
+            0.17,
+            _tokenwise_mutant(raw_q_ratio=True),
+            lambda: _chain_cases(topk),
+        ),
         Mutant("resample from p instead of the residual", 0.23, _tokenwise_mutant(resample_p=True), _chain_cases),
         Mutant("q/p instead of p/q", 0.61, _tokenwise_mutant(inverted=True), _chain_cases),
         Mutant("keep verifying after a rejection", 0.35, _tokenwise_mutant(keep_going=True), _chain_cases),
-        Mutant("block verification with the token-wise residual", 6.7e-3, _block_mutant(tokenwise_residual=True), _chain_cases),
-        Mutant("block verification stopping at the first failed h", 0.12, _block_mutant(stop_at_first_fail=True), _chain_cases),
+        Mutant(
+            "block verification with the token-wise residual",
+            6.7e-3,
+            _block_mutant(tokenwise_residual=True),
+            _chain_cases,
+        ),
+        Mutant(
+            "block verification stopping at the first failed h",
+            0.12,
+            _block_mutant(stop_at_first_fail=True),
+            _chain_cases,
+        ),
         Mutant("SpecTr with rho = 1, K = 3", 0.13, _select_mutant("spectr", rho=1), lambda: _select_cases(3)),
-        Mutant("de-duplicating i.i.d. drafts (RRS)", 0.043, _select_mutant("rrs", dedupe=True), lambda: _select_cases(3)),
-        Mutant("processing drafts sorted by q (SpecTr)", 0.107, _select_mutant("spectr", sort_by_q=True), lambda: _select_cases(3)),
-        Mutant("deterministic tree: rejected sibling kept in p", float("nan"), _deterministic_tree_mutant(), _det_tree_cases),
+        Mutant(
+            "de-duplicating i.i.d. drafts (RRS)", 0.043, _select_mutant("rrs", dedupe=True), lambda: _select_cases(3)
+        ),
+        Mutant(
+            "processing drafts sorted by q (SpecTr)",
+            0.107,
+            _select_mutant("spectr", sort_by_q=True),
+            lambda: _select_cases(3),
+        ),
+        Mutant(
+            "deterministic tree: rejected sibling kept in p",
+            float("nan"),
+            _deterministic_tree_mutant(),
+            _det_tree_cases,
+        ),
     ]
 
 
@@ -147,8 +192,15 @@ class MutantRow:
         return self.max_err >= 1e-9
 
     def as_dict(self) -> dict:
-        return {"bug": self.name, "doc_tv": self.doc_tv if self.doc_tv == self.doc_tv else None, "cases": self.cases, "max_abs_error": self.max_err,
-                "max_tv": self.max_tv, "worst_case": self.worst_case, "caught": self.caught}
+        return {
+            "bug": self.name,
+            "doc_tv": self.doc_tv if self.doc_tv == self.doc_tv else None,
+            "cases": self.cases,
+            "max_abs_error": self.max_err,
+            "max_tv": self.max_tv,
+            "worst_case": self.worst_case,
+            "caught": self.caught,
+        }
 
 
 def run_mutant(m: Mutant) -> MutantRow:

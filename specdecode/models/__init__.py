@@ -8,5 +8,19 @@ from .registry import MODEL_NAMES, load_model
 from .tiny import tiny_llama
 from .tokenizers import ByteTokenizer, encode_chat, eos_ids, load_tokenizer
 
-__all__ = ["DEFAULT_MODEL", "MODEL_NAMES", "Builder", "ByteTokenizer", "DrafterSpec", "TreeSpec", "cache_dir",
-           "check_specs", "default_draft_dir", "encode_chat", "eos_ids", "load_model", "load_tokenizer", "tiny_llama"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "MODEL_NAMES",
+    "Builder",
+    "ByteTokenizer",
+    "DrafterSpec",
+    "TreeSpec",
+    "cache_dir",
+    "check_specs",
+    "default_draft_dir",
+    "encode_chat",
+    "eos_ids",
+    "load_model",
+    "load_tokenizer",
+    "tiny_llama",
+]

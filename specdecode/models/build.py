@@ -20,8 +20,16 @@ from pathlib import Path
 
 import torch
 
-from ..engine import (CausalLM, EagleDrafter, EarlyExitDrafter, ModelDrafter, NoDrafter, PromptLookupDrafter,
-                      SpeculativeGenerator, TreeShape)
+from ..engine import (
+    CausalLM,
+    EagleDrafter,
+    EarlyExitDrafter,
+    ModelDrafter,
+    NoDrafter,
+    PromptLookupDrafter,
+    SpeculativeGenerator,
+    TreeShape,
+)
 from ..engine.llama_cpp import LlamaCppLM
 from .cache import cache_dir
 from .drafts import check_compatible, draft_kind, is_draft_dir
@@ -79,11 +87,15 @@ def check_specs(drafter: str, tree: str | None = None) -> tuple[DrafterSpec, Tre
     if t is None:
         return d, t
     if (d.kind == "prompt-lookup") != bool(t.lookup):
-        raise ValueError("prompt-lookup trees are --drafter prompt-lookup --tree lookup:M; model drafters take "
-                         "--tree static:... or dynamic:N")
+        raise ValueError(
+            "prompt-lookup trees are --drafter prompt-lookup --tree lookup:M; model drafters take "
+            "--tree static:... or dynamic:N"
+        )
     if d.kind == "none":
-        raise ValueError("--tree needs a drafter: --drafter model:NAME or early-exit:N (static:... / dynamic:N), "
-                         "or --drafter prompt-lookup (lookup:M)")
+        raise ValueError(
+            "--tree needs a drafter: --drafter model:NAME or early-exit:N (static:... / dynamic:N), "
+            "or --drafter prompt-lookup (lookup:M)"
+        )
     return d, t
 
 
@@ -113,8 +125,16 @@ class Builder:
     """Loads a target once (on the Hugging Face backend, on any torch device, or on llama.cpp); makes drafters
     and generators from spec strings."""
 
-    def __init__(self, model: str, dtype: str = "fp32", draft_dtype: str | None = None, *, backend: str = "hf",
-                 device: str = "cpu", gguf_format: str | None = None):
+    def __init__(
+        self,
+        model: str,
+        dtype: str = "fp32",
+        draft_dtype: str | None = None,
+        *,
+        backend: str = "hf",
+        device: str = "cpu",
+        gguf_format: str | None = None,
+    ):
         if backend not in BACKENDS:
             raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.model_name, self.dtype, self.draft_dtype = model, dtype, draft_dtype or dtype
@@ -148,8 +168,10 @@ class Builder:
             return PromptLookupDrafter(matches=t.lookup if t else 1)
         if d.kind == "early-exit":
             if self.backend != "hf":
-                raise ValueError(f"early-exit drafts need the Hugging Face backend (llama.cpp runs whole models); "
-                                 f"on {self.backend} use prompt-lookup, model:gguf:PATH or a trained draft")
+                raise ValueError(
+                    f"early-exit drafts need the Hugging Face backend (llama.cpp runs whole models); "
+                    f"on {self.backend} use prompt-lookup, model:gguf:PATH or a trained draft"
+                )
             return EarlyExitDrafter(self.target, int(d.arg), shape)
         draft = self.draft_model(str(d.arg))
         if isinstance(draft, EagleHead):
@@ -165,8 +187,9 @@ class Builder:
         try:
             hf = load_model(self.model_name, "fp32")
         except ValueError:
-            raise ValueError(f"an EAGLE head on llama.cpp needs the Hugging Face form of {self.model_name} for its "
-                             f"token embeddings") from None
+            raise ValueError(
+                f"an EAGLE head on llama.cpp needs the Hugging Face form of {self.model_name} for its token embeddings"
+            ) from None
         return load_eagle(path, hf)
 
     def draft_model(self, path: str) -> CausalLM | LlamaCppLM | EagleHead:
@@ -187,6 +210,8 @@ class Builder:
         else:
             dm = CausalLM(load_model(path, self.draft_dtype).to(self.device), name=path)
         if dm.vocab_size != self.target.vocab_size:
-            raise ValueError(f"drafter {path!r} has vocabulary size {dm.vocab_size} but the target {self.model_name!r} "
-                             f"has {self.target.vocab_size}: a drafter must share the target's tokenizer")
+            raise ValueError(
+                f"drafter {path!r} has vocabulary size {dm.vocab_size} but the target {self.model_name!r} "
+                f"has {self.target.vocab_size}: a drafter must share the target's tokenizer"
+            )
         return dm

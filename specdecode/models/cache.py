@@ -15,4 +15,8 @@ def cache_dir() -> Path:
 def default_draft_dir(model: str, arch: str = "eagle", layers: int = 2, head_tokens: int = 8192) -> Path:
     """Where ``specdecode distill`` saves a draft by default (and where the benches look for one)."""
     name = model.rstrip("/").split("/")[-1]
-    return cache_dir() / "drafts" / (f"{name}-eagle-V{head_tokens}" if arch == "eagle" else f"{name}-L{layers}-V{head_tokens}")
+    return (
+        cache_dir()
+        / "drafts"
+        / (f"{name}-eagle-V{head_tokens}" if arch == "eagle" else f"{name}-L{layers}-V{head_tokens}")
+    )

@@ -184,6 +184,8 @@ def check_compatible(path: Path, tokenizer, vocab_size: int, target_name: str) -
     meta = read_meta(path)
     want = vocab_fingerprint(tokenizer, vocab_size)
     if meta.get("vocab_fingerprint") != want:
-        raise ValueError(f"the draft in {path} was trained for {meta.get('target', '?')!r}, whose vocabulary differs from "
-                         f"the target {target_name!r}'s (fingerprint {meta.get('vocab_fingerprint')} != {want}): "
-                         f"train a draft for this target with `specdecode distill --model {target_name}`")
+        raise ValueError(
+            f"the draft in {path} was trained for {meta.get('target', '?')!r}, whose vocabulary differs from "
+            f"the target {target_name!r}'s (fingerprint {meta.get('vocab_fingerprint')} != {want}): "
+            f"train a draft for this target with `specdecode distill --model {target_name}`"
+        )

@@ -59,12 +59,19 @@ class EagleHead(torch.nn.Module):
         for p in self.embed.parameters():
             p.requires_grad_(False)
 
-    def forward(self, feats: torch.Tensor, tokens: torch.Tensor, position_ids: torch.Tensor,
-                cache=None, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        feats: torch.Tensor,
+        tokens: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache=None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """feats [B, T, H] (f_j), tokens [B, T] (x_{j+1}), position_ids [B, T] (j) -> predicted f^_{j+1} [B, T, H]."""
         x = self._fuse(feats, self.embed(tokens))
-        mask = create_causal_mask(config=self.config, inputs_embeds=x, attention_mask=attention_mask,
-                                  cache=cache, position_ids=position_ids)
+        mask = create_causal_mask(
+            config=self.config, inputs_embeds=x, attention_mask=attention_mask, cache=cache, position_ids=position_ids
+        )
         return self._decode(x, mask, self.rotary(x, position_ids=position_ids), position_ids, cache)
 
     def _fuse(self, feats: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -73,12 +80,19 @@ class EagleHead(torch.nn.Module):
 
     def _decode(self, x: torch.Tensor, mask, pe, position_ids: torch.Tensor, cache) -> torch.Tensor:
         """x [B, T, H], position_ids [B, T] -> the normed output of the decoder layer [B, T, H]."""
-        h = self.layer(x, attention_mask=mask, position_embeddings=pe, position_ids=position_ids,
-                       cache=cache, use_cache=cache is not None)
+        h = self.layer(
+            x,
+            attention_mask=mask,
+            position_embeddings=pe,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=cache is not None,
+        )
         return self.norm(h)
 
-    def unrolled(self, feats: torch.Tensor, tokens: torch.Tensor, steps: int,
-                 attention_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def unrolled(
+        self, feats: torch.Tensor, tokens: torch.Tensor, steps: int, attention_mask: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """The predictions of ``steps`` drafting steps at every column at once (training-time test, as in
         HASS / EAGLE-3), for right-padded rows at positions 0..T-1.
 
@@ -103,7 +117,9 @@ class EagleHead(torch.nn.Module):
             blocks = [j[None, :] <= j[:, None] - s + 1]  # step 1's keys: true features
             blocks += [j[None, :] == j[:, None] - s + u for u in range(2, s + 1)]  # this chain's earlier steps, itself
             allowed = torch.cat(blocks, dim=1)[None, None]  # [1, 1, T, s * T]; every row keeps its own key
-            mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill(~allowed, torch.finfo(x.dtype).min)
+            mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill(
+                ~allowed, torch.finfo(x.dtype).min
+            )
             outs.append(self._decode(x, mask, pe, pos, cache))
         return outs
 
@@ -131,11 +147,11 @@ def load_eagle(path: Path, target: torch.nn.Module) -> EagleHead:
     kept = state["head.kept"]
     head = EagleHead(target, kept)
     dtype = next(target.parameters()).dtype
-    missing, unexpected = head.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()},
-                                               strict=False)
+    missing, unexpected = head.load_state_dict(
+        {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, strict=False
+    )
     if unexpected or [m for m in missing if not m.startswith("embed.")]:
-        raise ValueError(f"the EAGLE head in {path} does not fit the target (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ValueError(
+            f"the EAGLE head in {path} does not fit the target (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return head.eval()
-
-
-

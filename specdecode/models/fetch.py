@@ -53,7 +53,9 @@ def os_error(root: Path, exc: BaseException) -> ValueError:
     reason = getattr(exc, "strerror", None) or str(exc)
     if getattr(exc, "errno", None) == errno.ENOSPC or "No space" in str(exc):
         reason = "the disk is full"
-    return ValueError(f"could not write the model cache in {root} ({reason}); free space or set {CACHE_ENV} to another folder")
+    return ValueError(
+        f"could not write the model cache in {root} ({reason}); free space or set {CACHE_ENV} to another folder"
+    )
 
 
 @contextlib.contextmanager
@@ -64,8 +66,9 @@ def work_dir(root: Path):
         sweep_stale(root)
         tmp = Path(tempfile.mkdtemp(prefix=f".fetch-{os.getpid()}-", dir=root))
     except OSError as exc:
-        raise ValueError(f"cannot write to the model cache {root} ({exc.strerror or exc}); set {CACHE_ENV} to a "
-                         f"writable folder") from None
+        raise ValueError(
+            f"cannot write to the model cache {root} ({exc.strerror or exc}); set {CACHE_ENV} to a writable folder"
+        ) from None
     try:
         yield tmp
     except (OSError, SafetensorError) as exc:
@@ -100,14 +103,18 @@ def verify(folder: Path, name: str) -> None:
         manifest = {}
     want = manifest.get("files", {}).get(name) if isinstance(manifest, dict) else None
     if not path.exists():
-        raise ValueError(f"the cached model in {folder} is corrupt or incomplete ({name} is missing); delete that folder "
-                         f"and run again")
+        raise ValueError(
+            f"the cached model in {folder} is corrupt or incomplete ({name} is missing); delete that folder "
+            f"and run again"
+        )
     if want is None:  # an older cache entry: trust it once, remember it from now on
         files = manifest.get("files", {}) if isinstance(manifest, dict) else {}
         files[name] = {"size": path.stat().st_size, "sha256": _digest(path)}
         with contextlib.suppress(OSError):
             (folder / MANIFEST).write_text(json.dumps({"files": files}, indent=1) + "\n")
     elif path.stat().st_size != want["size"] or _digest(path) != want["sha256"]:
-        raise ValueError(f"the cached model file {path} is corrupt (its checksum does not match the one recorded when "
-                         f"it was fetched); delete {folder} and run again")
+        raise ValueError(
+            f"the cached model file {path} is corrupt (its checksum does not match the one recorded when "
+            f"it was fetched); delete {folder} and run again"
+        )
     _VERIFIED.add(path)

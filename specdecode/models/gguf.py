@@ -48,8 +48,10 @@ def gguf_path(name: str, fmt: str | None = None) -> Path:
             export_gguf(tiny_llama(seed), path)
         return path if fmt is None else converted(path, fmt)
     if Path(name).expanduser().is_dir():
-        raise ValueError(f"{name} is a Hugging Face model folder: the llama.cpp backend takes a GGUF file "
-                         f"(--model gguf:PATH), or use --backend hf")
+        raise ValueError(
+            f"{name} is a Hugging Face model folder: the llama.cpp backend takes a GGUF file "
+            f"(--model gguf:PATH), or use --backend hf"
+        )
     if name in ("toy-target", "toy-draft"):
         raise ValueError(f"{name} (the seed 001 toy family) has no GGUF form: use --backend hf")
     raise ValueError(f"unknown model {name!r} for the llama.cpp backend: use {SMOLLM2}, tiny-llama[:SEED] or gguf:PATH")

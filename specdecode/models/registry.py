@@ -138,16 +138,16 @@ def load_model(name: str, dtype="fp32"):
             raise ValueError(f"{path} is not a Hugging Face model folder (no config.json)")
         if is_draft_dir(path):  # a draft trained by `specdecode distill` (reduced-vocabulary head)
             if draft_kind(path) == "eagle":
-                raise ValueError(f"{path} is an EAGLE head on a target's hidden states, not a standalone model: "
-                                 f"use it as --drafter model:{path}")
+                raise ValueError(
+                    f"{path} is an EAGLE head on a target's hidden states, not a standalone model: "
+                    f"use it as --drafter model:{path}"
+                )
             return load_draft(path, dt)
         try:
             return AutoModelForCausalLM.from_pretrained(str(path), dtype=dt).eval()
         except Exception as exc:  # noqa: BLE001
             raise ValueError(f"could not load the model in {path}: {exc}")
     raise ValueError(f"unknown model {name!r}: use one of {', '.join(MODEL_NAMES)} or a local model folder")
-
-
 
 
 def tiny_seed(name: str) -> int:

@@ -17,7 +17,9 @@ class SimpleLanguageModel(nn.Module):
         self.vocab_size, self.d_model, self.max_seq_len = vocab_size, d_model, max_seq_len
         self.token_embedding = nn.Embedding(vocab_size, d_model)
         self.position_embedding = nn.Embedding(max_seq_len, d_model)
-        layer = nn.TransformerEncoderLayer(d_model=d_model, nhead=n_heads, dim_feedforward=d_model * 4, dropout=0.1, batch_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d_model=d_model, nhead=n_heads, dim_feedforward=d_model * 4, dropout=0.1, batch_first=True
+        )
         self.transformer = nn.TransformerEncoder(layer, num_layers=n_layers, enable_nested_tensor=False)
         self.output_projection = nn.Linear(d_model, vocab_size)
 
@@ -47,8 +49,9 @@ def toy_pair(vocab_size: int = 1000, seed: int = 42) -> tuple[SimpleLanguageMode
     return draft, target
 
 
-def similar_draft(target: SimpleLanguageModel, similarity: float, n_layers: int | None = None,
-                  seed: int = 0) -> SimpleLanguageModel:
+def similar_draft(
+    target: SimpleLanguageModel, similarity: float, n_layers: int | None = None, seed: int = 0
+) -> SimpleLanguageModel:
     """A draft made from ``target`` (seed 001's ``create_similar_model``, done as it intends): the target's first
     ``n_layers`` layers (default a third of them, at least 1) plus its embeddings and output projection, every
     weight matrix mixed with fresh noise of the same scale as ``s * w + sqrt(1 - s^2) * noise``, so each weight's
@@ -69,7 +72,7 @@ def similar_draft(target: SimpleLanguageModel, similarity: float, n_layers: int 
             w = own[name]
             if prm.dim() >= 2:
                 noise = torch.randn(prm.shape, generator=g) * 0.02 * (25 if "embedding" in name else 1)
-                prm.copy_(similarity * w + (1 - similarity ** 2) ** 0.5 * noise)
+                prm.copy_(similarity * w + (1 - similarity**2) ** 0.5 * noise)
             else:
                 prm.copy_(w)
     return draft.eval()
@@ -84,8 +87,9 @@ def parse_similar(name: str) -> tuple[float, int | None]:
         s = float(parts[1])
         n = int(parts[2]) if len(parts) == 3 else None
     except ValueError:
-        raise ValueError(f"toy-similar needs toy-similar:S[:LAYERS] with S in [0, 1] and LAYERS in [1, 6], "
-                         f"got {name!r}") from None
+        raise ValueError(
+            f"toy-similar needs toy-similar:S[:LAYERS] with S in [0, 1] and LAYERS in [1, 6], got {name!r}"
+        ) from None
     if not 0.0 <= s <= 1.0:
         raise ValueError(f"toy-similar: S must be in [0, 1], got {s}")
     return s, n

@@ -42,16 +42,30 @@ _CODE = [
     "def square(v):\n    return v * v\n\nvalues = [square(i) for i in range(5)]",
 ]
 
-_EDITS = ["Rename the function to snake_case with a clearer name", "Add type hints", "Add a docstring to every function",
-          "Rename the variables to clearer names", "Replace print with logging", "Add a comment above each line",
-          "Rename the loop variable", "Add a main guard", "Add error handling for empty input", "Use f-strings"]
+_EDITS = [
+    "Rename the function to snake_case with a clearer name",
+    "Add type hints",
+    "Add a docstring to every function",
+    "Rename the variables to clearer names",
+    "Replace print with logging",
+    "Add a comment above each line",
+    "Rename the loop variable",
+    "Add a main guard",
+    "Add error handling for empty input",
+    "Use f-strings",
+]
 
 _QA = [
-    ("When does the bakery open on weekdays?", 4), ("How long can a tool be borrowed?", 6),
-    ("What will produce forty percent of the hall's electricity?", 1), ("Which trees will the city plant?", 8),
-    ("What time does the night clinic close?", 9), ("Why was the coastal road closed?", 7),
-    ("What did the study find about cyclists?", 2), ("What objects are in the museum's new wing?", 3),
-    ("What happened at four o'clock at the fair?", 0), ("On which day is the team meeting now?", 5),
+    ("When does the bakery open on weekdays?", 4),
+    ("How long can a tool be borrowed?", 6),
+    ("What will produce forty percent of the hall's electricity?", 1),
+    ("Which trees will the city plant?", 8),
+    ("What time does the night clinic close?", 9),
+    ("Why was the coastal road closed?", 7),
+    ("What did the study find about cyclists?", 2),
+    ("What objects are in the museum's new wing?", 3),
+    ("What happened at four o'clock at the fair?", 0),
+    ("On which day is the team meeting now?", 5),
 ]
 
 _MATH = [
@@ -81,27 +95,61 @@ _REWRITE = [
 ]
 
 _STORY = [
-    "Write a short story about a robot who learns to paint.", "Write a story about a lighthouse keeper and a lost whale.",
-    "Tell a story about a girl who finds a map in her grandmother's attic.", "Write a fable about a fox and a crow.",
+    "Write a short story about a robot who learns to paint.",
+    "Write a story about a lighthouse keeper and a lost whale.",
+    "Tell a story about a girl who finds a map in her grandmother's attic.",
+    "Write a fable about a fox and a crow.",
     "Write a short story set on a space station where the coffee machine breaks.",
-    "Tell a bedtime story about a sleepy dragon.", "Write a story about two friends who build a raft.",
+    "Tell a bedtime story about a sleepy dragon.",
+    "Write a story about two friends who build a raft.",
     "Write a story about a baker who bakes bread that makes people honest.",
-    "Tell a story about a lost umbrella that travels the world.", "Write a short mystery set in a small library.",
+    "Tell a story about a lost umbrella that travels the world.",
+    "Write a short mystery set in a small library.",
 ]
 
 _CHAT = [
-    [("user", "I want to start running. Any tips?"), ("assistant", "Start slowly: run-walk intervals three times a week."),
-     ("user", "How long should each session be?")],
-    [("user", "What is a good name for a cat?"), ("assistant", "How about Miso, Pepper or Luna?"), ("user", "Something longer?")],
-    [("user", "Can you help me plan a picnic?"), ("assistant", "Sure. How many people are coming?"), ("user", "Six people, two are kids.")],
-    [("user", "I need a gift for my dad."), ("assistant", "What does he enjoy?"), ("user", "He likes gardening and jazz.")],
-    [("user", "What should I cook tonight?"), ("assistant", "Do you have pasta and tomatoes?"), ("user", "Yes, and some garlic.")],
-    [("user", "How do I learn Spanish?"), ("assistant", "Practice a little every day with an app and short podcasts."),
-     ("user", "Which podcasts would you suggest for beginners?")],
+    [
+        ("user", "I want to start running. Any tips?"),
+        ("assistant", "Start slowly: run-walk intervals three times a week."),
+        ("user", "How long should each session be?"),
+    ],
+    [
+        ("user", "What is a good name for a cat?"),
+        ("assistant", "How about Miso, Pepper or Luna?"),
+        ("user", "Something longer?"),
+    ],
+    [
+        ("user", "Can you help me plan a picnic?"),
+        ("assistant", "Sure. How many people are coming?"),
+        ("user", "Six people, two are kids."),
+    ],
+    [
+        ("user", "I need a gift for my dad."),
+        ("assistant", "What does he enjoy?"),
+        ("user", "He likes gardening and jazz."),
+    ],
+    [
+        ("user", "What should I cook tonight?"),
+        ("assistant", "Do you have pasta and tomatoes?"),
+        ("user", "Yes, and some garlic."),
+    ],
+    [
+        ("user", "How do I learn Spanish?"),
+        ("assistant", "Practice a little every day with an app and short podcasts."),
+        ("user", "Which podcasts would you suggest for beginners?"),
+    ],
     [("user", "My plant leaves are yellow."), ("assistant", "Are you watering it often?"), ("user", "Every day.")],
     [("user", "I can't sleep well."), ("assistant", "Do you use screens before bed?"), ("user", "Yes, my phone.")],
-    [("user", "Plan a weekend in the mountains."), ("assistant", "Do you prefer hiking or relaxing?"), ("user", "Hiking, but easy trails.")],
-    [("user", "Explain what a budget is."), ("assistant", "A plan for how you spend and save money."), ("user", "How do I make one?")],
+    [
+        ("user", "Plan a weekend in the mountains."),
+        ("assistant", "Do you prefer hiking or relaxing?"),
+        ("user", "Hiking, but easy trails."),
+    ],
+    [
+        ("user", "Explain what a budget is."),
+        ("assistant", "A plan for how you spend and save money."),
+        ("user", "How do I make one?"),
+    ],
 ]
 
 
@@ -111,7 +159,9 @@ def _msgs(*turns):
 
 TASKS: dict[str, list[list[dict]]] = {
     "chat": [_msgs(*t) for t in _CHAT],
-    "summarisation": [_msgs(("user", f"Summarize this text in two sentences, reusing its words:\n\n{p}")) for p in _PARA],
+    "summarisation": [
+        _msgs(("user", f"Summarize this text in two sentences, reusing its words:\n\n{p}")) for p in _PARA
+    ],
     "qa": [_msgs(("user", f"Answer from the text, quoting it.\n\nText: {_PARA[i]}\n\nQuestion: {q}")) for q, i in _QA],
     "code-edit": [_msgs(("user", f"{e}. Return the full code.\n\n```python\n{c}\n```")) for c, e in zip(_CODE, _EDITS)],
     "math": [_msgs(("user", m)) for m in _MATH],

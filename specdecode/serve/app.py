@@ -37,9 +37,21 @@ class Server:
     """What the routes share: the engine thread (on a session of the generator), the tokenizer and the defaults.
     costs: the pass-cost table adaptive requests read ("auto", a file, or None; see ``SpeculativeGenerator.open``)."""
 
-    def __init__(self, gen: SpeculativeGenerator, tokenizer, encode, model_id: str, eos: tuple, *, max_batch: int = 8,
-                 k: int = 4, adaptive: bool = False, max_tokens: int = 256, drafter: str = "none",
-                 costs: str | None = "auto"):
+    def __init__(
+        self,
+        gen: SpeculativeGenerator,
+        tokenizer,
+        encode,
+        model_id: str,
+        eos: tuple,
+        *,
+        max_batch: int = 8,
+        k: int = 4,
+        adaptive: bool = False,
+        max_tokens: int = 256,
+        drafter: str = "none",
+        costs: str | None = "auto",
+    ):
         self.tok, self.encode, self.model_id, self.eos = tokenizer, encode, model_id, eos
         self.k, self.adaptive, self.max_tokens, self.label = k, adaptive, max_tokens, drafter
         self.worker = EngineWorker(gen.open(max_batch, costs))
@@ -47,10 +59,14 @@ class Server:
         self.started = time.time()
 
     def app(self) -> Starlette:
-        routes = [Route("/v1/chat/completions", self.chat, methods=["POST"]),
-                  Route("/v1/completions", self.completions, methods=["POST"]),
-                  Route("/v1/models", self.models), Route("/health", self.health), Route("/metrics", self.metrics),
-                  Route("/", self.page)]
+        routes = [
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/completions", self.completions, methods=["POST"]),
+            Route("/v1/models", self.models),
+            Route("/health", self.health),
+            Route("/metrics", self.metrics),
+            Route("/", self.page),
+        ]
         return Starlette(routes=routes, lifespan=self._lifespan)
 
     @contextlib.asynccontextmanager
@@ -75,8 +91,11 @@ class Server:
             return JSONResponse(err.body(), status_code=err.status)
         env = Envelope(chat, self.model_id)
         if stream:
-            return StreamingResponse(self._events(job, env, include_usage), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
+            return StreamingResponse(
+                self._events(job, env, include_usage),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
         try:
             return await self._whole(request, job, env)
         finally:
@@ -88,8 +107,9 @@ class Server:
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ApiError("the request body is not valid JSON", None) from None
         try:
-            prompt, config, seed, stream, include_usage = parse(body, chat, self.model_id, self.eos, self.k,
-                                                                self.adaptive, self.max_tokens)
+            prompt, config, seed, stream, include_usage = parse(
+                body, chat, self.model_id, self.eos, self.k, self.adaptive, self.max_tokens
+            )
         except (ValueError, TypeError) as exc:  # a setting the engine's own checks refuse (parse checks first)
             raise ApiError(str(exc), None) from None
         try:
@@ -134,8 +154,10 @@ class Server:
                     break
                 done = event[0] == "done"
                 # one text piece per token, with where the token came from (accepted draft, recovered, bonus, plain)
-                pieces = [[text.feed([] if done else [t], final=done), k] for t, k in
-                          ([(None, "plain")] if done else zip(event[1], event[2]))]
+                pieces = [
+                    [text.feed([] if done else [t], final=done), k]
+                    for t, k in ([(None, "plain")] if done else zip(event[1], event[2]))
+                ]
                 piece = "".join(p for p, _ in pieces)
                 if piece or first or not done:
                     yield _sse(env.chunk(piece, None, {"speculative": {**speculative(r), "pieces": pieces}}, first))
@@ -150,21 +172,30 @@ class Server:
 
     # ------------------------------------------------------------------ info
     async def models(self, request: HttpRequest):
-        return JSONResponse({"object": "list", "data": [{"id": self.model_id, "object": "model", "created": int(self.started),
-                                                         "owned_by": "specdecode"}]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {"id": self.model_id, "object": "model", "created": int(self.started), "owned_by": "specdecode"}
+                ],
+            }
+        )
 
     async def health(self, request: HttpRequest):
         alive = self.worker.thread.is_alive()
-        return JSONResponse({"status": "ok" if alive else "engine stopped", "model": self.model_id,
-                             "drafter": self.label}, status_code=200 if alive else 503)
+        return JSONResponse(
+            {"status": "ok" if alive else "engine stopped", "model": self.model_id, "drafter": self.label},
+            status_code=200 if alive else 503,
+        )
 
     async def metrics(self, request: HttpRequest):
         return Response(exposition(self.registry), media_type=CONTENT_TYPE)
 
     async def page(self, request: HttpRequest):
         html = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
-        return HTMLResponse(html.replace("{{MODEL}}", self.model_id).replace("{{DRAFTER}}", self.label)
-                            .replace("{{K}}", str(self.k)))
+        return HTMLResponse(
+            html.replace("{{MODEL}}", self.model_id).replace("{{DRAFTER}}", self.label).replace("{{K}}", str(self.k))
+        )
 
 
 def _sse(obj: dict) -> str:
@@ -172,8 +203,15 @@ def _sse(obj: dict) -> str:
 
 
 # engine fields (``engine.Refusal.field``) -> OpenAI request fields; "prompt" is "messages" in chat requests
-_PARAMS = {"max_new_tokens": "max_tokens", "k": "k", "adaptive": "adaptive", "method": "method", "sampling": "temperature",
-           "stop_strings": "stop", "costs": None}
+_PARAMS = {
+    "max_new_tokens": "max_tokens",
+    "k": "k",
+    "adaptive": "adaptive",
+    "method": "method",
+    "sampling": "temperature",
+    "stop_strings": "stop",
+    "costs": None,
+}
 
 
 def openai_param(field: str | None, chat: bool) -> str | None:

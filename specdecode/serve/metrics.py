@@ -32,24 +32,33 @@ class _Collector:
         with m.lock:
             t = m.totals
             reasons = sorted(m.requests.items())
-            counters = [("prompt_tokens", "Prompt tokens of finished requests.", m.prompt_tokens),
-                        ("generated_tokens", "Tokens generated for finished requests.", t.new_tokens),
-                        ("target_calls", "Target passes per request, summed over finished requests.", t.row_steps),
-                        ("draft_tokens_proposed", "Draft tokens proposed.", t.proposed),
-                        ("draft_tokens_accepted", "Draft tokens accepted.", t.accepted),
-                        ("recovered_tokens", "Tokens drawn from the residual after a rejection.", t.recovered),
-                        ("bonus_tokens", "Tokens drawn after every draft was accepted.", t.bonus),
-                        ("engine_steps", "Steps of the running batch.", m.steps)]
-            gauges = [("tokens_per_target_call", "Generated tokens per target pass (finished requests).",
-                       t.tokens_per_target_call),
-                      ("acceptance_rate", "Accepted / proposed draft tokens.", t.acceptance_rate),
-                      ("queue_length", "Requests waiting for a row.", m.queue),
-                      ("batch_size", "Requests in the running batch.", m.batch),
-                      ("tokens_per_second", "Generated tokens per second over the last 10 s.", m.tokens_per_second())]
-            positions = [(i + 1, a / p) for i, (p, a) in
-                         enumerate(zip(t.per_position_proposed, t.per_position_accepted)) if p]
-        fam = CounterMetricFamily("specdecode_requests", "Finished requests by finish reason.",
-                                  labels=["model", "reason"])
+            counters = [
+                ("prompt_tokens", "Prompt tokens of finished requests.", m.prompt_tokens),
+                ("generated_tokens", "Tokens generated for finished requests.", t.new_tokens),
+                ("target_calls", "Target passes per request, summed over finished requests.", t.row_steps),
+                ("draft_tokens_proposed", "Draft tokens proposed.", t.proposed),
+                ("draft_tokens_accepted", "Draft tokens accepted.", t.accepted),
+                ("recovered_tokens", "Tokens drawn from the residual after a rejection.", t.recovered),
+                ("bonus_tokens", "Tokens drawn after every draft was accepted.", t.bonus),
+                ("engine_steps", "Steps of the running batch.", m.steps),
+            ]
+            gauges = [
+                (
+                    "tokens_per_target_call",
+                    "Generated tokens per target pass (finished requests).",
+                    t.tokens_per_target_call,
+                ),
+                ("acceptance_rate", "Accepted / proposed draft tokens.", t.acceptance_rate),
+                ("queue_length", "Requests waiting for a row.", m.queue),
+                ("batch_size", "Requests in the running batch.", m.batch),
+                ("tokens_per_second", "Generated tokens per second over the last 10 s.", m.tokens_per_second()),
+            ]
+            positions = [
+                (i + 1, a / p) for i, (p, a) in enumerate(zip(t.per_position_proposed, t.per_position_accepted)) if p
+            ]
+        fam = CounterMetricFamily(
+            "specdecode_requests", "Finished requests by finish reason.", labels=["model", "reason"]
+        )
         for reason, count in reasons:
             fam.add_metric([model, reason], count)
         yield fam
@@ -61,8 +70,11 @@ class _Collector:
             fam = GaugeMetricFamily(f"specdecode_{name}", help_, labels=["model"])
             fam.add_metric([model], value)
             yield fam
-        fam = GaugeMetricFamily("specdecode_position_acceptance", "Fraction of drafts of length >= i whose first i "
-                                "tokens were all accepted.", labels=["model", "position"])
+        fam = GaugeMetricFamily(
+            "specdecode_position_acceptance",
+            "Fraction of drafts of length >= i whose first i tokens were all accepted.",
+            labels=["model", "position"],
+        )
         for position, value in positions:
             fam.add_metric([model, str(position)], value)
         yield fam

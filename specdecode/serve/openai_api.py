@@ -33,10 +33,22 @@ class ApiError(Exception):
 
 
 # fields OpenAI defines that would change the output distribution or its shape: refused unless at their default
-UNSUPPORTED = {"logprobs": (None, False), "top_logprobs": (None, 0), "tools": (None, []), "functions": (None, []),
-               "tool_choice": (None, "none"), "logit_bias": (None, {}), "presence_penalty": (None, 0, 0.0),
-               "frequency_penalty": (None, 0, 0.0), "best_of": (None, 1), "echo": (None, False), "suffix": (None, ""),
-               "response_format": (None, {"type": "text"}), "audio": (None,), "modalities": (None, ["text"])}
+UNSUPPORTED = {
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "tools": (None, []),
+    "functions": (None, []),
+    "tool_choice": (None, "none"),
+    "logit_bias": (None, {}),
+    "presence_penalty": (None, 0, 0.0),
+    "frequency_penalty": (None, 0, 0.0),
+    "best_of": (None, 1),
+    "echo": (None, False),
+    "suffix": (None, ""),
+    "response_format": (None, {"type": "text"}),
+    "audio": (None,),
+    "modalities": (None, ["text"]),
+}
 
 
 def _number(body: dict, name: str, default, low: float, high: float | None = None, low_open: bool = False):
@@ -65,9 +77,17 @@ def _int(body: dict, name: str, default, low: int, high: int | None = None):
 def _prompt(body: dict, chat: bool):
     if chat:
         msgs = body.get("messages")
-        if not isinstance(msgs, list) or not msgs or not all(
-                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in msgs):
-            raise ApiError("messages must be a non-empty list of {role, content} objects with string content", "messages")
+        if (
+            not isinstance(msgs, list)
+            or not msgs
+            or not all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                for m in msgs
+            )
+        ):
+            raise ApiError(
+                "messages must be a non-empty list of {role, content} objects with string content", "messages"
+            )
         return [{"role": m["role"], "content": m["content"]} for m in msgs]
     p = body.get("prompt")
     if isinstance(p, list) and len(p) == 1 and isinstance(p[0], str):
@@ -95,14 +115,18 @@ def parse(body, chat: bool, model_id: str, eos: tuple, default_k: int, default_a
         raise ApiError(f"model {body.get('model')!r} is not served here: use {model_id!r}", "model")
     for name, allowed in UNSUPPORTED.items():
         if name in body and body[name] not in allowed:
-            raise ApiError(f"{name} is not supported by this server (it would change the output distribution or shape)", name)
+            raise ApiError(
+                f"{name} is not supported by this server (it would change the output distribution or shape)", name
+            )
     if _int(body, "n", 1, 1) != 1:
         raise ApiError("n must be 1: one choice per request", "n")
     prompt = _prompt(body, chat)
     temperature = _number(body, "temperature", 1.0, 0.0, 2.0)
     top_p = _number(body, "top_p", None, 0.0, 1.0, low_open=True)
     top_k = _int(body, "top_k", None, 1)
-    max_tokens = _int(body, "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens", max_new_default, 1)
+    max_tokens = _int(
+        body, "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens", max_new_default, 1
+    )
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 1 << 63):
         raise ApiError("seed must be an integer in [0, 2**63)", "seed")
@@ -117,17 +141,31 @@ def parse(body, chat: bool, model_id: str, eos: tuple, default_k: int, default_a
         raise ApiError("stream must be true or false", "stream")
     opts = body.get("stream_options") or {}
     sampling = SamplingConfig(temperature, top_k=top_k, top_p=top_p)
-    config = GenerationConfig(max_new_tokens=max_tokens, k=_int(body, "k", default_k, 0, K_MAX), adaptive=adaptive,
-                              method=method, sampling=sampling, eos_token_ids=eos, stop_strings=_stops(body))
+    config = GenerationConfig(
+        max_new_tokens=max_tokens,
+        k=_int(body, "k", default_k, 0, K_MAX),
+        adaptive=adaptive,
+        method=method,
+        sampling=sampling,
+        eos_token_ids=eos,
+        stop_strings=_stops(body),
+    )
     return prompt, config, seed, stream, bool(isinstance(opts, dict) and opts.get("include_usage"))
 
 
 def speculative(r: Request) -> dict:
     s = r.stats
-    return {"accepted": s.accepted, "recovered": s.recovered, "bonus": s.bonus, "proposed": s.proposed,
-            "target_calls": s.row_steps, "tokens_per_target_call": round(s.tokens_per_target_call, 4),
-            "per_position_acceptance": [round(a / p, 4) if p else None
-                                        for a, p in zip(s.per_position_accepted, s.per_position_proposed)]}
+    return {
+        "accepted": s.accepted,
+        "recovered": s.recovered,
+        "bonus": s.bonus,
+        "proposed": s.proposed,
+        "target_calls": s.row_steps,
+        "tokens_per_target_call": round(s.tokens_per_target_call, 4),
+        "per_position_acceptance": [
+            round(a / p, 4) if p else None for a, p in zip(s.per_position_accepted, s.per_position_proposed)
+        ],
+    }
 
 
 def finish_reason(r: Request) -> str:
@@ -149,8 +187,15 @@ class Envelope:
     def whole(self, text: str, r: Request) -> dict:
         choice = {"index": 0, "finish_reason": finish_reason(r), "logprobs": None}
         choice.update({"message": {"role": "assistant", "content": text}} if self.chat else {"text": text})
-        return {"id": self.id, "object": "chat.completion" if self.chat else "text_completion", "created": self.created,
-                "model": self.model, "choices": [choice], "usage": usage(r), "speculative": speculative(r)}
+        return {
+            "id": self.id,
+            "object": "chat.completion" if self.chat else "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+            "usage": usage(r),
+            "speculative": speculative(r),
+        }
 
     def chunk(self, text: str | None, finish: str | None, extra: dict | None = None, first: bool = False) -> dict:
         if self.chat:
@@ -158,8 +203,13 @@ class Envelope:
             choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
         else:
             choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
-        out = {"id": self.id, "object": "chat.completion.chunk" if self.chat else "text_completion", "created": self.created,
-               "model": self.model, "choices": [choice]}
+        out = {
+            "id": self.id,
+            "object": "chat.completion.chunk" if self.chat else "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+        }
         return {**out, **(extra or {})}
 
 
@@ -188,7 +238,7 @@ class TextStream:
             text = text[: len(text) - self._held(text)]
             if text.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for its other bytes
                 text = text.rstrip("\ufffd")
-        out = text[self.sent:] if len(text) > self.sent else ""
+        out = text[self.sent :] if len(text) > self.sent else ""
         self.sent = max(self.sent, len(text))
         return out
 
@@ -196,13 +246,13 @@ class TextStream:
         """The text of every id so far, decoding only the tokens after the settled point (and LOOKBACK before it),
         so a long answer costs O(tokens) per step rather than a decode of everything emitted."""
         start = max(0, self.read - self.LOOKBACK)
-        head = self.tok.decode(self.ids[start:self.read], skip_special_tokens=True)
+        head = self.tok.decode(self.ids[start : self.read], skip_special_tokens=True)
         tail = self.tok.decode(self.ids[start:], skip_special_tokens=True)
         if not tail.startswith(head):  # a decoder whose window text differs: decode everything
             return self.tok.decode(self.ids, skip_special_tokens=True)
         if tail.endswith("\ufffd"):  # an incomplete character: not settled yet
-            return self.settled + tail[len(head):]
-        self.settled, self.read = self.settled + tail[len(head):], len(self.ids)
+            return self.settled + tail[len(head) :]
+        self.settled, self.read = self.settled + tail[len(head) :], len(self.ids)
         return self.settled
 
     def _held(self, text: str) -> int:

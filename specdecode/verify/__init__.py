@@ -21,7 +21,24 @@ from .registry import METHODS, Method, get_method, resolve
 from .types import PAD, TreeVerifyResult, VerifyResult
 
 __all__ = [
-    "METHODS", "Method", "PAD", "CounterGumbel", "TreeVerifyResult", "VerifyResult", "block_verify", "get_method",
-    "greedy_tree_verify", "greedy_verify", "gumbel_sample", "gumbel_verify", "resolve", "rho_star", "rrs_select",
-    "spectr_select", "tokenwise_verify", "typical_verify", "verify_sequences", "verify_tree",
+    "METHODS",
+    "Method",
+    "PAD",
+    "CounterGumbel",
+    "TreeVerifyResult",
+    "VerifyResult",
+    "block_verify",
+    "get_method",
+    "greedy_tree_verify",
+    "greedy_verify",
+    "gumbel_sample",
+    "gumbel_verify",
+    "resolve",
+    "rho_star",
+    "rrs_select",
+    "spectr_select",
+    "tokenwise_verify",
+    "typical_verify",
+    "verify_sequences",
+    "verify_tree",
 ]

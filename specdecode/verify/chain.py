@@ -131,7 +131,9 @@ def block_verify(p, q, draft_tokens, rng, *, validate: bool = True) -> VerifyRes
     return assemble(draft_tokens, accepted, rng.categorical(final))
 
 
-def typical_verify(p, q, draft_tokens, rng, *, eps: float = 0.09, delta: float = 0.3, validate: bool = True) -> VerifyResult:
+def typical_verify(
+    p, q, draft_tokens, rng, *, eps: float = 0.09, delta: float = 0.3, validate: bool = True
+) -> VerifyResult:
     """Medusa typical acceptance -- LOSSY: the output does NOT follow p. Opt-in only.
 
     Accept x_t iff p_t(x_t) > min(eps, delta * exp(-H(p_t))); at the first failure (or after

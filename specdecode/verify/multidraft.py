@@ -26,6 +26,7 @@ from .types import PAD, TreeVerifyResult, VerifyResult, positive_or, safe_div
 
 # ---------------------------------------------------------------- SpecTr K-SEQ
 
+
 def spectr_beta(p: torch.Tensor, q: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
     """p, q: [B, V]; rho: [B] -> beta(rho) = sum_x min(q(x), p(x)/rho)  [B]."""
     return torch.minimum(q, p / rho[:, None]).sum(-1)
@@ -90,6 +91,7 @@ def spectr_select(p, q, candidates, rng, *, rho: torch.Tensor | None = None, val
 
 
 # ---------------------------------------------------- recursive rejection sampling
+
 
 def rrs_select(p, q, candidates, rng, *, replacement: bool = True, validate: bool = True):
     """Recursive rejection sampling (SpecInfer; RSD without replacement).
@@ -166,14 +168,18 @@ def children_lists(parents: list[int]) -> list[list[int]]:
     return kids
 
 
-def check_tree(parents: torch.Tensor, tokens: torch.Tensor, p: torch.Tensor, q: torch.Tensor, *, probs: bool = True) -> None:
+def check_tree(
+    parents: torch.Tensor, tokens: torch.Tensor, p: torch.Tensor, q: torch.Tensor, *, probs: bool = True
+) -> None:
     N = parents.shape[0]
     if N < 1 or int(parents[0]) != -1:
         raise ValueError("parents must start with the root: parents[0] == -1")
     if N > 1 and ((parents[1:] < 0).any() or (parents[1:] >= torch.arange(1, N, device=parents.device)).any()):
         raise ValueError("parents must list each node after its parent: 0 <= parents[i] < i for i >= 1")
     if tuple(p.shape[:1]) != (N,) or p.shape != q.shape or tokens.shape != (N,):
-        raise ValueError(f"p and q must be [N, V] and tokens [N] with N = {N} nodes; got p {tuple(p.shape)}, q {tuple(q.shape)}, tokens {tuple(tokens.shape)}")
+        raise ValueError(
+            f"p and q must be [N, V] and tokens [N] with N = {N} nodes; got p {tuple(p.shape)}, q {tuple(q.shape)}, tokens {tuple(tokens.shape)}"
+        )
     check_tokens("tokens", tokens[1:], p.shape[-1])
     if probs:
         check_probs("p", p)
@@ -193,7 +199,9 @@ def verify_tree(p, q, parents, tokens, rng, *, method: str = "spectr", validate:
         if q is None:
             kids = children_lists([int(x) for x in parents])
             if any(len({int(tokens[c]) for c in ks}) < len(ks) for ks in kids):
-                raise ValueError("a deterministic tree (q = None) needs distinct tokens among siblings (merge it into a prefix tree)")
+                raise ValueError(
+                    "a deterministic tree (q = None) needs distinct tokens among siblings (merge it into a prefix tree)"
+                )
     if method not in SELECTORS:
         raise ValueError(f"method must be one of {', '.join(SELECTORS)}, got {method!r}")
     rng = as_rng(rng)
@@ -268,7 +276,9 @@ def verify_sequences(p, q, drafts, rng, *, method: str = "spectr", validate: boo
         if L < 1:
             raise ValueError(f"L (draft length) must be >= 1, got {L}")
         if tuple(p.shape[:3]) != (B, K, L + 1) or tuple(q.shape[:3]) != (B, K, L):
-            raise ValueError(f"p must be [B, K, L+1, V] = [{B}, {K}, {L + 1}, V] and q [{B}, {K}, {L}, V]; got {tuple(p.shape)} and {tuple(q.shape)}")
+            raise ValueError(
+                f"p must be [B, K, L+1, V] = [{B}, {K}, {L + 1}, V] and q [{B}, {K}, {L}, V]; got {tuple(p.shape)} and {tuple(q.shape)}"
+            )
         check_tokens("drafts", drafts, p.shape[-1])
         check_probs("p", p)
         check_probs("q", q)
@@ -289,6 +299,7 @@ def verify_sequences(p, q, drafts, rng, *, method: str = "spectr", validate: boo
 
 
 # ----------------------------------------------------------------- helpers
+
 
 def _first_true(flags: torch.Tensor) -> torch.Tensor:
     """flags: [B, K] bool -> index of the first True per row, -1 if none  [B]."""

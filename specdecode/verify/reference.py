@@ -97,6 +97,7 @@ def typical_ref(ps, xs, rng, eps=0.09, delta=0.3):
 
 # ------------------------------------------------------------ multi-draft
 
+
 def spectr_beta_ref(p, q, rho):
     return sum(min(qi, pi / rho) for pi, qi in zip(p, q))
 
@@ -170,7 +171,9 @@ def tree_ref(p_at, q_at, children, tokens, rng, method="spectr"):
         "rrs": lambda p, q, xs: rrs_select_ref(p, q, xs, rng, True),
         "rrs-wor": lambda p, q, xs: rrs_select_ref(p, q, xs, rng, False),
         # q_at None: deterministic distinct children, one-hot q per candidate
-        "deterministic": lambda p, q, xs: rrs_select_ref(p, [[1 if i == x else 0 for i in range(len(p))] for x in xs], xs, rng, True),
+        "deterministic": lambda p, q, xs: rrs_select_ref(
+            p, [[1 if i == x else 0 for i in range(len(p))] for x in xs], xs, rng, True
+        ),
     }["deterministic" if q_at is None else method]
     frontier, out, path = [0], [], []
     while True:
@@ -188,6 +191,7 @@ def tree_ref(p_at, q_at, children, tokens, rng, method="spectr"):
 
 
 # --------------------------------------------------------------- Gumbel
+
 
 def gumbel_match_prob(p, q, x):
     """P(argmax(log q + g) = argmax(log p + g) = x) for i.i.d. Gumbel g: 1 / sum_y max(q_y/q_x, p_y/p_x)."""

@@ -43,18 +43,41 @@ class Method:
         return self.tree is not None
 
 
-METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("tokenwise", "token-wise rejection sampling with a bonus token", chain=tokenwise_verify),
-    Method("block", "block verification (Sun et al. 2024): never fewer tokens than token-wise", chain=block_verify),
-    Method("greedy", "greedy exact match (T = 0); trees: the longest argmax path", chain=greedy_verify,
-           tree=greedy_tree_verify, children="topm", greedy=True),
-    Method("gumbel", "Gumbel-coupled: seeded speculative == seeded plain", chain=gumbel_verify, noise=True),
-    Method("typical", "Medusa typical acceptance (LOSSY, opt-in)", chain=typical_verify, exact=False),
-    Method("spectr", "SpecTr K-SEQ with rho* over i.i.d. children", tree=partial(verify_tree, method="spectr"), children="iid"),
-    Method("rrs", "recursive rejection sampling over i.i.d. children", tree=partial(verify_tree, method="rrs"), children="iid"),
-    Method("rrs-wor", "recursive rejection sampling over children drawn without replacement",
-           tree=partial(verify_tree, method="rrs-wor"), children="wor"),
-]}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method("tokenwise", "token-wise rejection sampling with a bonus token", chain=tokenwise_verify),
+        Method("block", "block verification (Sun et al. 2024): never fewer tokens than token-wise", chain=block_verify),
+        Method(
+            "greedy",
+            "greedy exact match (T = 0); trees: the longest argmax path",
+            chain=greedy_verify,
+            tree=greedy_tree_verify,
+            children="topm",
+            greedy=True,
+        ),
+        Method("gumbel", "Gumbel-coupled: seeded speculative == seeded plain", chain=gumbel_verify, noise=True),
+        Method("typical", "Medusa typical acceptance (LOSSY, opt-in)", chain=typical_verify, exact=False),
+        Method(
+            "spectr",
+            "SpecTr K-SEQ with rho* over i.i.d. children",
+            tree=partial(verify_tree, method="spectr"),
+            children="iid",
+        ),
+        Method(
+            "rrs",
+            "recursive rejection sampling over i.i.d. children",
+            tree=partial(verify_tree, method="rrs"),
+            children="iid",
+        ),
+        Method(
+            "rrs-wor",
+            "recursive rejection sampling over children drawn without replacement",
+            tree=partial(verify_tree, method="rrs-wor"),
+            children="wor",
+        ),
+    ]
+}
 
 DEFAULT_CHAIN = "tokenwise"
 DEFAULT_TREE = "spectr"
@@ -72,12 +95,16 @@ def resolve(name: str | None, greedy: bool, branching: bool) -> Method:
     At T = 0 every method but gumbel verifies greedily. A chain-only method with a branching drafter is refused."""
     method = get_method(name or (DEFAULT_TREE if branching else DEFAULT_CHAIN))
     if method.greedy and not greedy:
-        raise ValueError("method 'greedy' is plain greedy decoding: it needs temperature 0 (every method verifies "
-                         "greedily at temperature 0)")
+        raise ValueError(
+            "method 'greedy' is plain greedy decoding: it needs temperature 0 (every method verifies "
+            "greedily at temperature 0)"
+        )
     if greedy and not method.noise:
         method = METHODS["greedy"]
     if branching and not method.verifies_trees:
         trees = ", ".join(m.name for m in METHODS.values() if m.verifies_trees and not m.greedy)
-        raise ValueError(f"method {method.name!r} verifies one draft chain per row, but the drafter proposes trees: "
-                         f"use one of {trees}")
+        raise ValueError(
+            f"method {method.name!r} verifies one draft chain per row, but the drafter proposes trees: "
+            f"use one of {trees}"
+        )
     return method

@@ -1,4 +1,3 @@
-
 import pytest
 
 from specdecode.analysis import theory as T
@@ -66,14 +65,17 @@ def test_acceptance_rate_and_gumbel_bound():
     assert T.gumbel_acceptance(p, q) >= (1 - tv) / (1 + tv) - 1e-12
 
 
-@pytest.mark.parametrize("call", [
-    lambda: T.expected_tokens_per_step(1.2, 3),
-    lambda: T.expected_tokens_per_step(0.5, -1),
-    lambda: T.speedup(0.5, 2, -0.1),
-    lambda: T.optimal_k(float("nan"), 0.1),
-    lambda: T.rho_star([0.5, 0.5], [0.5, 0.5], 0),
-    lambda: T.acceptance_rate([0.5, 0.5], [1.0]),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: T.expected_tokens_per_step(1.2, 3),
+        lambda: T.expected_tokens_per_step(0.5, -1),
+        lambda: T.speedup(0.5, 2, -0.1),
+        lambda: T.optimal_k(float("nan"), 0.1),
+        lambda: T.rho_star([0.5, 0.5], [0.5, 0.5], 0),
+        lambda: T.acceptance_rate([0.5, 0.5], [1.0]),
+    ],
+)
 def test_bad_input(call):
     with pytest.raises(ValueError):
         call()

@@ -15,11 +15,21 @@ def test_task_suite():
 
 
 def test_sweep_resume_and_report(tmp_path):
-    cfgs = [Config("none"), Config("hf"), Config("prompt-lookup", 2), Config("prompt-lookup", 4, True),
-            Config("early-exit:1", 2), Config("prompt-lookup", 2, False, 0.8), Config("none", temperature=0.8),
-            Config("hf-prompt-lookup"), Config("early-exit:1", 2, study="quality"),
-            Config("none", batch=2), Config("prompt-lookup", 2, batch=2),
-            Config("prompt-lookup", 2, False, 0.0, "rrs", tree="lookup:2"), Config("early-exit:1", 0, False, 0.8, "spectr", tree="static:2,1")]
+    cfgs = [
+        Config("none"),
+        Config("hf"),
+        Config("prompt-lookup", 2),
+        Config("prompt-lookup", 4, True),
+        Config("early-exit:1", 2),
+        Config("prompt-lookup", 2, False, 0.8),
+        Config("none", temperature=0.8),
+        Config("hf-prompt-lookup"),
+        Config("early-exit:1", 2, study="quality"),
+        Config("none", batch=2),
+        Config("prompt-lookup", 2, batch=2),
+        Config("prompt-lookup", 2, False, 0.0, "rrs", tree="lookup:2"),
+        Config("early-exit:1", 0, False, 0.8, "spectr", tree="static:2,1"),
+    ]
     settings = {"prompts_per_task": 1, "max_new_tokens": 6}
     path = bench_run.run_sweep(tmp_path, True, "tiny-llama", "fp32", progress=False, configs=(cfgs, settings))
     recs = [json.loads(x) for x in path.read_text().splitlines()]
@@ -46,9 +56,12 @@ def test_sweep_on_ray_local_instance(tmp_path):
     pytest.importorskip("ray")
     cfgs = [Config("none"), Config("prompt-lookup", 2), Config("early-exit:1", 2)]
     settings = {"prompts_per_task": 1, "max_new_tokens": 5}
-    local = bench_run.run_sweep(tmp_path / "local", True, "tiny-llama", "fp32", progress=False, configs=(cfgs, settings))
-    on_ray = bench_run.run_sweep(tmp_path / "ray", True, "tiny-llama", "fp32", progress=False, configs=(cfgs, settings),
-                                 ray=True, ray_workers=1)
+    local = bench_run.run_sweep(
+        tmp_path / "local", True, "tiny-llama", "fp32", progress=False, configs=(cfgs, settings)
+    )
+    on_ray = bench_run.run_sweep(
+        tmp_path / "ray", True, "tiny-llama", "fp32", progress=False, configs=(cfgs, settings), ray=True, ray_workers=1
+    )
     a = {r["key"]: r for r in map(json.loads, local.read_text().splitlines())}
     b = {r["key"]: r for r in map(json.loads, on_ray.read_text().splitlines())}
     assert a.keys() == b.keys() and len(a) == 7 * 3

@@ -41,10 +41,18 @@ def test_plan_names_are_checked():
 
 @pytest.fixture(scope="module")
 def tiny_study():
-    plan = dataclasses.replace(S.plan_for("toy", quick=True), ks=(2, 3), temps=(1.0,), trials=2, new_tokens=8,
-                               similarity=((0.0, "model:toy-similar:0"), (1.0, "model:toy-similar:1")),
-                               sizes=(("1 layer", "model:toy-similar:1:1"),), trees=("static:2,1",),
-                               batches=(1, 2), rejection_steps=6)
+    plan = dataclasses.replace(
+        S.plan_for("toy", quick=True),
+        ks=(2, 3),
+        temps=(1.0,),
+        trials=2,
+        new_tokens=8,
+        similarity=((0.0, "model:toy-similar:0"), (1.0, "model:toy-similar:1")),
+        sizes=(("1 layer", "model:toy-similar:1:1"),),
+        trees=("static:2,1",),
+        batches=(1, 2),
+        rejection_steps=6,
+    )
     st = S.Study(plan)
     return st, S.headline(st), S.grid(st), S.rejections(st), S.similarity(st), S.exercises(st)
 
@@ -62,21 +70,33 @@ def test_every_experiment_counts_right(tiny_study):
     assert {b["batch"] for b in ex["batches"]} == {1, 2} and ex["trees"] and ex["sizes"] and ex["adaptive"]
     assert set(ex["profile"]["seconds"]) == {"prefill", "draft", "target", "verify and rest"}
     peaks = ex["profile"]["peak_mb"]
-    assert {"target prefill", "draft pass (1 token)", "verification"} <= set(peaks) and all(v >= 0 for v in peaks.values())
+    assert {"target prefill", "draft pass (1 token)", "verification"} <= set(peaks) and all(
+        v >= 0 for v in peaks.values()
+    )
 
 
 def test_plots_and_summary_are_written(tiny_study, tmp_path):
     st, head, grid, rej, sim, ex = tiny_study
     p = st.plan
-    files = [P.plot_grid(grid, p.ks, p.temps, tmp_path), P.plot_speedup(grid, p.ks, p.temps, tmp_path),
-             P.plot_rejections(rej, 0.7, tmp_path), P.plot_similarity(sim, "s", 4, tmp_path),
-             P.plot_exercises(ex, grid, p.ks, tmp_path)]
+    files = [
+        P.plot_grid(grid, p.ks, p.temps, tmp_path),
+        P.plot_speedup(grid, p.ks, p.temps, tmp_path),
+        P.plot_rejections(rej, 0.7, tmp_path),
+        P.plot_similarity(sim, "s", 4, tmp_path),
+        P.plot_exercises(ex, grid, p.ks, tmp_path),
+    ]
     for f in files:
         assert f.exists() and f.read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob("*.tmp*"))
-    md = (R.headline_lines(head) + R.grid_lines(grid, p.ks, p.temps) + R.rejection_lines(rej)
-          + R.similarity_lines(sim, "s", 4) + R.exercise_lines(ex, grid, p.ks, 4)
-          + R.tradeoff_lines(grid, sim, ex, p.ks) + R.summary_report_lines(grid, rej, sim, p.ks))
+    md = (
+        R.headline_lines(head)
+        + R.grid_lines(grid, p.ks, p.temps)
+        + R.rejection_lines(rej)
+        + R.similarity_lines(sim, "s", 4)
+        + R.exercise_lines(ex, grid, p.ks, 4)
+        + R.tradeoff_lines(grid, sim, ex, p.ks)
+        + R.summary_report_lines(grid, rej, sim, p.ks)
+    )
     text = "\n".join(md)
     for heading in ("Rejection patterns", "Draft similarity", "Exercises", "Trade-offs", "Summary report"):
         assert heading in text

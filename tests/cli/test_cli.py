@@ -8,8 +8,24 @@ from specdecode.cli import main
 
 
 def test_simulate_output(capsys):
-    assert main(["simulate", "--draft-length", "5", "--target-length", "50", "--acceptance-rate", "0.75",
-                 "--draft-cost", "0.1", "--seed", "42"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--draft-length",
+                "5",
+                "--target-length",
+                "50",
+                "--acceptance-rate",
+                "0.75",
+                "--draft-cost",
+                "0.1",
+                "--seed",
+                "42",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "formula (1 - a^(k+1))/(1 - a) = 3.288" in out
     assert "Bonus tokens" in out and "k = 5 per step" in out
@@ -36,8 +52,25 @@ def test_distribution_and_plot(tmp_path, capsys):
 
 
 def test_generate_json_tiny(capsys):
-    assert main(["generate", "--model", "tiny-llama", "--drafter", "model:tiny-llama:2", "-k", "3", "--max-new-tokens", "8",
-                 "--no-chat", "--json", "hello"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                "tiny-llama",
+                "--drafter",
+                "model:tiny-llama:2",
+                "-k",
+                "3",
+                "--max-new-tokens",
+                "8",
+                "--no-chat",
+                "--json",
+                "hello",
+            ]
+        )
+        == 0
+    )
     rec = json.loads(capsys.readouterr().out)
     assert len(rec["outputs"][0]["tokens"]) == 8 and rec["stats"]["new_tokens"] == 8
 
@@ -45,23 +78,42 @@ def test_generate_json_tiny(capsys):
 def test_generate_batch_file_and_show_drafts(tmp_path, capsys):
     f = tmp_path / "p.txt"
     f.write_text("abc abc abc\nxyz\n")
-    assert main(["generate", "--model", "tiny-llama", "--drafter", "prompt-lookup", "--batch-file", str(f),
-                 "--max-new-tokens", "6", "--no-chat", "--show-drafts"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                "tiny-llama",
+                "--drafter",
+                "prompt-lookup",
+                "--batch-file",
+                str(f),
+                "--max-new-tokens",
+                "6",
+                "--no-chat",
+                "--show-drafts",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "prompt 1" in out and "legend" in out
 
 
-@pytest.mark.parametrize("argv,word", [
-    (["generate", "--model", "nope", "x"], "unknown model"),
-    (["generate", "--model", "tiny-llama", "--drafter", "magic", "x"], "unknown drafter"),
-    (["generate", "--model", "tiny-llama", "-k", "65", "x"], "-k"),
-    (["generate", "--model", "tiny-llama", "--no-chat", "   "], "empty"),
-    (["generate", "--model", "tiny-llama", "--drafter", "model:toy-draft", "x"], "vocabulary"),
-    (["generate", "--model", "tiny-llama", "--drafter", "early-exit:9", "x"], "early-exit"),
-    (["generate", "--model", "tiny-llama", "--drafter", "prompt-lookup", "--tree", "static:2", "x"], "lookup:M"),
-    (["generate", "--model", "tiny-llama", "--batch-file", "/nonexistent/p.txt"], "batch-file"),
-    (["generate", "--model", "/nonexistent/model/dir", "x"], "unknown model"),
-])
+@pytest.mark.parametrize(
+    "argv,word",
+    [
+        (["generate", "--model", "nope", "x"], "unknown model"),
+        (["generate", "--model", "tiny-llama", "--drafter", "magic", "x"], "unknown drafter"),
+        (["generate", "--model", "tiny-llama", "-k", "65", "x"], "-k"),
+        (["generate", "--model", "tiny-llama", "--no-chat", "   "], "empty"),
+        (["generate", "--model", "tiny-llama", "--drafter", "model:toy-draft", "x"], "vocabulary"),
+        (["generate", "--model", "tiny-llama", "--drafter", "early-exit:9", "x"], "early-exit"),
+        (["generate", "--model", "tiny-llama", "--drafter", "prompt-lookup", "--tree", "static:2", "x"], "lookup:M"),
+        (["generate", "--model", "tiny-llama", "--batch-file", "/nonexistent/p.txt"], "batch-file"),
+        (["generate", "--model", "/nonexistent/model/dir", "x"], "unknown model"),
+    ],
+)
 def test_generate_bad_input_one_line(argv, word, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()

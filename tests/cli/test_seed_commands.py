@@ -19,12 +19,15 @@ def test_step_sim_one_step_and_many(capsys):
     assert abs(freq[0] - 0.3) < 0.015 and abs(freq[2] - 0.4) < 0.015  # the first emitted token follows p
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--q", Q, "--p", P, "--tokens", "2,2"], "--tokens[0] = 2 has q = 0"),
-    (["--q", Q, "--p", "0.3,0.3,0.4", "--tokens", "0,2"], "--p needs 2 rows"),
-    (["--q", "0.5,0.6,0;0.2,0.3,0.5", "--p", P], "--q row 0"),
-    (["--q", Q, "--p", P, "--runs", "0"], "--runs"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--q", Q, "--p", P, "--tokens", "2,2"], "--tokens[0] = 2 has q = 0"),
+        (["--q", Q, "--p", "0.3,0.3,0.4", "--tokens", "0,2"], "--p needs 2 rows"),
+        (["--q", "0.5,0.6,0;0.2,0.3,0.5", "--p", P], "--q row 0"),
+        (["--q", Q, "--p", P, "--runs", "0"], "--runs"),
+    ],
+)
 def test_step_sim_refuses_bad_input(capsys, argv, needle):
     assert main(["step-sim", *argv]) == 2
     assert needle in capsys.readouterr().err

@@ -2,8 +2,15 @@ import pytest
 import torch
 
 from specdecode.core.sampling import SamplingConfig, logits_to_probs, warp_logits
-from specdecode.verify import (block_verify, greedy_verify, rrs_select, spectr_select, tokenwise_verify, verify_sequences,
-                               verify_tree)
+from specdecode.verify import (
+    block_verify,
+    greedy_verify,
+    rrs_select,
+    spectr_select,
+    tokenwise_verify,
+    verify_sequences,
+    verify_tree,
+)
 
 
 def _ok(B=2, k=3, V=5):
@@ -14,17 +21,20 @@ def _ok(B=2, k=3, V=5):
 
 
 @pytest.mark.parametrize("fn", [tokenwise_verify, block_verify])
-@pytest.mark.parametrize("mutate,word", [
-    (lambda p, q, x: (p, q, x[:, :0]), "k"),
-    (lambda p, q, x: (p * -1, q, x), "p"),
-    (lambda p, q, x: (p.clone().fill_(float("nan")), q, x), "p"),
-    (lambda p, q, x: (p * 2, q, x), "p"),
-    (lambda p, q, x: (p, q * 0.5, x), "q"),
-    (lambda p, q, x: (p[:, :-1], q, x), "p"),
-    (lambda p, q, x: (p, q[:, :-1], x), "q"),
-    (lambda p, q, x: (p, q, x + 7), "draft_tokens"),
-    (lambda p, q, x: (p, q, x[0]), "draft_tokens"),
-])
+@pytest.mark.parametrize(
+    "mutate,word",
+    [
+        (lambda p, q, x: (p, q, x[:, :0]), "k"),
+        (lambda p, q, x: (p * -1, q, x), "p"),
+        (lambda p, q, x: (p.clone().fill_(float("nan")), q, x), "p"),
+        (lambda p, q, x: (p * 2, q, x), "p"),
+        (lambda p, q, x: (p, q * 0.5, x), "q"),
+        (lambda p, q, x: (p[:, :-1], q, x), "p"),
+        (lambda p, q, x: (p, q[:, :-1], x), "q"),
+        (lambda p, q, x: (p, q, x + 7), "draft_tokens"),
+        (lambda p, q, x: (p, q, x[0]), "draft_tokens"),
+    ],
+)
 def test_bad_chain_input(fn, mutate, word, gen):
     with pytest.raises(ValueError, match=word):
         fn(*mutate(*_ok()), gen)
@@ -45,11 +55,20 @@ def test_bad_multidraft_input(gen):
     with pytest.raises(ValueError, match="candidates"):
         rrs_select(p, p, torch.tensor([[9]]), gen)
     with pytest.raises(ValueError, match="K"):
-        verify_sequences(torch.full((1, 0, 2, 4), 0.25), torch.full((1, 0, 1, 4), 0.25), torch.zeros(1, 0, 1, dtype=torch.long), gen)
+        verify_sequences(
+            torch.full((1, 0, 2, 4), 0.25), torch.full((1, 0, 1, 4), 0.25), torch.zeros(1, 0, 1, dtype=torch.long), gen
+        )
     with pytest.raises(ValueError, match="parents"):
         verify_tree(torch.full((2, 4), 0.25), torch.full((2, 4), 0.25), torch.tensor([0, 0]), torch.tensor([0, 1]), gen)
     with pytest.raises(ValueError, match="method"):
-        verify_tree(torch.full((2, 4), 0.25), torch.full((2, 4), 0.25), torch.tensor([-1, 0]), torch.tensor([0, 1]), gen, method="x")
+        verify_tree(
+            torch.full((2, 4), 0.25),
+            torch.full((2, 4), 0.25),
+            torch.tensor([-1, 0]),
+            torch.tensor([0, 1]),
+            gen,
+            method="x",
+        )
 
 
 def test_generator_required(gen):
@@ -58,10 +77,16 @@ def test_generator_required(gen):
         tokenwise_verify(p, q, x, 123)
 
 
-@pytest.mark.parametrize("kw,word", [
-    (dict(temperature=-0.1), "temperature"), (dict(top_p=0.0), "top_p"), (dict(top_p=1.5), "top_p"),
-    (dict(top_k=0), "top_k"), (dict(min_p=2.0), "min_p"),
-])
+@pytest.mark.parametrize(
+    "kw,word",
+    [
+        (dict(temperature=-0.1), "temperature"),
+        (dict(top_p=0.0), "top_p"),
+        (dict(top_p=1.5), "top_p"),
+        (dict(top_k=0), "top_k"),
+        (dict(min_p=2.0), "min_p"),
+    ],
+)
 def test_bad_sampling_config(kw, word):
     with pytest.raises(ValueError, match=word):
         SamplingConfig(**kw)

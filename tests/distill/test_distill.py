@@ -17,8 +17,23 @@ from specdecode.core.sampling import SamplingConfig
 
 
 def tiny_cfg(out, **kw):
-    base = dict(model="tiny-llama", out=str(out), arch="shallow", layers=1, head_tokens=64, prompts=32, max_new_tokens=24, gen_batch=16,
-                gen_dtype="fp32", steps=30, batch_size=8, lr=3e-3, max_minutes=5, eval_every=10, held_out=8)
+    base = dict(
+        model="tiny-llama",
+        out=str(out),
+        arch="shallow",
+        layers=1,
+        head_tokens=64,
+        prompts=32,
+        max_new_tokens=24,
+        gen_batch=16,
+        gen_dtype="fp32",
+        steps=30,
+        batch_size=8,
+        lr=3e-3,
+        max_minutes=5,
+        eval_every=10,
+        held_out=8,
+    )
     base.update(kw)
     return DistillConfig(**base)
 
@@ -79,7 +94,9 @@ def test_greedy_with_trained_draft_equals_plain(trained):
     for k in (1, 3, 5):
         cfg = GenerationConfig(max_new_tokens=20, k=k, sampling=SamplingConfig(0.0))
         a = setup.generator.generate(prompts, cfg, torch.Generator().manual_seed(0)).tokens
-        b = plain.generate(prompts, GenerationConfig(max_new_tokens=20, sampling=SamplingConfig(0.0)), torch.Generator()).tokens
+        b = plain.generate(
+            prompts, GenerationConfig(max_new_tokens=20, sampling=SamplingConfig(0.0)), torch.Generator()
+        ).tokens
         assert a == b
 
 
@@ -145,8 +162,27 @@ def test_corpus_adds_training_data(tmp_path):
 def test_cli_distill_and_bench_draft(tmp_path, trained, capsys):
     assert cli.main(["distill", "--layers", "0", "--out", str(tmp_path / "x")]) == 2
     assert "--layers must be >= 1" in capsys.readouterr().err
-    rc = cli.main(["bench-draft", "--model", "tiny-llama", "--draft", str(trained.out), "--prompts", "1", "--tasks", "chat",
-                   "--temperatures", "0,0.8", "--max-new-tokens", "6", "-k", "2", "--tree", "static:2,1"])
+    rc = cli.main(
+        [
+            "bench-draft",
+            "--model",
+            "tiny-llama",
+            "--draft",
+            str(trained.out),
+            "--prompts",
+            "1",
+            "--tasks",
+            "chat",
+            "--temperatures",
+            "0,0.8",
+            "--max-new-tokens",
+            "6",
+            "-k",
+            "2",
+            "--tree",
+            "static:2,1",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "model:draft k=2" in out and "hf-draft:draft" in out and "plain" in out
     assert "model:draft tree static:2,1" in out
@@ -161,6 +197,7 @@ def test_load_draft_rejects_bad_folder(tmp_path):
 
 
 # ------------------------------------------------------------------ EAGLE heads
+
 
 @pytest.fixture(scope="module")
 def trained_eagle(tmp_path_factory):
@@ -180,13 +217,16 @@ def test_eagle_training_lowers_loss_and_saves(trained_eagle):
 def test_eagle_greedy_equals_plain(trained_eagle):
     setup = build("tiny-llama", f"model:{trained_eagle.out}", SamplingConfig(0.0))
     plain = SpeculativeGenerator(setup.target, NoDrafter(), setup.tokenizer)
-    want = plain.generate([[5, 6, 7, 8]], GenerationConfig(max_new_tokens=24, sampling=SamplingConfig(0.0)), torch.Generator()).tokens
+    want = plain.generate(
+        [[5, 6, 7, 8]], GenerationConfig(max_new_tokens=24, sampling=SamplingConfig(0.0)), torch.Generator()
+    ).tokens
     for k, adaptive in ((1, False), (4, False), (8, True)):
         cfg = GenerationConfig(max_new_tokens=24, k=k, adaptive=adaptive, sampling=SamplingConfig(0.0))
         assert setup.generator.generate([[5, 6, 7, 8]], cfg, torch.Generator()).tokens == want
     with pytest.raises(ValueError, match="batch size 1"):
-        setup.generator.generate([[1, 2], [3, 4]], GenerationConfig(max_new_tokens=4, k=2, sampling=SamplingConfig(0.0)),
-                                 torch.Generator())
+        setup.generator.generate(
+            [[1, 2], [3, 4]], GenerationConfig(max_new_tokens=4, k=2, sampling=SamplingConfig(0.0)), torch.Generator()
+        )
 
 
 def test_eagle_head_on_llama_cpp_through_the_builder(trained_eagle):
@@ -200,27 +240,60 @@ def test_eagle_head_on_llama_cpp_through_the_builder(trained_eagle):
     tree = b.generator(f"model:{trained_eagle.out}", "static:2,2")
     assert b.target is target and gen.target is target and gen.drafter.target is target and tree.target is target
     greedy = SamplingConfig(0.0)
-    want = plain.generate([[5, 6, 7, 8]], GenerationConfig(max_new_tokens=20, sampling=greedy), torch.Generator()).tokens
+    want = plain.generate(
+        [[5, 6, 7, 8]], GenerationConfig(max_new_tokens=20, sampling=greedy), torch.Generator()
+    ).tokens
     for g, k in ((gen, 3), (tree, 4)):
         out = g.generate([[5, 6, 7, 8]], GenerationConfig(max_new_tokens=20, k=k, sampling=greedy), torch.Generator())
         assert out.tokens == want and out.stats.proposed > 0
-    assert plain.generate([[5, 6, 7, 8]], GenerationConfig(max_new_tokens=20, sampling=greedy),
-                          torch.Generator()).tokens == want  # the target still serves plain decoding afterwards
+    assert (
+        plain.generate([[5, 6, 7, 8]], GenerationConfig(max_new_tokens=20, sampling=greedy), torch.Generator()).tokens
+        == want
+    )  # the target still serves plain decoding afterwards
 
 
 def test_eagle_tree_from_the_cli(trained_eagle, capsys):
     """`generate --tree` and `bench-draft --tree` grow trees from an EAGLE head; greedy output == plain."""
+
     def run(*extra):
-        assert cli.main(["generate", "--model", "tiny-llama", "--max-new-tokens", "10", "--no-chat", "--json", *extra, "hello"]) == 0
+        assert (
+            cli.main(
+                ["generate", "--model", "tiny-llama", "--max-new-tokens", "10", "--no-chat", "--json", *extra, "hello"]
+            )
+            == 0
+        )
         return json.loads(capsys.readouterr().out)["outputs"][0]["tokens"]
 
     d = f"model:{trained_eagle.out}"
     assert run("--drafter", d, "--tree", "static:2,2") == run("--drafter", "none")
     assert len(run("--drafter", d, "--tree", "dynamic:5", "--method", "rrs-wor", "--temperature", "0.8")) == 10
-    assert cli.main(["bench-draft", "--model", "tiny-llama", "--draft", str(trained_eagle.out), "--prompts", "1", "--tasks", "chat",
-                     "--max-new-tokens", "6", "-k", "2", "--tree", "static:2,1", "--no-hf"]) == 0
+    assert (
+        cli.main(
+            [
+                "bench-draft",
+                "--model",
+                "tiny-llama",
+                "--draft",
+                str(trained_eagle.out),
+                "--prompts",
+                "1",
+                "--tasks",
+                "chat",
+                "--max-new-tokens",
+                "6",
+                "-k",
+                "2",
+                "--tree",
+                "static:2,1",
+                "--no-hf",
+            ]
+        )
+        == 0
+    )
     assert "tree static:2,1" in capsys.readouterr().out
-    assert cli.main(["bench-draft", "--model", "tiny-llama", "--draft", str(trained_eagle.out), "--tree", "static:0"]) == 2
+    assert (
+        cli.main(["bench-draft", "--model", "tiny-llama", "--draft", str(trained_eagle.out), "--tree", "static:0"]) == 2
+    )
 
 
 def test_eagle_sampling_first_tokens_follow_target():
@@ -240,8 +313,13 @@ def test_eagle_sampling_first_tokens_follow_target():
         counts[toks] = counts.get(toks, 0) + 1
     with torch.no_grad():
         p1 = logits_to_probs(target.model(torch.tensor([prompt])).logits[0, -1].double(), cfg)
-        exact = {(x, y): float(p1[x] * logits_to_probs(target.model(torch.tensor([prompt + [x]])).logits[0, -1].double(), cfg)[y])
-                 for x in range(V) for y in range(V)}
+        exact = {
+            (x, y): float(
+                p1[x] * logits_to_probs(target.model(torch.tensor([prompt + [x]])).logits[0, -1].double(), cfg)[y]
+            )
+            for x in range(V)
+            for y in range(V)
+        }
     tv = 0.5 * sum(abs(counts.get(s, 0) / n - w) for s, w in exact.items())
     assert tv <= 0.5 * ((len(exact) - 1) / n) ** 0.5 + (13.8 / (2 * n)) ** 0.5, tv
 
@@ -270,11 +348,13 @@ def test_unrolled_training_steps_match_the_drafter():
         for b, length in ((0, T), (1, 6)):
             for m in range(length - 2):
                 cache = DynamicCache()
-                h = head(feats[b:b + 1, : m + 1], tokens[b:b + 1, : m + 1], torch.arange(m + 1)[None], cache=cache)[0, -1]
+                h = head(feats[b : b + 1, : m + 1], tokens[b : b + 1, : m + 1], torch.arange(m + 1)[None], cache=cache)[
+                    0, -1
+                ]
                 torch.testing.assert_close(h, outs[0][b, m], atol=1e-5, rtol=1e-5)
                 for s in (2, 3):
                     j = m + s - 1
-                    h = head(h[None, None], tokens[b:b + 1, j:j + 1], torch.tensor([[j]]), cache=cache)[0, -1]
+                    h = head(h[None, None], tokens[b : b + 1, j : j + 1], torch.tensor([[j]]), cache=cache)[0, -1]
                     torch.testing.assert_close(h, outs[s - 1][b, j], atol=1e-5, rtol=1e-5)
 
 
@@ -303,7 +383,7 @@ def test_held_out_greedy_chain_matches_a_drafter_loop():
         h = head(f[:, : m + 1], x[:, : m + 1], torch.arange(m + 1)[None], cache=cache)[0, -1]
         for s in range(3):
             if s:
-                h = head(h[None, None], x[:, m + s:m + s + 1], torch.tensor([[m + s]]), cache=cache)[0, -1]
+                h = head(h[None, None], x[:, m + s : m + s + 1], torch.tensor([[m + s]]), cache=cache)[0, -1]
             out.append(int(head.head(h).argmax()))
         return out
 
@@ -311,8 +391,13 @@ def test_held_out_greedy_chain_matches_a_drafter_loop():
     with torch.no_grad():
         for n, start, every in ((12, 3, 3), (9, 2, 4), (15, 6, 5)):
             ids = torch.randint(0, V, (n,)).tolist()
-            e = Example(ids, start, torch.stack([torch.randperm(V)[:4] for _ in range(n - start)]).to(torch.int32),
-                        torch.full((n - start, 4), 0.25, dtype=torch.float16), torch.randn(n, H).to(torch.float16))
+            e = Example(
+                ids,
+                start,
+                torch.stack([torch.randperm(V)[:4] for _ in range(n - start)]).to(torch.int32),
+                torch.full((n - start, 4), 0.25, dtype=torch.float16),
+                torch.randn(n, H).to(torch.float16),
+            )
             for k, m in enumerate(range(start - 2, n - 4, every)):  # some chains are accepted in full, some in part
                 for s, y in enumerate(chain_preds(e, m)[: 1 + k % 3]):
                     e.top_ids[m + 2 + s - start, 0] = y
@@ -324,7 +409,10 @@ def test_held_out_greedy_chain_matches_a_drafter_loop():
                 hits = [y == int(e.top_ids[m + 2 + s - e.start, 0]) for s, y in enumerate(chain_preds(e, m))]
                 lengths.append(hits[0] + hits[0] * hits[1] + hits[0] * hits[1] * hits[2])
     assert max(lengths) == 3 and min(lengths) == 0 and 1 in lengths
-    assert abs(got["greedy_chain"] - sum(lengths) / len(lengths)) < 1e-6, (got["greedy_chain"], lengths)  # evaluate() averages in float32
+    assert abs(got["greedy_chain"] - sum(lengths) / len(lengths)) < 1e-6, (
+        got["greedy_chain"],
+        lengths,
+    )  # evaluate() averages in float32
 
 
 def test_unrolled_training_runs_and_reports_later_steps(tmp_path):
@@ -347,8 +435,14 @@ def test_snapshots_join_the_quality_study(tmp_path):
     cfgs, _ = bench_run.sweep(True, quality_drafts=tuple(str(p) for p in snaps))
     quality = [c for c in cfgs if c.study == "quality" and c.drafter.startswith("model:")]
     assert len(quality) == 2 and not [c for c in cfgs if c.study == "sweep" and "step-" in c.drafter]
-    recs = bench_run.run_sweep(tmp_path / "b", True, "tiny-llama", "fp32", progress=False,
-                               configs=([Config("none")] + quality, {"prompts_per_task": 1, "max_new_tokens": 4}))
+    recs = bench_run.run_sweep(
+        tmp_path / "b",
+        True,
+        "tiny-llama",
+        "fp32",
+        progress=False,
+        configs=([Config("none")] + quality, {"prompts_per_task": 1, "max_new_tokens": 4}),
+    )
     text = write_report(recs, tmp_path / "b").read_text()
     assert "model:step-2 (2 training steps)" in text and "model:step-4 (4 training steps)" in text
     with pytest.raises(ValueError, match="--snapshots"):
@@ -362,22 +456,57 @@ def test_trained_drafts_grow_trees_in_the_bench(tmp_path, trained_eagle):
 
     cfgs, _ = bench_run.sweep(True, drafts=(str(trained_eagle.out),))
     trees = [c for c in cfgs if c.tree and c.drafter.startswith("model:")]
-    chains = [c for c in cfgs if c.drafter.startswith("model:") and c.study == "sweep" and not c.tree and not c.adaptive]
+    chains = [
+        c for c in cfgs if c.drafter.startswith("model:") and c.study == "sweep" and not c.tree and not c.adaptive
+    ]
     assert {c.temperature for c in trees} == {0.0, 0.8} and {c.temperature for c in chains} == {0.0, 0.8}
-    path = bench_run.run_sweep(tmp_path, True, "tiny-llama", "fp32", progress=False,
-                               configs=([Config("none"), Config("none", temperature=0.8)] + trees + chains,
-                                        {"prompts_per_task": 1, "max_new_tokens": 6}))
+    path = bench_run.run_sweep(
+        tmp_path,
+        True,
+        "tiny-llama",
+        "fp32",
+        progress=False,
+        configs=(
+            [Config("none"), Config("none", temperature=0.8)] + trees + chains,
+            {"prompts_per_task": 1, "max_new_tokens": 6},
+        ),
+    )
     recs = [json.loads(x) for x in path.read_text().splitlines()]
-    assert all(r.get("tokens", 0) >= 1 for r in recs if r.get("tree")) and sum(1 for r in recs if r.get("tree")) == 2 * 7
+    assert (
+        all(r.get("tokens", 0) >= 1 for r in recs if r.get("tree")) and sum(1 for r in recs if r.get("tree")) == 2 * 7
+    )
     text = write_report(path, tmp_path).read_text()
     assert "Trees vs chains" in text and "model:head tree static:3,1,1" in text and "model:head k=4 tokenwise" in text
 
 
 def test_bench_trees_with_a_trained_eagle_head(trained_eagle, capsys):
-    rc = cli.main(["bench-trees", "--model", "tiny-llama", "--draft", str(trained_eagle.out), "--tasks", "chat",
-                   "--temperatures", "0,0.8", "--repeats", "1", "--max-new-tokens", "5", "--only", "chain k=4,static,dynamic:8"])
+    rc = cli.main(
+        [
+            "bench-trees",
+            "--model",
+            "tiny-llama",
+            "--draft",
+            str(trained_eagle.out),
+            "--tasks",
+            "chat",
+            "--temperatures",
+            "0,0.8",
+            "--repeats",
+            "1",
+            "--max-new-tokens",
+            "5",
+            "--only",
+            "chain k=4,static,dynamic:8",
+        ]
+    )
     out = capsys.readouterr().out
-    assert rc == 0 and "tree static:2,2,1" in out and "chain k=4" in out and "tree dynamic:8" in out and "draft = model:" in out
+    assert (
+        rc == 0
+        and "tree static:2,2,1" in out
+        and "chain k=4" in out
+        and "tree dynamic:8" in out
+        and "draft = model:" in out
+    )
 
 
 def test_resumed_bench_refuses_records_of_a_retrained_draft(tmp_path, trained):
@@ -406,20 +535,29 @@ def test_generated_data_matches_teacher_forcing():
 
     target = load_model("tiny-llama", "fp32")
     prompts = [[5, 9, 3], [7, 1, 4, 4, 8, 2, 6], [11]]
-    ex = generate_examples(target, prompts, max_new_tokens=6, temperature=0.0, eos=(), generator=torch.Generator().manual_seed(0),
-                           features=True)
-    assert [e.ids[:e.start] for e in ex] == prompts and all(e.labelled == 6 for e in ex)
+    ex = generate_examples(
+        target,
+        prompts,
+        max_new_tokens=6,
+        temperature=0.0,
+        eos=(),
+        generator=torch.Generator().manual_seed(0),
+        features=True,
+    )
+    assert [e.ids[: e.start] for e in ex] == prompts and all(e.labelled == 6 for e in ex)
     tf = [type(e)(e.ids, e.start, e.top_ids, e.top_p) for e in ex]
     attach_features(target, tf, cache=None)
     for e, r in zip(ex, tf):
         with torch.no_grad():
             logits = target(torch.tensor([e.ids])).logits[0].float()
-        assert e.ids[e.start:] == logits[e.start - 1:-1].argmax(-1).tolist()  # greedy continuation
-        p = torch.softmax(logits[e.start - 1:-1], -1)
+        assert e.ids[e.start :] == logits[e.start - 1 : -1].argmax(-1).tolist()  # greedy continuation
+        p = torch.softmax(logits[e.start - 1 : -1], -1)
         assert torch.allclose(p.gather(1, e.top_ids.long()), e.top_p.float(), atol=2e-3)
         assert torch.allclose(e.feats[:-1].float(), r.feats[:-1].float(), atol=5e-3)  # the last one is filler
-    sampled = generate_examples(target, prompts, max_new_tokens=6, temperature=0.8, eos=(),
-                                generator=torch.Generator().manual_seed(1))
-    again = generate_examples(target, prompts, max_new_tokens=6, temperature=0.8, eos=(),
-                              generator=torch.Generator().manual_seed(1))
+    sampled = generate_examples(
+        target, prompts, max_new_tokens=6, temperature=0.8, eos=(), generator=torch.Generator().manual_seed(1)
+    )
+    again = generate_examples(
+        target, prompts, max_new_tokens=6, temperature=0.8, eos=(), generator=torch.Generator().manual_seed(1)
+    )
     assert [e.ids for e in sampled] == [e.ids for e in again] and sampled[0].feats is None

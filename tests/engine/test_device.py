@@ -5,8 +5,16 @@ import pytest
 import torch
 
 from specdecode.core.sampling import SamplingConfig
-from specdecode.engine import (CausalLM, EagleDrafter, EarlyExitDrafter, GenerationConfig, ModelDrafter, PromptLookupDrafter,
-                               SpeculativeGenerator, TreeShape)
+from specdecode.engine import (
+    CausalLM,
+    EagleDrafter,
+    EarlyExitDrafter,
+    GenerationConfig,
+    ModelDrafter,
+    PromptLookupDrafter,
+    SpeculativeGenerator,
+    TreeShape,
+)
 from specdecode.models import tiny_llama
 from specdecode.models.eagle import EagleHead
 
@@ -29,8 +37,14 @@ def test_generation_creates_no_tensor_off_the_models_device(name):
     prompts = [[1, 2, 3, 1, 2]] if name.startswith("eagle") else [[1, 2, 3, 1, 2], [4, 5]]
     ran = 0
     for method, T in SETTINGS:
-        cfg = GenerationConfig(max_new_tokens=8, k=3, method=method, sampling=SamplingConfig(T, top_p=0.9 if T else None),
-                               adaptive=True, measure_overlap=True)
+        cfg = GenerationConfig(
+            max_new_tokens=8,
+            k=3,
+            method=method,
+            sampling=SamplingConfig(T, top_p=0.9 if T else None),
+            adaptive=True,
+            measure_overlap=True,
+        )
         try:
             gen.method_for(cfg)
         except ValueError:

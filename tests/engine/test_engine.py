@@ -5,8 +5,14 @@ import itertools
 import pytest
 import torch
 
-from specdecode.engine import (CausalLM, EarlyExitDrafter, GenerationConfig, ModelDrafter, PromptLookupDrafter,
-                               SpeculativeGenerator)
+from specdecode.engine import (
+    CausalLM,
+    EarlyExitDrafter,
+    GenerationConfig,
+    ModelDrafter,
+    PromptLookupDrafter,
+    SpeculativeGenerator,
+)
 from specdecode.exactness.montecarlo import chi_square_tv  # noqa: F401  (same statistics as the verifier tests)
 from specdecode.models import load_model, tiny_llama as _tiny_llama
 from specdecode.core.sampling import SamplingConfig, logits_to_probs
@@ -30,8 +36,9 @@ def drafters(target, cfg):
 
 
 def plain(target, prompts, cfg, seed=0, n=24):
-    out = SpeculativeGenerator(target).generate(prompts, GenerationConfig(max_new_tokens=n, k=0, sampling=cfg),
-                                               torch.Generator().manual_seed(seed))
+    out = SpeculativeGenerator(target).generate(
+        prompts, GenerationConfig(max_new_tokens=n, k=0, sampling=cfg), torch.Generator().manual_seed(seed)
+    )
     return out.tokens
 
 
@@ -43,15 +50,18 @@ def test_greedy_equals_plain_for_every_drafter(target, batch, method):
     for name, d in drafters(target, GREEDY).items():
         for k, adaptive in [(1, False), (4, False), (7, True)]:
             out = SpeculativeGenerator(target, d).generate(
-                prompts, GenerationConfig(max_new_tokens=24, k=k, adaptive=adaptive, method=method, sampling=GREEDY),
-                torch.Generator().manual_seed(0))
+                prompts,
+                GenerationConfig(max_new_tokens=24, k=k, adaptive=adaptive, method=method, sampling=GREEDY),
+                torch.Generator().manual_seed(0),
+            )
             assert out.tokens == want, (name, k, adaptive)
 
 
 def test_same_model_drafter_accepts_everything(target):
     d = drafters(target, GREEDY)["same-model"]
-    out = SpeculativeGenerator(target, d).generate([PROMPTS[0]], GenerationConfig(max_new_tokens=20, k=4, sampling=GREEDY),
-                                                   torch.Generator().manual_seed(0))
+    out = SpeculativeGenerator(target, d).generate(
+        [PROMPTS[0]], GenerationConfig(max_new_tokens=20, k=4, sampling=GREEDY), torch.Generator().manual_seed(0)
+    )
     assert out.stats.acceptance_rate == 1.0 and out.stats.recovered == 0
     assert out.stats.tokens_per_target_call == pytest.approx(5, abs=1.01)
 
@@ -61,8 +71,9 @@ def test_toy_family_greedy_equality():
     d = ModelDrafter(CausalLM(load_model("toy-draft"), name="toy-draft"))
     prompts = [[5, 6, 7, 8], [9, 10]]
     want = plain(tgt, prompts, GREEDY, n=12)
-    out = SpeculativeGenerator(tgt, d).generate(prompts, GenerationConfig(max_new_tokens=12, k=3, sampling=GREEDY),
-                                                torch.Generator().manual_seed(0))
+    out = SpeculativeGenerator(tgt, d).generate(
+        prompts, GenerationConfig(max_new_tokens=12, k=3, sampling=GREEDY), torch.Generator().manual_seed(0)
+    )
     assert out.tokens == want
 
 
@@ -70,11 +81,25 @@ def test_toy_family_greedy_equality():
 def test_gumbel_seeded_speculative_equals_seeded_plain(target, drafter):
     cfg = SamplingConfig(1.0)
     for seed in range(3):
-        want = SpeculativeGenerator(target).generate(PROMPTS, GenerationConfig(max_new_tokens=16, k=0, method="gumbel", sampling=cfg),
-                                                     torch.Generator().manual_seed(seed)).tokens
+        want = (
+            SpeculativeGenerator(target)
+            .generate(
+                PROMPTS,
+                GenerationConfig(max_new_tokens=16, k=0, method="gumbel", sampling=cfg),
+                torch.Generator().manual_seed(seed),
+            )
+            .tokens
+        )
         d = drafters(target, cfg)[drafter]
-        got = SpeculativeGenerator(target, d).generate(PROMPTS, GenerationConfig(max_new_tokens=16, k=3, method="gumbel", sampling=cfg),
-                                                       torch.Generator().manual_seed(seed)).tokens
+        got = (
+            SpeculativeGenerator(target, d)
+            .generate(
+                PROMPTS,
+                GenerationConfig(max_new_tokens=16, k=3, method="gumbel", sampling=cfg),
+                torch.Generator().manual_seed(seed),
+            )
+            .tokens
+        )
         assert got == want
 
 
@@ -102,22 +127,40 @@ def exact_first_two(target_model, prompt, cfg):
     return dist
 
 
-SAMPLING_CASES = [SamplingConfig(0.7), SamplingConfig(1.0), SamplingConfig(1.3), SamplingConfig(1.0, top_k=3),
-                  SamplingConfig(1.0, top_p=0.8)]
+SAMPLING_CASES = [
+    SamplingConfig(0.7),
+    SamplingConfig(1.0),
+    SamplingConfig(1.3),
+    SamplingConfig(1.0, top_k=3),
+    SamplingConfig(1.0, top_p=0.8),
+]
 
 
 @pytest.mark.parametrize("cfg", SAMPLING_CASES, ids=lambda c: c.describe())
-@pytest.mark.parametrize("method,drafter", [("tokenwise", "model"), ("block", "model"), ("tokenwise", "prompt-lookup"),
-                                            ("tokenwise", "early-exit"), ("block", "early-exit")])
+@pytest.mark.parametrize(
+    "method,drafter",
+    [
+        ("tokenwise", "model"),
+        ("block", "model"),
+        ("tokenwise", "prompt-lookup"),
+        ("tokenwise", "early-exit"),
+        ("block", "early-exit"),
+    ],
+)
 def test_first_tokens_distribution_equals_plain_sampling(small, cfg, method, drafter):
     target, draft_model = small
     prompt = [1, 2, 3, 1, 2]
     n = 3000
-    d = {"model": lambda: ModelDrafter(CausalLM(draft_model, name="small-d")),
-         "prompt-lookup": PromptLookupDrafter,
-         "early-exit": lambda: EarlyExitDrafter(target, 1)}[drafter]()
-    out = SpeculativeGenerator(target, d).generate([prompt] * n, GenerationConfig(max_new_tokens=2, k=3, method=method, sampling=cfg),
-                                                   torch.Generator().manual_seed(11))
+    d = {
+        "model": lambda: ModelDrafter(CausalLM(draft_model, name="small-d")),
+        "prompt-lookup": PromptLookupDrafter,
+        "early-exit": lambda: EarlyExitDrafter(target, 1),
+    }[drafter]()
+    out = SpeculativeGenerator(target, d).generate(
+        [prompt] * n,
+        GenerationConfig(max_new_tokens=2, k=3, method=method, sampling=cfg),
+        torch.Generator().manual_seed(11),
+    )
     exact = exact_first_two(target.model, prompt, cfg)
     counts: dict = {}
     for toks in out.tokens:
@@ -135,16 +178,25 @@ def test_first_tokens_distribution_equals_plain_sampling(small, cfg, method, dra
     df = len(big) - (0 if rest_e >= 1 else 1)
     if df < 1:
         return  # a single cell: the support check above is the whole test
-    pval = float(torch.special.gammaincc(torch.tensor(df / 2.0, dtype=torch.float64), torch.tensor(chi2 / 2, dtype=torch.float64)))
+    pval = float(
+        torch.special.gammaincc(
+            torch.tensor(df / 2.0, dtype=torch.float64), torch.tensor(chi2 / 2, dtype=torch.float64)
+        )
+    )
     assert pval > 1e-6, (chi2, df)
 
 
 # ---------------------------------------------------------------- engine mechanics
 
+
 def test_cache_stays_bounded_under_rejections(target):
     d = ModelDrafter(CausalLM(_tiny_llama(5), name="bad"))
     gen = SpeculativeGenerator(target, d)
-    out = gen.generate(PROMPTS, GenerationConfig(max_new_tokens=40, k=8, sampling=SamplingConfig(1.0)), torch.Generator().manual_seed(0))
+    out = gen.generate(
+        PROMPTS,
+        GenerationConfig(max_new_tokens=40, k=8, sampling=SamplingConfig(1.0)),
+        torch.Generator().manual_seed(0),
+    )
     assert out.stats.recovered > 10
     longest = max(len(p) + len(t) for p, t in zip(PROMPTS, out.tokens))
     assert target.physical <= longest
@@ -154,8 +206,11 @@ def test_cache_stays_bounded_under_rejections(target):
 
 def test_stats_counts_are_consistent(target):
     d = ModelDrafter(CausalLM(_tiny_llama(2), name="d"))
-    out = SpeculativeGenerator(target, d).generate(PROMPTS, GenerationConfig(max_new_tokens=30, k=4, sampling=SamplingConfig(1.0)),
-                                                   torch.Generator().manual_seed(3))
+    out = SpeculativeGenerator(target, d).generate(
+        PROMPTS,
+        GenerationConfig(max_new_tokens=30, k=4, sampling=SamplingConfig(1.0)),
+        torch.Generator().manual_seed(3),
+    )
     s = out.stats
     assert s.new_tokens == sum(len(t) for t in out.tokens)
     assert s.accepted <= s.proposed and sum(s.rejection_positions) == s.recovered
@@ -170,25 +225,33 @@ def test_eos_max_tokens_and_streaming(target):
     eos = want[5]
     streamed = []
     out = SpeculativeGenerator(target, PromptLookupDrafter()).generate(
-        [PROMPTS[0]], GenerationConfig(max_new_tokens=24, k=4, sampling=GREEDY, eos_token_ids=(eos,)),
-        torch.Generator().manual_seed(0), on_tokens=lambda row, toks, kinds: streamed.extend(toks))
+        [PROMPTS[0]],
+        GenerationConfig(max_new_tokens=24, k=4, sampling=GREEDY, eos_token_ids=(eos,)),
+        torch.Generator().manual_seed(0),
+        on_tokens=lambda row, toks, kinds: streamed.extend(toks),
+    )
     first = want.index(eos)
     assert out.tokens[0] == want[: first + 1] and out.finish_reasons == ["eos"]
     assert streamed == out.tokens[0]
     out = SpeculativeGenerator(target, PromptLookupDrafter()).generate(
-        [PROMPTS[0]], GenerationConfig(max_new_tokens=7, k=5, sampling=GREEDY), torch.Generator().manual_seed(0))
+        [PROMPTS[0]], GenerationConfig(max_new_tokens=7, k=5, sampling=GREEDY), torch.Generator().manual_seed(0)
+    )
     assert len(out.tokens[0]) == 7 and out.finish_reasons == ["length"]
 
 
 def test_adaptive_k_turns_off_a_useless_drafter(target):
     d = ModelDrafter(CausalLM(_tiny_llama(6), name="useless"))
-    out = SpeculativeGenerator(target, d).generate([PROMPTS[1]], GenerationConfig(max_new_tokens=60, k=8, adaptive=True,
-                                                   sampling=SamplingConfig(1.0)), torch.Generator().manual_seed(0))
+    out = SpeculativeGenerator(target, d).generate(
+        [PROMPTS[1]],
+        GenerationConfig(max_new_tokens=60, k=8, adaptive=True, sampling=SamplingConfig(1.0)),
+        torch.Generator().manual_seed(0),
+    )
     hist = out.stats.k_history
     assert hist[0] > sum(hist[2:]), hist  # mostly plain decoding once alpha is known to be low
 
 
 # ---------------------------------------------------------------------- bad input
+
 
 def test_bad_inputs(target):
     gen = SpeculativeGenerator(target, PromptLookupDrafter())
@@ -240,8 +303,11 @@ def test_stop_strings(target):
     want = plain(target, [PROMPTS[0]], GREEDY, n=24)[0]
     stop = tok.decode(want[3:5])
     gen = SpeculativeGenerator(target, PromptLookupDrafter(), tok)
-    out = gen.generate([PROMPTS[0]], GenerationConfig(max_new_tokens=24, k=4, sampling=GREEDY, stop_strings=(stop,)),
-                       torch.Generator().manual_seed(0))
+    out = gen.generate(
+        [PROMPTS[0]],
+        GenerationConfig(max_new_tokens=24, k=4, sampling=GREEDY, stop_strings=(stop,)),
+        torch.Generator().manual_seed(0),
+    )
     assert out.finish_reasons == ["stop"] and stop in tok.decode(out.tokens[0]) and len(out.tokens[0]) < 24
 
 

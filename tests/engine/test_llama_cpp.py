@@ -56,8 +56,15 @@ def test_trees_through_sequence_ids_match_tree_attention(pair):
     for m in pair:  # a draft model grows its tree depth by depth: parents in earlier passes, branching later
         m.reset(1)
         m.extend([[1, 2, 3, 4]], need_logits=False)
-        grown.append(torch.cat([m.extend_tree([[5]], [[-1]])[0], m.extend_tree([[6, 7]], [[0, 0]])[0],
-                                m.extend_tree([[8, 9, 10]], [[1, 1, 2]])[0]]))
+        grown.append(
+            torch.cat(
+                [
+                    m.extend_tree([[5]], [[-1]])[0],
+                    m.extend_tree([[6, 7]], [[0, 0]])[0],
+                    m.extend_tree([[8, 9, 10]], [[1, 1, 2]])[0],
+                ]
+            )
+        )
         m.keep_paths([[0, 2, 5]])
     assert _close(grown[0], grown[1]) and _close(lc.extend([[11]]), hf.extend([[11]]))
 
@@ -67,16 +74,31 @@ def builder():
     return Builder("tiny-llama:1", backend="llama.cpp")
 
 
-@pytest.mark.parametrize("drafter,tree", [("prompt-lookup", None), ("prompt-lookup", "lookup:3"), ("model:tiny-llama:2", None),
-                                          ("model:tiny-llama:1", "static:2,2"), ("model:gguf", None), ("model:gguf", "dynamic:6")])
+@pytest.mark.parametrize(
+    "drafter,tree",
+    [
+        ("prompt-lookup", None),
+        ("prompt-lookup", "lookup:3"),
+        ("model:tiny-llama:2", None),
+        ("model:tiny-llama:1", "static:2,2"),
+        ("model:gguf", None),
+        ("model:gguf", "dynamic:6"),
+    ],
+)
 @pytest.mark.parametrize("adaptive", [False, True])
 def test_greedy_speculative_equals_plain_on_llama_cpp(builder, drafter, tree, adaptive):
     if drafter == "model:gguf":
-        drafter = f"model:gguf:{gguf_path('tiny-llama:1')}"  # a second GGUF as the draft model (here: the target's twin)
-    want = builder.generator("none").generate(RAGGED, GenerationConfig(max_new_tokens=20, k=0, sampling=GREEDY),
-                                              torch.Generator()).tokens
+        drafter = (
+            f"model:gguf:{gguf_path('tiny-llama:1')}"  # a second GGUF as the draft model (here: the target's twin)
+        )
+    want = (
+        builder.generator("none")
+        .generate(RAGGED, GenerationConfig(max_new_tokens=20, k=0, sampling=GREEDY), torch.Generator())
+        .tokens
+    )
     out = builder.generator(drafter, tree).generate(
-        RAGGED, GenerationConfig(max_new_tokens=20, k=4, adaptive=adaptive, sampling=GREEDY), torch.Generator())
+        RAGGED, GenerationConfig(max_new_tokens=20, k=4, adaptive=adaptive, sampling=GREEDY), torch.Generator()
+    )
     assert out.tokens == want
     if drafter.startswith("model:gguf") and not adaptive:
         assert out.stats.tokens_per_target_call > 2.5  # the twin draft is always accepted
@@ -85,8 +107,10 @@ def test_greedy_speculative_equals_plain_on_llama_cpp(builder, drafter, tree, ad
 def test_greedy_on_llama_cpp_equals_the_hf_backend(builder):
     hf = Builder("tiny-llama:1")
     cfg = GenerationConfig(max_new_tokens=20, k=0, sampling=GREEDY)
-    assert builder.generator("none").generate(RAGGED, cfg, torch.Generator()).tokens == \
-        hf.generator("none").generate(RAGGED, cfg, torch.Generator()).tokens
+    assert (
+        builder.generator("none").generate(RAGGED, cfg, torch.Generator()).tokens
+        == hf.generator("none").generate(RAGGED, cfg, torch.Generator()).tokens
+    )
 
 
 V = 6
@@ -106,12 +130,16 @@ def test_sampled_speculation_through_llama_cpp_follows_its_own_distribution(tmp_
             target.rollback([len(p)])
             p2 = logits_to_probs(target.extend([[x]])[0, -1].double(), cfg)
             exact.update({(tuple(p), x, y): float(p1[x] * p2[y]) for y in range(V)})
-    for drafter, method in ((ModelDrafter(draft), "tokenwise"), (ModelDrafter(draft, TreeShape.parse("static:2,1")), "rrs-wor")):
+    for drafter, method in (
+        (ModelDrafter(draft), "tokenwise"),
+        (ModelDrafter(draft, TreeShape.parse("static:2,1")), "rrs-wor"),
+    ):
         counts = {p: torch.zeros(V * V) for p in map(tuple, prompts)}
         g = torch.Generator().manual_seed(1)
         for _ in range(50):  # 50 batches of 30 rows (rows and tree paths share 256 sequence ids)
             out = SpeculativeGenerator(target, drafter).generate(
-                prompts * 15, GenerationConfig(max_new_tokens=2, k=3, method=method, sampling=cfg), g)
+                prompts * 15, GenerationConfig(max_new_tokens=2, k=3, method=method, sampling=cfg), g
+            )
             for p, toks in zip(prompts * 15, out.tokens):
                 counts[tuple(p)][toks[0] * V + toks[1]] += 1
         for p in counts:
@@ -141,16 +169,19 @@ def test_eagle_features_from_llama_cpp_match_the_hf_hidden_states():
         busy.record_features = True  # remaking the context would drop the row's cache: refused
 
 
-@pytest.mark.parametrize("argv,word", [
-    (["--backend", "llama.cpp", "--model", "/tmp", "x"], "Hugging Face model folder"),
-    (["--backend", "llama.cpp", "--model", "gguf:/nonexistent.gguf", "x"], "no GGUF file"),
-    (["--model", "gguf:/nonexistent.gguf", "x"], "--backend llama.cpp"),
-    (["--backend", "llama.cpp", "--model", "tiny-llama", "--drafter", "early-exit:1", "x"], "Hugging Face backend"),
-    (["--backend", "llama.cpp", "--model", "tiny-llama", "--device", "cuda", "x"], "device"),
-    (["--backend", "llama.cpp", "--model", "toy-target", "x"], "no GGUF form"),
-    (["--model", "tiny-llama", "--device", "nope", "x"], "unknown device"),
-    (["--backend", "llama.cpp", "--model", "tiny-llama", "--no-chat", "x" * 600], "context"),
-])
+@pytest.mark.parametrize(
+    "argv,word",
+    [
+        (["--backend", "llama.cpp", "--model", "/tmp", "x"], "Hugging Face model folder"),
+        (["--backend", "llama.cpp", "--model", "gguf:/nonexistent.gguf", "x"], "no GGUF file"),
+        (["--model", "gguf:/nonexistent.gguf", "x"], "--backend llama.cpp"),
+        (["--backend", "llama.cpp", "--model", "tiny-llama", "--drafter", "early-exit:1", "x"], "Hugging Face backend"),
+        (["--backend", "llama.cpp", "--model", "tiny-llama", "--device", "cuda", "x"], "device"),
+        (["--backend", "llama.cpp", "--model", "toy-target", "x"], "no GGUF form"),
+        (["--model", "tiny-llama", "--device", "nope", "x"], "unknown device"),
+        (["--backend", "llama.cpp", "--model", "tiny-llama", "--no-chat", "x" * 600], "context"),
+    ],
+)
 def test_bad_input_one_line(argv, word, capsys):
     assert main(["generate", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -178,6 +209,7 @@ def test_missing_llama_cpp_names_the_extra(monkeypatch):
 
 def test_monte_carlo_catches_tree_nodes_that_do_not_see_their_prefix(tmp_path, monkeypatch):
     """Injected bug: new tree paths are not copied from the row's prefix (nodes attend to themselves only)."""
+
     def no_copy(self, b, row, parent, first, reused):
         s = self._free.pop()
         row.borrowed.append(s)

@@ -5,8 +5,15 @@ import pytest
 import torch
 
 from specdecode.core.sampling import SamplingConfig, logits_to_probs
-from specdecode.engine import (CausalLM, EagleDrafter, GenerationConfig, ModelDrafter, PromptLookupDrafter,
-                               SpeculativeGenerator, TreeShape)
+from specdecode.engine import (
+    CausalLM,
+    EagleDrafter,
+    GenerationConfig,
+    ModelDrafter,
+    PromptLookupDrafter,
+    SpeculativeGenerator,
+    TreeShape,
+)
 from specdecode.exactness.montecarlo import compare_counts
 from specdecode.models import ByteTokenizer, tiny_llama
 from specdecode.verify import METHODS
@@ -21,15 +28,20 @@ def target():
 
 
 def _plain(target, prompts, n, cfg=GREEDY, seed=0):
-    return SpeculativeGenerator(target).generate(prompts, GenerationConfig(max_new_tokens=n, k=0, sampling=cfg),
-                                                 torch.Generator().manual_seed(seed)).tokens
+    return (
+        SpeculativeGenerator(target)
+        .generate(prompts, GenerationConfig(max_new_tokens=n, k=0, sampling=cfg), torch.Generator().manual_seed(seed))
+        .tokens
+    )
 
 
 def _tree_drafters():
     return {
         "model static:2,2,1": lambda: ModelDrafter(CausalLM(tiny_llama(2), name="d"), TreeShape.parse("static:2,2,1")),
         "model dynamic:7": lambda: ModelDrafter(CausalLM(tiny_llama(2), name="d"), TreeShape.parse("dynamic:7")),
-        "self static:3,1,1": lambda: ModelDrafter(CausalLM(tiny_llama(1), name="self"), TreeShape.parse("static:3,1,1")),
+        "self static:3,1,1": lambda: ModelDrafter(
+            CausalLM(tiny_llama(1), name="self"), TreeShape.parse("static:3,1,1")
+        ),
         "lookup:3": lambda: PromptLookupDrafter(matches=3),
     }
 
@@ -40,8 +52,11 @@ def test_greedy_trees_at_batch_3_equal_plain(target, name, adaptive):
     """Ragged rows (prompts of 8, 3 and 11 tokens) grow and verify their trees in one pass per step."""
     want = _plain(target, RAGGED, 24)
     gen = SpeculativeGenerator(target, _tree_drafters()[name]())
-    out = gen.generate(RAGGED, GenerationConfig(max_new_tokens=24, k=4, adaptive=adaptive, sampling=GREEDY),
-                       torch.Generator().manual_seed(0))
+    out = gen.generate(
+        RAGGED,
+        GenerationConfig(max_new_tokens=24, k=4, adaptive=adaptive, sampling=GREEDY),
+        torch.Generator().manual_seed(0),
+    )
     assert out.tokens == want and out.method == "greedy"
     if name.startswith("self") and not adaptive:  # the draft is the target: its main path is always accepted
         assert out.stats.tokens_per_target_call > 2.5
@@ -82,9 +97,13 @@ def test_sampled_trees_at_batch_3_follow_the_target(method, spec):
     """Monte Carlo over ragged rows: 3 prompts x 1500 rows in one batch; the children mode comes from the method."""
     cfg = SamplingConfig(1.0)
     target = CausalLM(tiny_llama(3, vocab_size=V), name="t")
-    gen = SpeculativeGenerator(target, ModelDrafter(CausalLM(tiny_llama(4, vocab_size=V), name="d"), TreeShape.parse(spec)))
+    gen = SpeculativeGenerator(
+        target, ModelDrafter(CausalLM(tiny_llama(4, vocab_size=V), name="d"), TreeShape.parse(spec))
+    )
     prompts = MC_PROMPTS * 1500
-    out = gen.generate(prompts, GenerationConfig(max_new_tokens=2, method=method, sampling=cfg), torch.Generator().manual_seed(7))
+    out = gen.generate(
+        prompts, GenerationConfig(max_new_tokens=2, method=method, sampling=cfg), torch.Generator().manual_seed(7)
+    )
     assert out.method == method and out.stats.proposed > out.stats.row_steps  # trees were drafted
     _check_rows(target, out.tokens, MC_PROMPTS, cfg)
 
@@ -94,7 +113,9 @@ def test_sampled_lookup_trees_at_batch_3_follow_the_target():
     target = CausalLM(tiny_llama(3, vocab_size=V), name="t")
     prompts = [[1, 2, 3, 1, 2, 4, 1, 2, 5, 0, 1, 2], [4, 0, 4, 1, 4], [5, 3, 5, 3, 5]] * 1500
     gen = SpeculativeGenerator(target, PromptLookupDrafter(matches=3))
-    out = gen.generate(prompts, GenerationConfig(max_new_tokens=2, k=2, method="rrs", sampling=cfg), torch.Generator().manual_seed(3))
+    out = gen.generate(
+        prompts, GenerationConfig(max_new_tokens=2, k=2, method="rrs", sampling=cfg), torch.Generator().manual_seed(3)
+    )
     _check_rows(target, out.tokens, prompts[:3], cfg)
 
 
@@ -119,9 +140,15 @@ def test_stop_strings_and_streaming_in_trees(target):
     want = _plain(target, RAGGED, 24)
     stop = tok.decode(want[0][3:5])
     streamed: dict = {}
-    gen = SpeculativeGenerator(target, ModelDrafter(CausalLM(tiny_llama(1), name="self"), TreeShape.parse("static:2,2,2")), tok)
-    out = gen.generate(RAGGED, GenerationConfig(max_new_tokens=24, sampling=GREEDY, stop_strings=(stop,)),
-                       torch.Generator().manual_seed(0), on_tokens=lambda row, toks, kinds: streamed.setdefault(row, []).extend(toks))
+    gen = SpeculativeGenerator(
+        target, ModelDrafter(CausalLM(tiny_llama(1), name="self"), TreeShape.parse("static:2,2,2")), tok
+    )
+    out = gen.generate(
+        RAGGED,
+        GenerationConfig(max_new_tokens=24, sampling=GREEDY, stop_strings=(stop,)),
+        torch.Generator().manual_seed(0),
+        on_tokens=lambda row, toks, kinds: streamed.setdefault(row, []).extend(toks),
+    )
     assert out.finish_reasons[0] == "stop"
     first = next(i for i in range(1, 25) if stop in tok.decode(want[0][:i]))
     assert out.tokens[0] == want[0][:first]  # cut exactly where plain decoding stops
@@ -129,7 +156,9 @@ def test_stop_strings_and_streaming_in_trees(target):
     for b in (1, 2):  # the other rows go on to their own end
         assert out.tokens[b] == want[b][: len(out.tokens[b])]
     eos = want[2][6]
-    out = gen.generate(RAGGED, GenerationConfig(max_new_tokens=24, sampling=GREEDY, eos_token_ids=(eos,)), torch.Generator())
+    out = gen.generate(
+        RAGGED, GenerationConfig(max_new_tokens=24, sampling=GREEDY, eos_token_ids=(eos,)), torch.Generator()
+    )
     assert out.tokens[2] == want[2][: want[2].index(eos) + 1] and out.finish_reasons[2] == "eos"
 
 
@@ -142,29 +171,38 @@ def test_stop_strings_cut_chains_where_plain_decoding_stops(target):
         stop = tok.decode(want[i - 1 : i])
         first = next(j for j in range(1, 31) if stop in tok.decode(want[:j]))
         out = SpeculativeGenerator(target, self_draft, tok).generate(
-            [RAGGED[0]], GenerationConfig(max_new_tokens=30, k=8, sampling=GREEDY, stop_strings=(stop,)), torch.Generator())
+            [RAGGED[0]],
+            GenerationConfig(max_new_tokens=30, k=8, sampling=GREEDY, stop_strings=(stop,)),
+            torch.Generator(),
+        )
         assert out.tokens[0] == want[:first], (i, stop)
 
 
 def test_tree_depth_never_exceeds_the_tokens_left(target):
     """A deep tree shape drafts at most max_new_tokens - 1 levels (issue I.9)."""
     d = ModelDrafter(CausalLM(tiny_llama(2), name="d"), TreeShape.parse("static:" + ",".join(["1"] * 40)))
-    out = SpeculativeGenerator(target, d).generate([RAGGED[0]], GenerationConfig(max_new_tokens=8, sampling=GREEDY),
-                                                   torch.Generator())
+    out = SpeculativeGenerator(target, d).generate(
+        [RAGGED[0]], GenerationConfig(max_new_tokens=8, sampling=GREEDY), torch.Generator()
+    )
     assert len(out.stats.per_position_proposed) <= 7 and out.stats.proposed <= 7 * out.stats.row_steps
 
 
 # ------------------------------------------------------------ the registry decides
 
+
 def test_a_chain_method_with_a_tree_drafter_is_refused(target):
     gen = SpeculativeGenerator(target, ModelDrafter(CausalLM(tiny_llama(2), name="d"), TreeShape.parse("static:2,1")))
     for method in ("tokenwise", "block", "gumbel", "typical"):
         with pytest.raises(ValueError, match="trees"):
-            gen.generate([[1, 2, 3]], GenerationConfig(max_new_tokens=4, method=method, sampling=SamplingConfig(1.0)),
-                         torch.Generator())
+            gen.generate(
+                [[1, 2, 3]],
+                GenerationConfig(max_new_tokens=4, method=method, sampling=SamplingConfig(1.0)),
+                torch.Generator(),
+            )
     with pytest.raises(ValueError, match="temperature 0"):
-        SpeculativeGenerator(target).generate([[1, 2]], GenerationConfig(method="greedy", sampling=SamplingConfig(1.0)),
-                                              torch.Generator())
+        SpeculativeGenerator(target).generate(
+            [[1, 2]], GenerationConfig(method="greedy", sampling=SamplingConfig(1.0)), torch.Generator()
+        )
 
 
 def test_children_mode_comes_from_the_method(target):
@@ -180,7 +218,11 @@ def test_children_mode_comes_from_the_method(target):
     d.propose = spy
     gen = SpeculativeGenerator(target, d)
     for method, mode in (("spectr", "iid"), ("rrs-wor", "wor"), (None, "iid")):
-        gen.generate([[1, 2, 3]], GenerationConfig(max_new_tokens=3, method=method, sampling=SamplingConfig(1.0)), torch.Generator())
+        gen.generate(
+            [[1, 2, 3]],
+            GenerationConfig(max_new_tokens=3, method=method, sampling=SamplingConfig(1.0)),
+            torch.Generator(),
+        )
         assert seen.pop(mode)
     gen.generate([[1, 2, 3]], GenerationConfig(max_new_tokens=3, method="rrs", sampling=GREEDY), torch.Generator())
     assert seen.pop("topm")
@@ -198,6 +240,7 @@ def test_every_registered_method_has_an_exactness_entry():
 
 # ------------------------------------------------------------------ Gumbel keys
 
+
 def test_gumbel_noise_follows_the_generators_state(target):
     cfg = GenerationConfig(max_new_tokens=12, k=3, method="gumbel", sampling=SamplingConfig(1.0))
     gen = SpeculativeGenerator(target, PromptLookupDrafter())
@@ -206,8 +249,15 @@ def test_gumbel_noise_follows_the_generators_state(target):
     assert first != second  # one generator: fresh noise call after call
     again = gen.generate(RAGGED, cfg, torch.Generator().manual_seed(5)).tokens
     assert again == first  # a re-seeded generator repeats
-    plain = SpeculativeGenerator(target).generate(RAGGED, GenerationConfig(max_new_tokens=12, k=0, method="gumbel",
-                                                  sampling=SamplingConfig(1.0)), torch.Generator().manual_seed(5)).tokens
+    plain = (
+        SpeculativeGenerator(target)
+        .generate(
+            RAGGED,
+            GenerationConfig(max_new_tokens=12, k=0, method="gumbel", sampling=SamplingConfig(1.0)),
+            torch.Generator().manual_seed(5),
+        )
+        .tokens
+    )
     assert plain == first  # seeded speculative == seeded plain
 
 
@@ -218,6 +268,7 @@ def test_eagle_drafter_grows_chains_and_trees_with_one_loop(target):
     want = _plain(target, [RAGGED[0]], 16)
     for shape in (None, TreeShape.parse("static:2,2"), TreeShape.parse("dynamic:6")):
         out = SpeculativeGenerator(target, EagleDrafter(target, head, shape)).generate(
-            [RAGGED[0]], GenerationConfig(max_new_tokens=16, k=3, sampling=GREEDY), torch.Generator())
+            [RAGGED[0]], GenerationConfig(max_new_tokens=16, k=3, sampling=GREEDY), torch.Generator()
+        )
         assert out.tokens == want
     target.record_features = False

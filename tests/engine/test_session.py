@@ -6,12 +6,24 @@ import pytest
 import torch
 
 from specdecode.core.sampling import SamplingConfig
-from specdecode.engine import (CausalLM, GenerationConfig, ModelDrafter, PromptLookupDrafter, SpeculativeGenerator,
-                               TreeShape)
+from specdecode.engine import (
+    CausalLM,
+    GenerationConfig,
+    ModelDrafter,
+    PromptLookupDrafter,
+    SpeculativeGenerator,
+    TreeShape,
+)
 from specdecode.models import tiny_llama
 
-PROMPTS = [[1, 2, 3, 4, 5, 1, 2, 3], [7, 8, 9], [10, 11, 12, 13, 14, 15, 16, 10, 11, 12, 13], [4, 4, 5, 4, 4, 5, 4],
-           [20, 21, 22, 20, 21], [30, 31]]
+PROMPTS = [
+    [1, 2, 3, 4, 5, 1, 2, 3],
+    [7, 8, 9],
+    [10, 11, 12, 13, 14, 15, 16, 10, 11, 12, 13],
+    [4, 4, 5, 4, 4, 5, 4],
+    [20, 21, 22, 20, 21],
+    [30, 31],
+]
 
 
 def _backends():
@@ -29,8 +41,12 @@ def _backends():
 
 
 def _drafters(target):
-    return {"none": None, "prompt-lookup": PromptLookupDrafter(), "model": ModelDrafter(CausalLM(tiny_llama(2))),
-            "model tree": ModelDrafter(CausalLM(tiny_llama(2)), TreeShape.parse("static:2,2"))}
+    return {
+        "none": None,
+        "prompt-lookup": PromptLookupDrafter(),
+        "model": ModelDrafter(CausalLM(tiny_llama(2))),
+        "model tree": ModelDrafter(CausalLM(tiny_llama(2)), TreeShape.parse("static:2,2")),
+    }
 
 
 def _solo(gen, prompt, cfg, seed):
@@ -56,8 +72,10 @@ def _staggered(gen, configs, seeds, join_at):
 def test_greedy_requests_joining_a_running_batch_equal_their_solo_output(backend, drafter):
     target = _backends()[backend]()
     gen = SpeculativeGenerator(target, _drafters(target)[drafter])
-    cfgs = [GenerationConfig(max_new_tokens=n, k=k, adaptive=a, sampling=SamplingConfig(0.0))
-            for n, k, a in [(16, 4, False), (8, 2, False), (20, 6, True), (12, 3, False), (5, 4, False), (14, 1, True)]]
+    cfgs = [
+        GenerationConfig(max_new_tokens=n, k=k, adaptive=a, sampling=SamplingConfig(0.0))
+        for n, k, a in [(16, 4, False), (8, 2, False), (20, 6, True), (12, 3, False), (5, 4, False), (14, 1, True)]
+    ]
     want = [_solo(gen, p, c, 0) for p, c in zip(PROMPTS, cfgs)]
     assert _staggered(gen, cfgs, [0] * 6, [0, 0, 2, 3, 3, 7]) == want
 
@@ -65,8 +83,10 @@ def test_greedy_requests_joining_a_running_batch_equal_their_solo_output(backend
 def test_seeded_gumbel_requests_repeat_in_any_batch():
     target = CausalLM(tiny_llama(1))
     gen = SpeculativeGenerator(target, PromptLookupDrafter())
-    cfgs = [GenerationConfig(max_new_tokens=12, k=3, method="gumbel", sampling=SamplingConfig(t, top_p=tp))
-            for t, tp in [(1.0, None), (0.7, 0.9), (1.2, None), (0.9, None), (1.0, 0.8), (0.5, None)]]
+    cfgs = [
+        GenerationConfig(max_new_tokens=12, k=3, method="gumbel", sampling=SamplingConfig(t, top_p=tp))
+        for t, tp in [(1.0, None), (0.7, 0.9), (1.2, None), (0.9, None), (1.0, 0.8), (0.5, None)]
+    ]
     seeds = [11, 12, 13, 14, 15, 16]
     solo = []
     for p, c, s in zip(PROMPTS, cfgs, seeds):
@@ -121,6 +141,7 @@ def test_a_failed_join_leaves_the_running_batch_as_it_was(backend, monkeypatch):
 
 
 # ------------------------------------------------------------------ the session surface (issue K)
+
 
 def _greedy(n=16, k=3, adaptive=False, **kw):
     return GenerationConfig(max_new_tokens=n, k=k, adaptive=adaptive, sampling=SamplingConfig(0.0), **kw)
@@ -189,9 +210,13 @@ def test_refusals_are_typed_and_name_their_field(tmp_path):
     session = gen.open(costs=None)
     running = session.admit(PROMPTS[0], _greedy(), torch.Generator())
     session.step()
-    cases = [([1] * 600, _greedy(), "prompt"), ([], _greedy(), "prompt"), ([10**6], _greedy(), "prompt"),
-             (PROMPTS[1], GenerationConfig(k=3, method="greedy", sampling=SamplingConfig(1.0)), "method"),
-             (PROMPTS[1], _greedy(adaptive=True, costs=str(tmp_path / "missing.json")), "costs")]
+    cases = [
+        ([1] * 600, _greedy(), "prompt"),
+        ([], _greedy(), "prompt"),
+        ([10**6], _greedy(), "prompt"),
+        (PROMPTS[1], GenerationConfig(k=3, method="greedy", sampling=SamplingConfig(1.0)), "method"),
+        (PROMPTS[1], _greedy(adaptive=True, costs=str(tmp_path / "missing.json")), "costs"),
+    ]
     for prompt, cfg, field in cases:
         with pytest.raises(Refusal) as err:
             session.admit(prompt, cfg, torch.Generator())
@@ -223,4 +248,7 @@ def test_a_failing_step_fails_its_requests_and_the_session_goes_on(monkeypatch):
         session.step()
     assert late.new == want
     stats = session.stats
-    assert stats.new_tokens == len(first.new) + len(late.new) and stats.row_steps == first.stats.row_steps + late.stats.row_steps
+    assert (
+        stats.new_tokens == len(first.new) + len(late.new)
+        and stats.row_steps == first.stats.row_steps + late.stats.row_steps
+    )

@@ -4,8 +4,16 @@ import pytest
 import torch
 
 from specdecode.core.rng import TorchRNG
-from specdecode.engine import (CausalLM, DraftSampler, EagleDrafter, GenerationConfig, ModelDrafter, PromptLookupDrafter,
-                               SpeculativeGenerator, TreeShape)
+from specdecode.engine import (
+    CausalLM,
+    DraftSampler,
+    EagleDrafter,
+    GenerationConfig,
+    ModelDrafter,
+    PromptLookupDrafter,
+    SpeculativeGenerator,
+    TreeShape,
+)
 from specdecode.models import tiny_llama as _tiny_llama
 from specdecode.core.sampling import SamplingConfig, logits_to_probs
 
@@ -40,8 +48,11 @@ def run_tree(gen, prompt, n, cfg, g, method=None, k=4):
 
 
 def _plain(target, n=24):
-    return SpeculativeGenerator(target).generate([PROMPT], GenerationConfig(max_new_tokens=n, k=0, sampling=GREEDY),
-                                                 torch.Generator()).tokens[0]
+    return (
+        SpeculativeGenerator(target)
+        .generate([PROMPT], GenerationConfig(max_new_tokens=n, k=0, sampling=GREEDY), torch.Generator())
+        .tokens[0]
+    )
 
 
 @pytest.mark.parametrize("spec", ["static:2,2,1", "static:3", "static:1,1,1,1", "dynamic:12"])
@@ -122,8 +133,17 @@ def test_lookup_tree_sampling_first_tokens_follow_target():
     _assert_first_two_tokens_follow_target(gen, target, LOOKUP_PROMPT, cfg, "rrs", k=2)
 
 
-@pytest.mark.parametrize("spec,word", [("static:2,0", "branching"), ("static:", "branching"), ("dynamic:0", "budget"),
-                                       ("dynamic:x", "budget"), ("cone:3", "static"), ("static:64,64", "1024")])
+@pytest.mark.parametrize(
+    "spec,word",
+    [
+        ("static:2,0", "branching"),
+        ("static:", "branching"),
+        ("dynamic:0", "budget"),
+        ("dynamic:x", "budget"),
+        ("cone:3", "static"),
+        ("static:64,64", "1024"),
+    ],
+)
 def test_bad_tree_specs(spec, word):
     with pytest.raises(ValueError, match=word):
         TreeShape.parse(spec)
@@ -141,7 +161,9 @@ def test_get_k_candidates_iid_sequences():
     from specdecode.analysis.candidates import get_k_candidates
 
     d = CausalLM(_tiny_llama(2), name="d")
-    ids, probs = get_k_candidates(d, PROMPT, k=3, K=4, cfg=SamplingConfig(1.0), generator=torch.Generator().manual_seed(0))
+    ids, probs = get_k_candidates(
+        d, PROMPT, k=3, K=4, cfg=SamplingConfig(1.0), generator=torch.Generator().manual_seed(0)
+    )
     assert len(ids) == 4 and all(len(c) == 3 for c in ids) and probs[0].shape == (3, d.vocab_size)
     ref = CausalLM(_tiny_llama(2), name="ref")
     for chain, q in zip(ids, probs):  # each q is the draft's warped distribution along that chain
@@ -177,13 +199,31 @@ def test_tree_cli_with_early_exit(capsys):
 
     from specdecode.cli import main
 
-    assert main(["generate", "--model", "tiny-llama", "--drafter", "early-exit:1", "--tree", "static:2,1", "--max-new-tokens", "6",
-                 "--no-chat", "--json", "hello"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                "tiny-llama",
+                "--drafter",
+                "early-exit:1",
+                "--tree",
+                "static:2,1",
+                "--max-new-tokens",
+                "6",
+                "--no-chat",
+                "--json",
+                "hello",
+            ]
+        )
+        == 0
+    )
     rec = json.loads(capsys.readouterr().out)
     assert len(rec["outputs"][0]["tokens"]) == 6
 
 
 # ------------------------------------------------------------------ EAGLE-head trees
+
 
 def _eagle(target):
     from specdecode.models.eagle import EagleHead
@@ -273,11 +313,16 @@ def test_greedy_trees_branch(target):
     try:
         for spec, nodes in (("static:3,2", 1 + 3 + 6), ("dynamic:6", 1 + 6)):
             shape = TreeShape.parse(spec)
-            for drafter in (ModelDrafter(CausalLM(_tiny_llama(2), name="d"), shape), EagleDrafter(target, _eagle(target), shape)):
+            for drafter in (
+                ModelDrafter(CausalLM(_tiny_llama(2), name="d"), shape),
+                EagleDrafter(target, _eagle(target), shape),
+            ):
                 target.reset(1)
                 target.extend([PROMPT[:-1]])
                 drafter.begin([PROMPT])
-                tree = drafter.propose([PROMPT], [shape.depth], DraftSampler(GREEDY, "topm", TorchRNG(torch.Generator())))[0]
+                tree = drafter.propose(
+                    [PROMPT], [shape.depth], DraftSampler(GREEDY, "topm", TorchRNG(torch.Generator()))
+                )[0]
                 assert len(tree.tokens) == nodes, (spec, type(drafter).__name__)
                 kids = [[tree.tokens[c] for c, par in enumerate(tree.parents) if par == n] for n in range(nodes)]
                 assert all(len(set(k)) == len(k) for k in kids) and len(kids[0]) >= 2

@@ -7,8 +7,18 @@ from specdecode.exactness import harness as H
 from specdecode.exactness import montecarlo as MC
 from specdecode.exactness.models import model_pairs
 from specdecode.core.rng import TorchRNG
-from specdecode.verify import (CounterGumbel, block_verify, greedy_verify, gumbel_sample, gumbel_verify,
-                               rrs_select, spectr_select, tokenwise_verify, typical_verify, verify_sequences)
+from specdecode.verify import (
+    CounterGumbel,
+    block_verify,
+    greedy_verify,
+    gumbel_sample,
+    gumbel_verify,
+    rrs_select,
+    spectr_select,
+    tokenwise_verify,
+    typical_verify,
+    verify_sequences,
+)
 
 
 def _case(pair_index, V=3, k=3, N=3):
@@ -88,7 +98,9 @@ def test_sequences_chi_square():
         qs.append(q)
         ctx = P.child[ctx, x]
         ps.append(P.probs[ctx])
-    res = verify_sequences(torch.stack(ps, 2), torch.stack(qs, 2), torch.stack(drafts, 2), g, method="spectr", validate=False)
+    res = verify_sequences(
+        torch.stack(ps, 2), torch.stack(qs, 2), torch.stack(drafts, 2), g, method="spectr", validate=False
+    )
     first = res.tokens[:, 0]
     p0 = torch.tensor(t.probs(()), dtype=torch.float64)
     tv = 0.5 * (torch.bincount(first, minlength=V).double() / n - p0).abs().sum()

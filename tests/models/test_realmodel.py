@@ -6,7 +6,14 @@ The unmarked-slow test is the bounded subset CI runs; `make test-all` runs the f
 import pytest
 import torch
 
-from specdecode.engine import CausalLM, EarlyExitDrafter, GenerationConfig, ModelDrafter, PromptLookupDrafter, SpeculativeGenerator
+from specdecode.engine import (
+    CausalLM,
+    EarlyExitDrafter,
+    GenerationConfig,
+    ModelDrafter,
+    PromptLookupDrafter,
+    SpeculativeGenerator,
+)
 from specdecode.models import load_model, load_tokenizer
 from specdecode.models import encode_chat as encode_prompt
 from specdecode.core.sampling import SamplingConfig
@@ -24,18 +31,24 @@ def smol():
 
 
 def _plain(target, prompts, n):
-    return SpeculativeGenerator(target).generate(prompts, GenerationConfig(max_new_tokens=n, k=0, sampling=GREEDY),
-                                                 torch.Generator().manual_seed(0)).tokens
+    return (
+        SpeculativeGenerator(target)
+        .generate(prompts, GenerationConfig(max_new_tokens=n, k=0, sampling=GREEDY), torch.Generator().manual_seed(0))
+        .tokens
+    )
 
 
 def test_prompt_lookup_greedy_equals_plain_and_hf(smol):
     target, tok = smol
     ids = encode_prompt(tok, TEXTS[0], True)
     want = _plain(target, [ids], 24)
-    hf = target.model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False, eos_token_id=None)[0, len(ids):].tolist()
+    hf = target.model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False, eos_token_id=None)[
+        0, len(ids) :
+    ].tolist()
     assert want[0] == hf
     out = SpeculativeGenerator(target, PromptLookupDrafter()).generate(
-        [ids], GenerationConfig(max_new_tokens=24, k=6, sampling=GREEDY), torch.Generator().manual_seed(0))
+        [ids], GenerationConfig(max_new_tokens=24, k=6, sampling=GREEDY), torch.Generator().manual_seed(0)
+    )
     assert out.tokens == want
 
 
@@ -48,8 +61,11 @@ def test_every_drafter_greedy_equals_plain(smol, batch, method):
     want = _plain(target, prompts, 16)
     draft = CausalLM(load_model("smollm2-135m", "fp32"), name="self-draft")
     for d in [PromptLookupDrafter(), EarlyExitDrafter(target, 8), ModelDrafter(draft)]:
-        out = SpeculativeGenerator(target, d).generate(prompts, GenerationConfig(max_new_tokens=16, k=4, method=method, sampling=GREEDY),
-                                                       torch.Generator().manual_seed(0))
+        out = SpeculativeGenerator(target, d).generate(
+            prompts,
+            GenerationConfig(max_new_tokens=16, k=4, method=method, sampling=GREEDY),
+            torch.Generator().manual_seed(0),
+        )
         assert out.tokens == want, d.name
 
 
@@ -69,12 +85,15 @@ def test_trained_draft_greedy_equals_plain(smol, arch):
     target = builder.target
     drafter = builder.drafter(f"model:{path}")
     for k in (2, 5):
-        out = SpeculativeGenerator(target, drafter).generate([ids], GenerationConfig(max_new_tokens=32, k=k, sampling=GREEDY),
-                                                             torch.Generator().manual_seed(0))
+        out = SpeculativeGenerator(target, drafter).generate(
+            [ids], GenerationConfig(max_new_tokens=32, k=k, sampling=GREEDY), torch.Generator().manual_seed(0)
+        )
         assert out.tokens == want
     for spec in ("static:3,1,1", "dynamic:8"):  # greedy trees: distinct top-m children, longest matching path
         gen = builder.generator(f"model:{path}", spec)
-        out = gen.generate([ids], GenerationConfig(max_new_tokens=32, sampling=GREEDY), torch.Generator().manual_seed(0))
+        out = gen.generate(
+            [ids], GenerationConfig(max_new_tokens=32, sampling=GREEDY), torch.Generator().manual_seed(0)
+        )
         assert out.tokens == want, spec
         assert out.stats.tokens_per_target_call > 1.2, spec
 
@@ -89,19 +108,26 @@ def test_greedy_trees_equal_plain(smol):
     ids = encode_prompt(tok, TEXTS[0], True)
     want = _plain(target, [ids], 24)
     cfg = GenerationConfig(max_new_tokens=24, sampling=GREEDY)
-    for d in [CausalLM(early_exit_model(target.model, 8), name="early-exit:8"), CausalLM(load_model("smollm2-135m", "fp32"), name="self")]:
+    for d in [
+        CausalLM(early_exit_model(target.model, 8), name="early-exit:8"),
+        CausalLM(load_model("smollm2-135m", "fp32"), name="self"),
+    ]:
         for spec in ("static:2,2,1", "dynamic:8"):
             out = SpeculativeGenerator(target, ModelDrafter(d, TreeShape.parse(spec))).generate(
-                [ids], cfg, torch.Generator().manual_seed(0))
+                [ids], cfg, torch.Generator().manual_seed(0)
+            )
             assert out.tokens == want, (d.name, spec)
             if d.name == "self":  # the draft is the target: the main path is always accepted
                 assert out.stats.tokens_per_target_call > 2.5, spec
     cfg = GenerationConfig(max_new_tokens=24, k=4, method="rrs", sampling=GREEDY)
-    out = SpeculativeGenerator(target, PromptLookupDrafter(matches=4)).generate([ids], cfg, torch.Generator().manual_seed(0))
+    out = SpeculativeGenerator(target, PromptLookupDrafter(matches=4)).generate(
+        [ids], cfg, torch.Generator().manual_seed(0)
+    )
     assert out.tokens == want
 
 
 # ------------------------------------------------------------------ llama.cpp backend (the `llama` extra)
+
 
 @pytest.fixture(scope="module")
 def smol_cpp():

@@ -10,8 +10,10 @@ import pytest
 selenium = pytest.importorskip("selenium")
 pytest.importorskip("uvicorn")
 if not (shutil.which("chromium") and shutil.which("chromedriver")):
-    pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)",
-                allow_module_level=True)
+    pytest.skip(
+        "Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)",
+        allow_module_level=True,
+    )
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -27,7 +29,13 @@ from test_server import start  # noqa: E402
 def browser():
     opts = webdriver.ChromeOptions()
     opts.binary_location = shutil.which("chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1100,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1100,1000",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
     yield driver
@@ -53,7 +61,8 @@ def test_the_page_streams_colored_tokens_and_draws_charts(browser, tmp_path):
         for chart in ("pos", "tpc"):  # a drawn canvas differs from an empty one
             drawn = browser.execute_script(
                 f"const c = document.getElementById('{chart}'); const e = document.createElement('canvas');"
-                f"e.width = c.width; e.height = c.height; return c.toDataURL() !== e.toDataURL();")
+                f"e.width = c.width; e.height = c.height; return c.toDataURL() !== e.toDataURL();"
+            )
             assert drawn, chart
         shot = os.environ.get("SPECDECODE_SCREENSHOT") or str(tmp_path / "page.png")
         browser.save_screenshot(shot)

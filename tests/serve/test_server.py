@@ -25,8 +25,17 @@ MODEL = "tiny-llama"
 
 
 def start(builder: Builder, drafter: str, max_batch: int):
-    server = Server(builder.generator(drafter), builder.tokenizer, builder.encode, MODEL, builder.eos, max_batch=max_batch,
-                    k=4, max_tokens=32, drafter=drafter)
+    server = Server(
+        builder.generator(drafter),
+        builder.tokenizer,
+        builder.encode,
+        MODEL,
+        builder.eos,
+        max_batch=max_batch,
+        k=4,
+        max_tokens=32,
+        drafter=drafter,
+    )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(server.app(), log_level="warning", lifespan="on")
@@ -58,7 +67,9 @@ def client(url):
 
 def solo(builder, prompt, chat=True, n=32, stop=()):
     ids = builder.encode(prompt, chat)
-    cfg = GenerationConfig(max_new_tokens=n, k=4, sampling=SamplingConfig(0.0), eos_token_ids=builder.eos, stop_strings=stop)
+    cfg = GenerationConfig(
+        max_new_tokens=n, k=4, sampling=SamplingConfig(0.0), eos_token_ids=builder.eos, stop_strings=stop
+    )
     toks = builder.generator("prompt-lookup").generate([ids], cfg, torch.Generator()).tokens[0]
     return builder.tokenizer.decode(toks, skip_special_tokens=True)
 
@@ -66,20 +77,30 @@ def solo(builder, prompt, chat=True, n=32, stop=()):
 def test_chat_and_completions_streaming_and_not(served):
     url, builder, _ = served
     c = client(url)
-    r = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "abc abc abc"}], temperature=0, max_tokens=20)
+    r = c.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "abc abc abc"}], temperature=0, max_tokens=20
+    )
     assert r.choices[0].message.content == solo(builder, "abc abc abc", n=20)
     assert r.usage.completion_tokens == 20 and r.choices[0].finish_reason == "length"
     spec = r.model_extra["speculative"]
     assert spec["target_calls"] >= 1 and spec["tokens_per_target_call"] >= 1
-    stream = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "abc abc abc"}], temperature=0,
-                                       max_tokens=20, stream=True, stream_options={"include_usage": True})
+    stream = c.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "abc abc abc"}],
+        temperature=0,
+        max_tokens=20,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == r.choices[0].message.content
     assert chunks[-1].usage.completion_tokens == 20
     t = c.completions.create(model=MODEL, prompt="xyz xyz", temperature=0, max_tokens=12)
     assert t.choices[0].text == solo(builder, "xyz xyz", chat=False, n=12)
-    parts = [ch.choices[0].text for ch in c.completions.create(model=MODEL, prompt="xyz xyz", temperature=0, max_tokens=12,
-                                                                 stream=True)]
+    parts = [
+        ch.choices[0].text
+        for ch in c.completions.create(model=MODEL, prompt="xyz xyz", temperature=0, max_tokens=12, stream=True)
+    ]
     assert "".join(parts) == t.choices[0].text
     assert [m.id for m in c.models.list().data] == [MODEL]
 
@@ -88,8 +109,9 @@ def test_greedy_text_equals_specdecode_generate(served, capsys):
     url, _, _ = served
     assert main(["generate", "--model", MODEL, "--max-new-tokens", "24", "--json", "-k", "4", "hello hello"]) == 0
     want = json.loads(capsys.readouterr().out)["outputs"][0]["text"]
-    r = client(url).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hello hello"}], temperature=0,
-                                            max_tokens=24)
+    r = client(url).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hello hello"}], temperature=0, max_tokens=24
+    )
     assert r.choices[0].message.content == want
 
 
@@ -98,20 +120,38 @@ def test_stop_strings_seed_and_max_tokens(served):
     c = client(url)
     full = solo(builder, "abc abc abc", n=32)
     stop = full[5:8]
-    r = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "abc abc abc"}], temperature=0, stop=stop)
+    r = c.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "abc abc abc"}], temperature=0, stop=stop
+    )
     assert r.choices[0].message.content == full[: full.index(stop)] and r.choices[0].finish_reason == "stop"
-    s = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "abc abc abc"}], temperature=0, stop=[stop], stream=True) if ch.choices)
+    s = "".join(
+        ch.choices[0].delta.content or ""
+        for ch in c.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "abc abc abc"}], temperature=0, stop=[stop], stream=True
+        )
+        if ch.choices
+    )
     assert s == r.choices[0].message.content
-    seeded = [c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], temperature=1.0, seed=7,
-                                        max_tokens=16).choices[0].message.content for _ in range(2)]
+    seeded = [
+        c.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}], temperature=1.0, seed=7, max_tokens=16
+        )
+        .choices[0]
+        .message.content
+        for _ in range(2)
+    ]
     assert seeded[0] == seeded[1]
     assert c.completions.create(model=MODEL, prompt="q", max_tokens=3, temperature=0).usage.completion_tokens == 3
 
 
 def _stream_text(url, prompt, max_tokens, temperature, seed=None, method=None):
-    body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": temperature, "stream": True}
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "stream": True,
+    }
     if seed is not None:
         body.update(seed=seed)
     if method:
@@ -136,8 +176,13 @@ def test_sixteen_concurrent_clients_and_a_killed_one(served):
     killed = threading.Event()
 
     def killer():
-        body = {"model": MODEL, "messages": [{"role": "user", "content": "abc abc"}], "max_tokens": 400, "stream": True,
-                "temperature": 0}
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "abc abc"}],
+            "max_tokens": 400,
+            "stream": True,
+            "temperature": 0,
+        }
         with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=60) as resp:
             for i, _ in enumerate(resp.iter_lines()):
                 if i == 3:
@@ -146,7 +191,9 @@ def test_sixteen_concurrent_clients_and_a_killed_one(served):
 
     threading.Thread(target=killer).start()
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        got = list(pool.map(lambda j: _stream_text(url, jobs[j][0], jobs[j][1], jobs[j][2], seed=jobs[j][3]), range(64)))
+        got = list(
+            pool.map(lambda j: _stream_text(url, jobs[j][0], jobs[j][1], jobs[j][2], seed=jobs[j][3]), range(64))
+        )
     assert killed.wait(30)
     assert len(got) == 64 and all(g is not None for g in got)
     assert all(got[j] == want[j] for j in want), [j for j in want if got[j] != want[j]]
@@ -163,26 +210,38 @@ def test_seeded_gumbel_is_the_same_whoever_shares_the_batch(served):
     url, _, _ = served
     alone = _stream_text(url, "tell me", 16, 1.0, seed=5, method="gumbel")
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
-        crowd = list(pool.map(lambda i: _stream_text(url, "tell me" if i == 3 else f"other {i}", 16, 1.0,
-                                                     seed=5 if i == 3 else i, method="gumbel"), range(6)))
+        crowd = list(
+            pool.map(
+                lambda i: _stream_text(
+                    url, "tell me" if i == 3 else f"other {i}", 16, 1.0, seed=5 if i == 3 else i, method="gumbel"
+                ),
+                range(6),
+            )
+        )
     assert crowd[3] == alone
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"messages": [{"role": "user", "content": "x"}], "temperature": -1}, "temperature"),
-    ({"messages": [{"role": "user", "content": "x"}], "top_p": 0}, "top_p"),
-    ({"messages": [{"role": "user", "content": "x"}], "top_p": 1.5}, "top_p"),
-    ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, "max_tokens"),
-    ({"messages": [{"role": "user", "content": "x"}], "model": "gpt-9"}, "model"),
-    ({"messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
-    ({"messages": [{"role": "user", "content": "x"}], "logprobs": True}, "logprobs"),
-    ({"messages": [{"role": "user", "content": "x"}], "method": "magic"}, "method"),
-    ({"messages": [{"role": "user", "content": "x" * 600}]}, "messages"),  # the engine's Refusal, field "prompt"
-    ({"messages": [{"role": "user", "content": "x"}], "method": "greedy"}, "method"),  # greedy at temperature 1
-    ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 600}, "messages"),  # prompt + max_tokens > context
-    ({"messages": "hello"}, "messages"),
-    ({"messages": [{"role": "user", "content": "x"}], "stop": [""]}, "stop"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"messages": [{"role": "user", "content": "x"}], "temperature": -1}, "temperature"),
+        ({"messages": [{"role": "user", "content": "x"}], "top_p": 0}, "top_p"),
+        ({"messages": [{"role": "user", "content": "x"}], "top_p": 1.5}, "top_p"),
+        ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, "max_tokens"),
+        ({"messages": [{"role": "user", "content": "x"}], "model": "gpt-9"}, "model"),
+        ({"messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
+        ({"messages": [{"role": "user", "content": "x"}], "logprobs": True}, "logprobs"),
+        ({"messages": [{"role": "user", "content": "x"}], "method": "magic"}, "method"),
+        ({"messages": [{"role": "user", "content": "x" * 600}]}, "messages"),  # the engine's Refusal, field "prompt"
+        ({"messages": [{"role": "user", "content": "x"}], "method": "greedy"}, "method"),  # greedy at temperature 1
+        (
+            {"messages": [{"role": "user", "content": "x"}], "max_tokens": 600},
+            "messages",
+        ),  # prompt + max_tokens > context
+        ({"messages": "hello"}, "messages"),
+        ({"messages": [{"role": "user", "content": "x"}], "stop": [""]}, "stop"),
+    ],
+)
 def test_bad_requests_get_an_openai_error_naming_the_field(served, body, field):
     url, _, _ = served
     r = httpx.post(url + "/v1/chat/completions", json={"model": MODEL, **body})
@@ -196,8 +255,13 @@ def test_engine_refusals_map_to_openai_fields_by_type():
     from specdecode.engine import Refusal
     from specdecode.serve import openai_param
 
-    assert [openai_param(f, True) for f in ("prompt", "max_new_tokens", "method", "k", "costs")] == \
-        ["messages", "max_tokens", "method", "k", None]
+    assert [openai_param(f, True) for f in ("prompt", "max_new_tokens", "method", "k", "costs")] == [
+        "messages",
+        "max_tokens",
+        "method",
+        "k",
+        None,
+    ]
     assert openai_param("prompt", False) == "prompt" and issubclass(Refusal, ValueError)
 
 

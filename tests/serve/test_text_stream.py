@@ -10,7 +10,7 @@ def _pieces(tok, ids, stops, seed):
     rnd, ts, out, i = random.Random(seed), TextStream(tok, stops), [], 0
     while i < len(ids):
         n = rnd.randint(1, 5)
-        out.append(ts.feed(ids[i:i + n]))
+        out.append(ts.feed(ids[i : i + n]))
         i += n
     out.append(ts.feed([], final=True))
     return out

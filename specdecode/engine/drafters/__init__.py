@@ -7,5 +7,12 @@ from .lookup import PromptLookupDrafter, ngram_continuations
 from .early_exit import EarlyExitDrafter
 from .model import ModelDrafter
 
-__all__ = ["EagleCache", "EagleDrafter", "EarlyExitDrafter", "ModelDrafter", "NoDrafter", "PromptLookupDrafter",
-           "ngram_continuations"]
+__all__ = [
+    "EagleCache",
+    "EagleDrafter",
+    "EarlyExitDrafter",
+    "ModelDrafter",
+    "NoDrafter",
+    "PromptLookupDrafter",
+    "ngram_continuations",
+]

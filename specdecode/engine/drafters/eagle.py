@@ -48,7 +48,9 @@ class EagleCache:
         self.crop()
         dev = feats.device
         j = torch.arange(self.synced, n - 1, device=dev)  # new verified pairs (f_j, x_{j+1})
-        h = self.head(feats[j][None], torch.tensor(seq[self.synced + 1 : n], device=dev)[None], j[None], cache=self.cache)
+        h = self.head(
+            feats[j][None], torch.tensor(seq[self.synced + 1 : n], device=dev)[None], j[None], cache=self.cache
+        )
         self.synced = n - 1
         return h[0, -1]
 
@@ -58,8 +60,10 @@ class EagleDrafter(TreeGrower):
 
     def __init__(self, target: CausalLM, head: torch.nn.Module, shape: TreeShape | None = None, name: str = "eagle"):
         if not target.supports_features:
-            raise ValueError(f"EAGLE drafting needs the target's hidden states, which the {target.backend} backend "
-                             f"does not give here")
+            raise ValueError(
+                f"EAGLE drafting needs the target's hidden states, which the {target.backend} backend "
+                f"does not give here"
+            )
         super().__init__(shape)
         self.target, self.head, self.name = target, head.eval(), name
         self.state = EagleCache(self.head)
@@ -95,8 +99,13 @@ class EagleDrafter(TreeGrower):
         dev = self.target.device
         mask, pos = tree_attention([seg], [seg_ids], [seg.base], seg.base + len(seg), self.head.fc.weight.dtype, dev)
         f_in = torch.stack([self._feats[row.parents[i]] for i in ids])[None]
-        h = self.head(f_in, torch.tensor([[row.tokens[i] for i in ids]], device=dev), pos, cache=self.state.cache,
-                      attention_mask=mask)
+        h = self.head(
+            f_in,
+            torch.tensor([[row.tokens[i] for i in ids]], device=dev),
+            pos,
+            cache=self.state.cache,
+            attention_mask=mask,
+        )
         self.calls += 1
         self._feats.update(zip(ids, h[0]))
         return {0: list(self._probs(h[0], sampler))}

@@ -37,7 +37,9 @@ class GrowingTree:
             return DraftTree(self.tokens, self.parents, None)
         last = max(i for i, q in enumerate(self.qs) if q is not None)
         zero = torch.zeros_like(self.qs[0])
-        return DraftTree(self.tokens, self.parents, torch.stack([q if q is not None else zero for q in self.qs[: last + 1]]))
+        return DraftTree(
+            self.tokens, self.parents, torch.stack([q if q is not None else zero for q in self.qs[: last + 1]])
+        )
 
 
 class TreeGrower:
@@ -64,7 +66,9 @@ class TreeGrower:
         """Catch up on the verified tokens of the ``active`` rows -> q [V] for each active row's root."""
         raise NotImplementedError
 
-    def _expand(self, rows: dict[int, GrowingTree], new: dict[int, list[int]], sampler) -> dict[int, list[torch.Tensor]]:
+    def _expand(
+        self, rows: dict[int, GrowingTree], new: dict[int, list[int]], sampler
+    ) -> dict[int, list[torch.Tensor]]:
         """The nodes ``new[b]`` just added to ``rows[b]`` -> q [V] for each (one draft forward for all rows)."""
         raise NotImplementedError
 
@@ -79,10 +83,14 @@ class TreeGrower:
         trees = [DraftTree.chain(s[-1], []) for s in seqs]
         if active:
             q_roots = self._start(seqs, active, sampler)
-            rows = {b: GrowingTree(seqs[b][-1], q, min(ks[b], self.max_depth or ks[b])) for b, q in zip(active, q_roots)}
+            rows = {
+                b: GrowingTree(seqs[b][-1], q, min(ks[b], self.max_depth or ks[b])) for b, q in zip(active, q_roots)
+            }
             for depth in range(max(r.depth for r in rows.values())):
                 new = self._grow_depth(rows, depth, sampler)
-                grow = {b: ids for b, ids in new.items() if ids and depth + 1 < rows[b].depth and not self._full(rows[b])}
+                grow = {
+                    b: ids for b, ids in new.items() if ids and depth + 1 < rows[b].depth and not self._full(rows[b])
+                }
                 for b, r in rows.items():
                     if b not in grow:
                         r.depth = min(r.depth, depth + 1)  # this row's tree is complete
@@ -110,8 +118,11 @@ class TreeGrower:
             counts = [1] if self.shape is None else self.shape.allocate([r.score[n] for n in r.frontier], depth, r.used)
             requests += [(b, node, c) for node, c in zip(r.frontier, counts) if c]
         if requests and all(c == 1 for _, _, c in requests):  # chains: one batched draw
-            picks = sampler.draw(torch.stack([rows[b].qs[node] for b, node, _ in requests]), [b for b, _, _ in requests],
-                                 [depth] * len(requests))
+            picks = sampler.draw(
+                torch.stack([rows[b].qs[node] for b, node, _ in requests]),
+                [b for b, _, _ in requests],
+                [depth] * len(requests),
+            )
             children = [[x] for x in picks]
         else:
             children = [sampler.children(rows[b].qs[node], c, b, depth) for b, node, c in requests]

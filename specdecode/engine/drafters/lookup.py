@@ -20,7 +20,7 @@ def ngram_continuations(seq: list[int], k: int, max_ngram: int, min_ngram: int =
     recent occurrence first. Each continuation has at least one token."""
     L = len(seq)
     for n in range(min(max_ngram, L - 1), min_ngram - 1, -1):
-        tail = seq[L - n:]
+        tail = seq[L - n :]
         for start in range(L - n - 1, -1, -1):
             if seq[start : start + n] == tail:
                 yield n, seq[start + n : start + n + k]

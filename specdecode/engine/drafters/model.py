@@ -50,7 +50,7 @@ class ModelDrafter(TreeGrower):
 
     def _start(self, seqs, active, sampler):
         act = set(active)
-        feed = [s[self.lm.lengths[b]:] if b in act else [] for b, s in enumerate(seqs)]
+        feed = [s[self.lm.lengths[b] :] if b in act else [] for b, s in enumerate(seqs)]
         logits = self._forward(feed)  # [B, n, V]
         self.calls += 1
         self._base = list(self.lm.lengths)
