@@ -26,7 +26,6 @@ from ..core.validation import check_int, check_probs
 from ..verify.chain import tokenwise_verify
 from .theory import expected_target_calls, expected_tokens_per_step, speedup
 
-
 # ------------------------------------------------------------------ seed 002
 
 
@@ -391,6 +390,7 @@ def format_demo(
         "Cost model (target pass = 1, draft pass = c):",
         f"  Speculative cost: {st.target_calls} + {st.draft_calls} x {draft_cost} = {cost:.2f}",
         f"  Plain decoding cost: {st.tokens} (one target pass per token)",
-        f"  Speedup: measured {st.tokens / cost:.3f}x  vs  formula S = E[G] / (k c + 1) = {speedup(alpha, k, draft_cost):.3f}x",
+        f"  Speedup: measured {st.tokens / cost:.3f}x  vs  formula S = E[G] / (k c + 1) = "
+        f"{speedup(alpha, k, draft_cost):.3f}x",
     ]
     return "\n".join(lines)

@@ -7,7 +7,7 @@ Nothing here samples or runs a model; every function is deterministic and cheap.
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -13,7 +13,7 @@ from .theory import expected_tokens_per_step, speedup
 def format_token_view(st, steps: int) -> str:
     """The first ``steps`` steps of a ``run_demo`` result, one line per draft token."""
     lines = ["=== Per-token view: accept draft token x when u < min(1, p(x) / q(x)), u ~ U[0, 1) ==="]
-    for i, ((words, flags, out, kind), probs) in enumerate(zip(st.steps[:steps], st.probs[:steps]), 1):
+    for i, ((words, _flags, out, kind), probs) in enumerate(zip(st.steps[:steps], st.probs[:steps]), 1):
         lines += [
             f"Step {i}:",
             f"  {'pos':>3}  {'draft token':<12} {'p_draft':>8} {'p_target':>9} {'accept prob':>11} "
@@ -45,21 +45,26 @@ def format_analysis(st, k: int, alpha: float, draft_cost: float) -> str:
             " ANALYSIS",
             "=" * 70,
             "How speculative decoding works:",
-            f"1. DRAFT: the draft proposes k = {k} tokens, one draft pass each (cost c = {draft_cost} of a target pass).",
+            f"1. DRAFT: the draft proposes k = {k} tokens, one draft pass each (cost c = {draft_cost} of a target "
+            f"pass).",
             "2. VERIFY: the target scores every draft position (and one more) in ONE forward pass.",
             "3. ACCEPT/REJECT: draft token x is accepted with probability min(1, p(x)/q(x)) (always when p >= q);",
             "   at the first rejection a token is drawn from the residual (p - q)+ normalised, and the step ends;",
             "   if all k are accepted, a bonus token is drawn from p at position k+1 (the seed forgot this one).",
-            "4. GUARANTEE: every emitted token follows p exactly (`specdecode distribution` shows one step by enumeration).",
+            "4. GUARANTEE: every emitted token follows p exactly (`specdecode distribution` shows one step by "
+            "enumeration).",
             "",
             "This run:",
-            f"- per-token acceptance {measured:.0%} measured ({st.accepted}/{checked} checked drafts) vs alpha = {alpha:.0%}",
+            f"- per-token acceptance {measured:.0%} measured ({st.accepted}/{checked} checked drafts) vs alpha = "
+            f"{alpha:.0%}",
             f"- tokens per target pass {st.tokens / st.target_calls:.2f} measured vs (1 - a^(k+1))/(1 - a) = "
             f"{expected_tokens_per_step(alpha, k):.2f}",
-            f"- speedup in the cost model S = E[tokens] / (k c + 1) = {speedup(alpha, k, draft_cost):.2f}x: the draft's "
+            f"- speedup in the cost model S = E[tokens] / (k c + 1) = {speedup(alpha, k, draft_cost):.2f}x: the "
+            f"draft's "
             f"cost is {k * draft_cost:.2f} target passes per step, not negligible",
             "",
-            "When it helps most: high alpha (draft close to target), cheap drafts (small c), memory-bound decoding where",
+            "When it helps most: high alpha (draft close to target), cheap drafts (small c), memory-bound decoding "
+            "where",
             "a pass over k+1 tokens costs about one over 1 token. When it helps less: low alpha, expensive drafts, and",
             "compute-bound passes (a CPU or a large batch), where verifying k+1 tokens costs up to k+1 passes.",
         ]

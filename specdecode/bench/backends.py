@@ -169,7 +169,7 @@ def format_table(records: list[dict], tasks: list[str], names: list[str]) -> str
     for task in tasks:
         recs = [r for r in records if r["task"] == task]
 
-        def rate(name):
+        def rate(name, recs=recs):
             return statistics.median(r["tokens"] / r["seconds"] for r in recs if r["config"] == name)
 
         base, pld = rate("llama-cpp-python plain"), rate("llama-cpp-python prompt lookup (10)")

@@ -4,9 +4,9 @@ open-ended prompts, interleaved in one process.
 For every prompt and temperature the configurations run back to back in a rotating order: our plain
 decoding, the draft at fixed k and adaptive k, draft trees (``--tree``), HF ``generate`` and HF assisted
 generation with the same draft. Reports per task and temperature: alpha (pooled accepted / checked, and
-exact mean sum min(p, q) from the logits), the measured cost ratio c, tokens per target call, tokens/s and speedups (median of
-per-prompt ratios), with the predicted S(alpha, k, c). Not here: the sweep over all drafters (``run``),
-argument parsing (``cli.bench_draft``).
+exact mean sum min(p, q) from the logits), the measured cost ratio c, tokens per target call, tokens/s and
+speedups (median of per-prompt ratios), with the predicted S(alpha, k, c). Not here: the sweep over all drafters
+(``run``), argument parsing (``cli.bench_draft``).
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def format_table(records: list[dict], tasks: list[str], temps: list[float]) -> s
                     if hf
                     else f"{'-':>6}"
                 )
-                row = f"{task:<8} {T:>4g} {label:<36} {statistics.median(r['tok_s'] for r in rs):>6.1f} {vs_plain:>7.2f}x {vs_hf}"
+                median = statistics.median(r["tok_s"] for r in rs)
+                row = f"{task:<8} {T:>4g} {label:<36} {median:>6.1f} {vs_plain:>7.2f}x {vs_hf}"
                 if rs[0].get("tree"):  # trees: tokens per target call only (alpha and c are chain figures)
                     tpc = statistics.mean(r["tokens_per_call"] for r in rs)
                     row += f" {'-':>6} {'-':>6} {'-':>6} {tpc:>8.2f} {'-':>8}"

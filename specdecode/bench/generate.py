@@ -116,7 +116,7 @@ def format_table(records, tasks, names) -> str:
         recs = [r for r in records if r["task"] == task]
         ref = next(r["ids"] for r in recs if r["config"] == "HF generate")
 
-        def rate(name):
+        def rate(name, recs=recs):
             rs = [r for r in recs if r["config"] == name]
             return statistics.median(r["tokens"] / r["seconds"] for r in rs)
 
@@ -132,7 +132,8 @@ def format_table(records, tasks, names) -> str:
             )
             same = all(r["ids"] == ref for r in rs)
             lines.append(
-                f"{task:<10} {name:<30} {rs[0]['tokens']:>6} {med_s:>9.2f} {rt:>7.1f} {rt / hf:>5.2f}x {rt / hf_pld:>8.2f}x "
+                f"{task:<10} {name:<30} {rs[0]['tokens']:>6} {med_s:>9.2f} {rt:>7.1f} {rt / hf:>5.2f}x "
+                f"{rt / hf_pld:>8.2f}x "
                 f"{tpc:>8.2f} {alpha:>6.2f} {ovh:>7.1%} {str(same):>17}"
             )
     return "\n".join(lines)

@@ -134,7 +134,8 @@ def _header(recs: list[dict]) -> list[str]:
         else "no records",
         "",
         "Speedups are tokens/s ratios on the same prompt and temperature in the same run: vs our plain decoding, vs HF "
-        "`generate`, and (T = 0) vs HF prompt lookup. alpha = accepted / checked drafts; alpha exact = mean sum min(p, q) "
+        "`generate`, and (T = 0) vs HF prompt lookup. alpha = accepted / checked drafts; alpha exact = mean sum min(p, "
+        "q) "
         "at the checked positions, from the logits. Theory: tokens per call vs (1 - alpha^(k+1)) / (1 - alpha).",
     ]
 
@@ -229,15 +230,18 @@ def _all_section(rows: list[dict]) -> list[str]:
         "",
         "## All configurations",
         "",
-        "| task | T | configuration | runs | tok/s | vs plain | vs HF | vs HF PLD | alpha | alpha exact | tok/call | predicted "
+        "| task | T | configuration | runs | tok/s | vs plain | vs HF | vs HF PLD | alpha | alpha exact | tok/call | "
+        "predicted "
         "| c | S theory | theory check |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         md.append(
-            f"| {r['task']} | {r['T']:g} | {r['config']} | {r['n']} | {_fmt(r['tok_s'], '.1f')} | {_fmt(r['vs_plain'])} | "
+            f"| {r['task']} | {r['T']:g} | {r['config']} | {r['n']} | {_fmt(r['tok_s'], '.1f')} | "
+            f"{_fmt(r['vs_plain'])} | "
             f"{_fmt(r['vs_hf'])} | {_fmt(r['vs_hf_pld'])} | {_fmt(r['alpha'])} | {_fmt(r['alpha_exact'])} | "
-            f"{_fmt(r['tok_call'])} | {_fmt(r['pred_tok_call'])} | {_fmt(r['c'], '.3f')} | {_fmt(r['S_pred'])} | {r['theory']} |"
+            f"{_fmt(r['tok_call'])} | {_fmt(r['pred_tok_call'])} | {_fmt(r['c'], '.3f')} | {_fmt(r['S_pred'])} | "
+            f"{r['theory']} |"
         )
     return md
 
@@ -246,16 +250,19 @@ def _theory_section(rows: list[dict]) -> list[str]:
     flagged = [r for r in rows if r["theory"].startswith("FLAG")]
     md = [
         "",
-        f"## Theory check: {len(flagged)} of {sum(1 for r in rows if r['theory'] != '-')} fixed-k configurations flagged",
+        f"## Theory check: {len(flagged)} of {sum(1 for r in rows if r['theory'] != '-')} fixed-k configurations "
+        f"flagged",
         "",
     ]
     if flagged:
         md.append(
-            "Flagged configurations disagree with the i.i.d.-acceptance formula beyond 3 standard errors. Prompt lookup "
+            "Flagged configurations disagree with the i.i.d.-acceptance formula beyond 3 standard errors. Prompt "
+            "lookup "
             "is the usual culprit: its acceptance is bursty (a copied span is accepted whole), not i.i.d. per token."
         )
         md += [
-            f"- {r['task']} T={r['T']:g} {r['config']}: measured {_fmt(r['tok_call'])} vs predicted {_fmt(r['pred_tok_call'])}"
+            f"- {r['task']} T={r['T']:g} {r['config']}: measured {_fmt(r['tok_call'])} vs predicted "
+            f"{_fmt(r['pred_tok_call'])}"
             for r in flagged
         ]
     return md

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ..analysis.theory import expected_tokens_per_step, speedup
 from ..core.sampling import SamplingConfig
-from ..engine import CausalLM, GenerationConfig, SpeculativeGenerator
+from ..engine import CausalLM, GenerationConfig
 from ..models.build import Builder
 from ..models.drafts import is_draft_dir, read_meta
 from ..prompts import TASKS
@@ -33,7 +33,9 @@ from ..prompts import TASKS
 
 @dataclass(frozen=True)
 class Config:
-    drafter: str  # "none" | "prompt-lookup" | "early-exit:N" | "model:PATH" | "hf" | "hf-prompt-lookup" | "hf-early-exit:N" | "hf-draft:PATH"
+    # "none" | "prompt-lookup" | "early-exit:N" | "model:PATH" | "hf" | "hf-prompt-lookup" | "hf-early-exit:N"
+    # | "hf-draft:PATH"
+    drafter: str
     k: int = 0
     adaptive: bool = False
     temperature: float = 0.0
@@ -117,7 +119,8 @@ def sweep(quick: bool, drafts: tuple = (), quality_drafts: tuple = (), layers: i
 
 
 def record_key(task: str, prompt_id: int, cfg: Config) -> str:
-    key = f"{task}|{prompt_id}|{cfg.drafter}|{cfg.k}|{cfg.adaptive}|{cfg.temperature}|{cfg.method}|{cfg.study}|{cfg.batch}"
+    fields = (task, prompt_id, cfg.drafter, cfg.k, cfg.adaptive, cfg.temperature, cfg.method, cfg.study, cfg.batch)
+    key = "|".join(str(f) for f in fields)
     return key + (f"|{cfg.tree}" if cfg.tree else "")
 
 
@@ -307,7 +310,7 @@ def run_sweep(
     return path
 
 
-def _layers(runner: "Runner | None", model: str, dtype: str) -> int:
+def _layers(runner: Runner | None, model: str, dtype: str) -> int:
     """The target's decoder layers (0 for a model without early exit), from the loaded runner or a quick load."""
     lm = runner.target if runner is not None else Runner(model, dtype).target
     return lm.num_layers
@@ -411,7 +414,7 @@ def _ray_map(groups: list, model: str, dtype: str, settings: dict, meta: dict, a
         import ray
         from ray.util import ActorPool
     except ImportError:
-        raise ValueError("--ray needs the ray package: pip install 'ray>=2.9'")
+        raise ValueError("--ray needs the ray package: pip install 'ray>=2.9'") from None
     if workers < 1:
         raise ValueError(f"--ray-workers must be >= 1, got {workers}")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

@@ -148,7 +148,8 @@ def exercise_lines(ex: dict, grid_records: list[dict], ks, k: int) -> list[str]:
         f"{_pm(cell(ad, tokens_per_call), '.2f')}; best fixed k at T = {T}: k = {fixed}, "
         f"{_pm(cell(grid_records, lambda r: r['speedup'], k=fixed, T=T), '.2f')}.",
         "",
-        "**Batches** (rows of different lengths in one target pass per step; tokens / seconds summed over the prompts):",
+        "**Batches** (rows of different lengths in one target pass per step; tokens / seconds summed over the "
+        "prompts):",
         "",
         "| batch | plain tok/s | speculative tok/s | ratio | tokens per row-step |",
         "|---|---|---|---|---|",
@@ -223,7 +224,8 @@ def tradeoff_lines(grid_records: list[dict], sim: list[dict], ex: dict, ks) -> l
         "bonus token); the output distribution is the target's (see `specdecode exactness`). No 1e-10 fudges.",
         f"3. Performance factors: mean alpha {alpha:.3f}; theory's best k for that alpha and c is {kopt}; the "
         f"least similar draft (alpha {lo['alpha']:.3f}) gave {lo['speedup']:.2f}x.",
-        f"4. Deployment: weights target {prof['weights_mb']['target']:.1f} MB + draft {prof['weights_mb']['draft']:.1f} MB; "
+        f"4. Deployment: weights target {prof['weights_mb']['target']:.1f} MB + draft "
+        f"{prof['weights_mb']['draft']:.1f} MB; "
         f"batches of {', '.join(str(b['batch']) for b in ex['batches'])} rows ran at "
         + ", ".join(f"{b['spec_tok_s'] / b['plain_tok_s']:.2f}x" for b in ex["batches"])
         + " of plain decoding.",
@@ -231,7 +233,8 @@ def tradeoff_lines(grid_records: list[dict], sim: list[dict], ex: dict, ks) -> l
         + (
             f"S(alpha={alpha:.2f}, k={kopt}, c={c:.2f}) = {speedup(min(alpha, 0.999), kopt, c):.2f}x."
             if kopt
-            else f"no k > 0 gives S > 1 (alpha {alpha:.2f}, c {c:.2f}): plain decoding, or adaptive k, which falls back to it."
+            else f"no k > 0 gives S > 1 (alpha {alpha:.2f}, c {c:.2f}): plain decoding, or adaptive k, which falls "
+            f"back to it."
         ),
         "```",
         "",

@@ -66,7 +66,7 @@ def run(args) -> int:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise ValueError(f"--out {out} is not a writable folder ({exc.strerror})")
+        raise ValueError(f"--out {out} is not a writable folder ({exc.strerror})") from None
     records = out / "records.jsonl"
     if not args.report_only:
         run_sweep(

@@ -54,7 +54,7 @@ def _ints(text: str, name: str) -> list[int]:
     try:
         vals = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"{name} must be comma-separated integers, got {text!r}")
+        raise ValueError(f"{name} must be comma-separated integers, got {text!r}") from None
     if any(v < 1 for v in vals):
         raise ValueError(f"{name} values must be >= 1, got {text!r}")
     return vals
@@ -83,7 +83,8 @@ def run(args) -> int:
                 fh.write(json.dumps(r) + "\n")
     print(bench_draft.format_table(records, tasks, temps))
     print(
-        f"\ndraft {path}; {args.prompts} prompts per task, up to {args.max_new_tokens} new tokens; load average (1 min) "
+        f"\ndraft {path}; {args.prompts} prompts per task, up to {args.max_new_tokens} new tokens; load average (1 "
+        f"min) "
         f"before {load0:.2f}, max during the run {max(r['load1'] for r in records):.2f} (2 cores)"
     )
     return 0

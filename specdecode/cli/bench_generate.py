@@ -6,7 +6,8 @@ import json
 import os
 import sys
 
-from ..bench.generate import TASKS, format_table, run as run_bench
+from ..bench.generate import TASKS, format_table
+from ..bench.generate import run as run_bench
 from ..models.build import Builder
 
 NAME = "bench-generate"

@@ -141,6 +141,7 @@ def run(args) -> int:
             f"(range {min(ratios):.2f}-{max(ratios):.2f}) in tok/s per request"
         )
     print(
-        f"prompt mix: {args.mix}; load average (1 min) before {load0:.2f}, max seen {max(r['load1'] for r in rows):.2f} ({os.cpu_count()} cores)"
+        f"prompt mix: {args.mix}; load average (1 min) before {load0:.2f}, max seen "
+        f"{max(r['load1'] for r in rows):.2f} ({os.cpu_count()} cores)"
     )
     return 0

@@ -48,7 +48,7 @@ def float_list(text: str, name: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"{name} must be comma-separated numbers, got {text!r}")
+        raise ValueError(f"{name} must be comma-separated numbers, got {text!r}") from None
 
 
 def run(args) -> int:

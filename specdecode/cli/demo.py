@@ -42,7 +42,8 @@ def run(args) -> int:
     ids = builder.encode(DEMO_PROMPT)
     fmt = args.dtype if args.backend == "hf" else builder.target.path.rsplit("/", 1)[-1]
     print(
-        f"model: {args.model} on {args.backend} ({fmt}), prompt of {len(ids)} tokens, greedy, up to {args.max_new_tokens} new tokens\n"
+        f"model: {args.model} on {args.backend} ({fmt}), prompt of {len(ids)} tokens, greedy, up to "
+        f"{args.max_new_tokens} new tokens\n"
     )
     print(f"prompt: {DEMO_PROMPT}\n")
     results = {}

@@ -39,13 +39,15 @@ def add_args(ap) -> None:
         "--head-tokens",
         type=int,
         default=d.head_tokens,
-        help=f"tokens in the draft's head, the most frequent in the target's generations (0 = all; default {d.head_tokens})",
+        help=f"tokens in the draft's head, the most frequent in the target's generations (0 = all; default "
+        f"{d.head_tokens})",
     )
     ap.add_argument(
         "--prompts",
         type=int,
         default=d.prompts,
-        help=f"built-in training prompts to generate from (max 5130; default {d.prompts}: all, as many as the time allows)",
+        help=f"built-in training prompts to generate from (max 5130; default {d.prompts}: all, as many as the time "
+        f"allows)",
     )
     ap.add_argument(
         "--max-new-tokens",
@@ -120,14 +122,14 @@ def _temps(text: str) -> tuple:
     try:
         return tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError:
-        raise ValueError(f"--gen-temperatures must be comma-separated numbers, got {text!r}")
+        raise ValueError(f"--gen-temperatures must be comma-separated numbers, got {text!r}") from None
 
 
 def _ints(text: str) -> list[int]:
     try:
         return [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise ValueError(f"--snapshots must be comma-separated step numbers, got {text!r}")
+        raise ValueError(f"--snapshots must be comma-separated step numbers, got {text!r}") from None
 
 
 def run(args) -> int:
@@ -170,7 +172,8 @@ def run(args) -> int:
             )
         )
     print(
-        f"\ndraft saved to {res.out} ({res.steps} steps, {res.train_tokens} training tokens, {res.minutes:.1f} min in all)"
+        f"\ndraft saved to {res.out} ({res.steps} steps, {res.train_tokens} training tokens, {res.minutes:.1f} min in "
+        f"all)"
     )
     print(f"use it with: specdecode generate --model {args.model} --drafter model:{res.out} ...", file=sys.stdout)
     return 0

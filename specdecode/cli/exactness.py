@@ -73,7 +73,8 @@ def run(args) -> int:
         print(f"\n{'injected bug':<52} {'cases':>5} {'max TV':>8} {'doc TV':>7}  caught")
         for m in mrows:
             print(
-                f"{m.name:<52} {m.cases:>5} {m.max_tv:>8.4f} {m.doc_tv if m.doc_tv == m.doc_tv else '-':>7.3}  {'yes' if m.caught else 'NO'}"
+                f"{m.name:<52} {m.cases:>5} {m.max_tv:>8.4f} {m.doc_tv if m.doc_tv == m.doc_tv else '-':>7.3}  "
+                f"{'yes' if m.caught else 'NO'}"
             )
         good, bad = reseed
         print(

@@ -88,9 +88,11 @@ def prompts_from(args) -> list[str]:
             with open(args.batch_file, encoding="utf-8") as fh:
                 lines = [ln.rstrip("\n") for ln in fh if ln.strip()]
         except OSError as exc:
-            raise ValueError(f"cannot read --batch-file {args.batch_file}: {exc.strerror}")
+            raise ValueError(f"cannot read --batch-file {args.batch_file}: {exc.strerror}") from None
         except UnicodeDecodeError as exc:
-            raise ValueError(f"--batch-file {args.batch_file} is not UTF-8 text ({exc.reason} at byte {exc.start})")
+            raise ValueError(
+                f"--batch-file {args.batch_file} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
         if not lines:
             raise ValueError(f"--batch-file {args.batch_file} has no prompts")
         return lines

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Callable
 
 import torch
 

@@ -13,7 +13,8 @@ callers pass an explicit ``torch.Generator`` (or ``random.Random``).
 from __future__ import annotations
 
 import random
-from typing import Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import torch
 

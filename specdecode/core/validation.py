@@ -28,7 +28,7 @@ def check_prob_scalar(name: str, value, *, low_open: bool = False, high_open: bo
     except (TypeError, ValueError):
         raise ValueError(
             f"{name} must be a number in {'(' if low_open else '['}0, 1{')' if high_open else ']'}, got {value!r}"
-        )
+        ) from None
     lo_bad = v <= 0 if low_open else v < 0
     hi_bad = v >= 1 if high_open else v > 1
     if math.isnan(v) or lo_bad or hi_bad:
@@ -51,7 +51,8 @@ def check_probs(name: str, probs: torch.Tensor) -> None:
     worst = (sums - 1).abs().max().item()
     if worst > tol:
         raise ValueError(
-            f"{name} rows must sum to 1 (tolerance {tol:g}); worst row sums to {1 + worst if (sums > 1).any() else 1 - worst:.6g}"
+            f"{name} rows must sum to 1 (tolerance {tol:g}); worst row sums to "
+            f"{1 + worst if (sums > 1).any() else 1 - worst:.6g}"
         )
 
 
@@ -95,7 +96,8 @@ def check_chain_inputs(
     if q is not None:
         if not torch.is_tensor(q) or q.dim() != 3 or tuple(q.shape) != (B, k, V):
             raise ValueError(
-                f"q must have shape [B, k, V] = [{B}, {k}, {V}] (or be None for one-hot drafts), got {tuple(getattr(q, 'shape', ()))}"
+                f"q must have shape [B, k, V] = [{B}, {k}, {V}] (or be None for one-hot drafts), got "
+                f"{tuple(getattr(q, 'shape', ()))}"
             )
     check_tokens("draft_tokens", draft_tokens, V)
     if not probs:

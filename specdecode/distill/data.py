@@ -98,7 +98,6 @@ def generate_examples(
     and the features need no second pass.
     """
     L = max(len(p) for p in prompts)
-    pad = eos[0] if eos else 0
     _register_gqa_decode()
     old_impl = model.config._attn_implementation
     try:

@@ -103,7 +103,9 @@ class _Trainer:
 
 
 def _prepare(cfg: DistillConfig, work: WorkFolder, deadline: float, progress: bool):
-    """Load the target, gather the data, pick the head's tokens, build the draft -> (target, tok, train, heldout, kept, draft)."""
+    """Load the target, gather the data, pick the head's tokens, build the draft -> (target, tok, train, heldout,
+    kept, draft).
+    """
     target = load_model(cfg.model, "fp32")
     for p in target.parameters():
         p.requires_grad_(False)

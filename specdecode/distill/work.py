@@ -35,7 +35,7 @@ def check_writable(out: Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise ValueError(f"cannot write the draft to {out} ({exc.strerror or exc}): choose a writable --out")
+        raise ValueError(f"cannot write the draft to {out} ({exc.strerror or exc}): choose a writable --out") from None
 
 
 class WorkFolder:

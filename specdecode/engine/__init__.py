@@ -7,7 +7,7 @@ from .adaptive import AdaptiveK
 from .config import K_MAX, GenerationConfig, GenerationOutput, Refusal
 from .costs import CostBook, CostTable
 from .drafters import EagleDrafter, EarlyExitDrafter, ModelDrafter, NoDrafter, PromptLookupDrafter
-from .drafts import DraftTree, Drafter, TreeShape, prefix_tree
+from .drafts import Drafter, DraftTree, TreeShape, prefix_tree
 from .lm import CausalLM
 from .loop import SpeculativeGenerator
 from .policy import RowPolicy

@@ -7,7 +7,7 @@ generalises (``analysis.theory``).
 from __future__ import annotations
 
 import heapq
-from typing import Callable
+from collections.abc import Callable
 
 from .costs import extrapolate
 

@@ -30,7 +30,7 @@ class CostTable:
     draft_token: float | None = None  # seconds per draft token (None: the drafter is timed as it drafts)
     source: str = "measured now"  # "file PATH" | "measured now" | "measured now, saved to PATH"
 
-    def with_draft(self, draft_token: float | None) -> "CostTable":
+    def with_draft(self, draft_token: float | None) -> CostTable:
         return CostTable(self.seconds, draft_token, self.source)
 
 

@@ -32,7 +32,7 @@ class DraftTree:
     # from (nodes >= M, and zero rows, drew none); None: deterministic drafts (one-hot q)
 
     @staticmethod
-    def chain(root: int, drafts: list[int], q: torch.Tensor | None = None) -> "DraftTree":
+    def chain(root: int, drafts: list[int], q: torch.Tensor | None = None) -> DraftTree:
         """A chain of k drafts after ``root``; q [k, V] the distribution each draft was drawn from."""
         return DraftTree([root] + list(drafts), list(range(-1, len(drafts))), q)
 
@@ -74,7 +74,7 @@ class TreeShape:
     max_depth: int = 8
 
     @staticmethod
-    def parse(spec: str) -> "TreeShape":
+    def parse(spec: str) -> TreeShape:
         """'static:B1,B2,...' (children per depth) or 'dynamic:N' (node budget)."""
         kind, _, arg = spec.partition(":")
         if kind == "static":
@@ -158,7 +158,7 @@ class Drafter(Protocol):
     its last token is the root and is in no cache yet."""
 
     name: str
-    lm: "Backend | None"  # the draft model it runs (its vocabulary must be the target's), or None
+    lm: Backend | None  # the draft model it runs (its vocabulary must be the target's), or None
     branching: bool  # may propose several children per node (trees): needs a tree verification method
     deterministic: bool  # q is always None (one-hot drafts)
     needs_target_features: bool  # the engine makes the target record its hidden states (EAGLE heads)
@@ -180,7 +180,7 @@ class Drafter(Protocol):
 
     def nodes_at_depth(self, k: int) -> int: ...
 
-    def draft_cost(self, book: "CostBook") -> float | None:
+    def draft_cost(self, book: CostBook) -> float | None:
         """Seconds per draft token, fixed (from a cost table, measured when a session opens before any row
         exists), or None: timed as it drafts."""
 

@@ -12,8 +12,8 @@ Not here: the step (``step``), the running batch (``session``), verification mat
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 

@@ -45,7 +45,7 @@ class RowPolicy:
         stream: int = 0,
         limit: int = 0,
         adaptive: AdaptiveK | None = None,
-    ) -> "RowPolicy":
+    ) -> RowPolicy:
         return RowPolicy(sampling, method, method.children, rng, noise, stream, limit, adaptive)
 
     @property

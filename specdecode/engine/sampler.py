@@ -38,7 +38,7 @@ class DraftSampler:
         self.seqs = seqs
 
     @classmethod
-    def per_row(cls, policies: list[RowPolicy], seqs: list[list[int]]) -> "DraftSampler":
+    def per_row(cls, policies: list[RowPolicy], seqs: list[list[int]]) -> DraftSampler:
         """policies[b] / seqs[b]: row b's policy and its sequence (the root is its last token)."""
         s = cls.__new__(cls)
         s._shared, s._rows, s.seqs = None, list(policies), seqs
@@ -74,7 +74,9 @@ class DraftSampler:
         return out
 
     def draw(self, q: torch.Tensor, rows: list[int], offsets: list[int]) -> list[int]:
-        """One child for each of R nodes: q [R, V]; rows / offsets: each node's row and draft index (depth) -> R tokens."""
+        """One child for each of R nodes: q [R, V]; rows / offsets: each node's row and draft index (depth) -> R
+        tokens.
+        """
         draws = [self.row(b) for b in rows]
         groups: dict = {}
         for i, d in enumerate(draws):

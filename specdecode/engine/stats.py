@@ -51,7 +51,7 @@ class GenerationStats:
     costs: str = ""  # the pass-cost table adaptive depths read: "file PATH", "measured now...", "timed per pass"
 
     @staticmethod
-    def merged(parts: list["GenerationStats"], passes: "GenerationStats | None" = None) -> "GenerationStats":
+    def merged(parts: list[GenerationStats], passes: GenerationStats | None = None) -> GenerationStats:
         """The sum of ``parts`` (requests' own counts; lists added position by position), with the batch fields
         (``PASS_FIELDS``) taken from ``passes``."""
         out = GenerationStats()

@@ -22,7 +22,7 @@ import time
 import torch
 
 from .adaptive import batch_depths
-from .drafts import DraftTree, Drafter
+from .drafts import Drafter, DraftTree
 from .sampler import DraftSampler
 from .stats import GenerationStats
 from .verify_step import RowResult, overlap, verify_rows

@@ -9,8 +9,8 @@ used by the library itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..verify import reference as ref
 from .harness import (

@@ -48,7 +48,7 @@ class DrafterSpec:
     arg: str | int | None = None
 
     @staticmethod
-    def parse(spec: str) -> "DrafterSpec":
+    def parse(spec: str) -> DrafterSpec:
         if spec in ("none", "prompt-lookup"):
             return DrafterSpec(spec)
         if spec.startswith("model:") and len(spec) > 6:
@@ -67,7 +67,7 @@ class TreeSpec:
     shape: TreeShape | None = None  # static:... / dynamic:N: grown by a draft model
 
     @staticmethod
-    def parse(spec: str | None) -> "TreeSpec | None":
+    def parse(spec: str | None) -> TreeSpec | None:
         if not spec:
             return None
         if spec.startswith("lookup:"):

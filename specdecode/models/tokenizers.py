@@ -48,7 +48,7 @@ def gguf_tokenizer(name: str, path: str, vocab_size: int):
     try:
         return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
     except Exception as exc:  # noqa: BLE001 - any failure means the file has no usable tokenizer
-        raise ValueError(f"could not read a tokenizer from {p} ({type(exc).__name__}: {str(exc)[:120]})")
+        raise ValueError(f"could not read a tokenizer from {p} ({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
 def encode_chat(tokenizer, prompt: str | list[dict], chat: bool = True) -> list[int]:

@@ -23,7 +23,7 @@ class SimpleLanguageModel(nn.Module):
         self.transformer = nn.TransformerEncoder(layer, num_layers=n_layers, enable_nested_tensor=False)
         self.output_projection = nn.Linear(d_model, vocab_size)
 
-    def init_weights(self, generator: torch.Generator) -> "SimpleLanguageModel":
+    def init_weights(self, generator: torch.Generator) -> SimpleLanguageModel:
         with torch.no_grad():
             for name, prm in self.named_parameters():
                 if prm.dim() >= 2:

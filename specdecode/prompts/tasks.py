@@ -83,7 +83,8 @@ _MATH = [
 
 _REWRITE = [
     "Rewrite in formal English: hey guys, the meeting is moved to thursday, pls bring ur laptops.",
-    "Rewrite in simple English for a child: Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "Rewrite in simple English for a child: Photosynthesis converts light energy into chemical energy stored in "
+    "glucose.",
     "Rewrite as a polite email: Send me the report now, it is late.",
     "Rewrite in the past tense: The cat jumps on the table and knocks over the glass.",
     "Rewrite without jargon: We need to leverage synergies to optimize our go-to-market pipeline.",

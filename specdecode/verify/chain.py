@@ -89,7 +89,9 @@ def greedy_verify(p, q, draft_tokens, rng=None, *, validate: bool = True) -> Ver
 
 
 def block_weights(p, q, draft_tokens):
-    """Block verification's w_0..w_k and h_1..h_k (Sun et al. 2024). Returns (w [B, k+1], h [B, k], q_full [B, k, V])."""
+    """Block verification's w_0..w_k and h_1..h_k (Sun et al. 2024). Returns (w [B, k+1], h [B, k], q_full [B, k,
+    V]).
+    """
     B, k = draft_tokens.shape
     V = p.shape[-1]
     if q is None:

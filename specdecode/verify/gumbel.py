@@ -37,7 +37,7 @@ class CounterGumbel:
         self.seed = int(seed)
 
     @staticmethod
-    def from_generator(generator: torch.Generator) -> "CounterGumbel":
+    def from_generator(generator: torch.Generator) -> CounterGumbel:
         """Noise keyed on a 62-bit key drawn from ``generator``: the generator's state advances, so calls that
         share one generator get fresh noise, and the same seed gives the same key (seeded runs repeat)."""
         return CounterGumbel(int(torch.randint(0, 1 << 62, (1,), generator=generator, device=generator.device)))

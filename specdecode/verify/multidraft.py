@@ -23,7 +23,6 @@ from ..core.sampling import greedy
 from ..core.validation import check_int, check_probs, check_tokens
 from .types import PAD, TreeVerifyResult, VerifyResult, positive_or, safe_div
 
-
 # ---------------------------------------------------------------- SpecTr K-SEQ
 
 
@@ -178,7 +177,8 @@ def check_tree(
         raise ValueError("parents must list each node after its parent: 0 <= parents[i] < i for i >= 1")
     if tuple(p.shape[:1]) != (N,) or p.shape != q.shape or tokens.shape != (N,):
         raise ValueError(
-            f"p and q must be [N, V] and tokens [N] with N = {N} nodes; got p {tuple(p.shape)}, q {tuple(q.shape)}, tokens {tuple(tokens.shape)}"
+            f"p and q must be [N, V] and tokens [N] with N = {N} nodes; got p {tuple(p.shape)}, q {tuple(q.shape)}, "
+            f"tokens {tuple(tokens.shape)}"
         )
     check_tokens("tokens", tokens[1:], p.shape[-1])
     if probs:
@@ -277,7 +277,8 @@ def verify_sequences(p, q, drafts, rng, *, method: str = "spectr", validate: boo
             raise ValueError(f"L (draft length) must be >= 1, got {L}")
         if tuple(p.shape[:3]) != (B, K, L + 1) or tuple(q.shape[:3]) != (B, K, L):
             raise ValueError(
-                f"p must be [B, K, L+1, V] = [{B}, {K}, {L + 1}, V] and q [{B}, {K}, {L}, V]; got {tuple(p.shape)} and {tuple(q.shape)}"
+                f"p must be [B, K, L+1, V] = [{B}, {K}, {L + 1}, V] and q [{B}, {K}, {L}, V]; got {tuple(p.shape)} and "
+                f"{tuple(q.shape)}"
             )
         check_tokens("drafts", drafts, p.shape[-1])
         check_probs("p", p)

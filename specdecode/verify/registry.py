@@ -14,9 +14,9 @@ Not here: the algorithms (``chain``, ``multidraft``, ``gumbel``) or how the engi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
 
 from .chain import block_verify, greedy_verify, tokenwise_verify, typical_verify
 from .gumbel import gumbel_verify

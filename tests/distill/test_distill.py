@@ -7,13 +7,12 @@ import pytest
 import torch
 
 from specdecode import cli
+from specdecode.core.sampling import SamplingConfig
 from specdecode.distill import DistillConfig, ReducedHead, distill, load_draft
 from specdecode.distill import objective as distill_train
-from specdecode.prompts import held_out_prompts, training_prompts
 from specdecode.engine import CausalLM, GenerationConfig, ModelDrafter, NoDrafter, SpeculativeGenerator
-from specdecode.models import ByteTokenizer, load_model
-from specdecode.models import Builder
-from specdecode.core.sampling import SamplingConfig
+from specdecode.models import Builder, ByteTokenizer, load_model
+from specdecode.prompts import held_out_prompts, training_prompts
 
 
 def tiny_cfg(out, **kw):
@@ -298,10 +297,10 @@ def test_eagle_tree_from_the_cli(trained_eagle, capsys):
 
 def test_eagle_sampling_first_tokens_follow_target():
     """Chi-square-style TV check of the engine's first two tokens with an EAGLE drafter (V = 6)."""
-    from specdecode.models.eagle import EagleHead
+    from specdecode.core.sampling import logits_to_probs
     from specdecode.engine import EagleDrafter
     from specdecode.models import tiny_llama as _tiny_llama
-    from specdecode.core.sampling import logits_to_probs
+    from specdecode.models.eagle import EagleHead
 
     V, n, cfg = 6, 1500, SamplingConfig(1.0)
     target = CausalLM(_tiny_llama(3, vocab_size=V))
@@ -329,8 +328,8 @@ def test_unrolled_training_steps_match_the_drafter():
     the cache holds true-feature pairs up to m, later steps feed back the predicted feature."""
     from transformers import DynamicCache
 
-    from specdecode.models.eagle import EagleHead
     from specdecode.models import tiny_llama as _tiny_llama
+    from specdecode.models.eagle import EagleHead
 
     torch.manual_seed(0)
     target = _tiny_llama(2, vocab_size=32)
@@ -364,9 +363,9 @@ def test_held_out_greedy_chain_matches_a_drafter_loop():
     from transformers import DynamicCache
 
     from specdecode.distill.data import Example
-    from specdecode.models.eagle import EagleHead
     from specdecode.distill.objective import evaluate
     from specdecode.models import tiny_llama as _tiny_llama
+    from specdecode.models.eagle import EagleHead
 
     torch.manual_seed(1)
     V = 16

@@ -5,6 +5,7 @@ import itertools
 import pytest
 import torch
 
+from specdecode.core.sampling import SamplingConfig, logits_to_probs
 from specdecode.engine import (
     CausalLM,
     EarlyExitDrafter,
@@ -14,8 +15,8 @@ from specdecode.engine import (
     SpeculativeGenerator,
 )
 from specdecode.exactness.montecarlo import chi_square_tv  # noqa: F401  (same statistics as the verifier tests)
-from specdecode.models import load_model, tiny_llama as _tiny_llama
-from specdecode.core.sampling import SamplingConfig, logits_to_probs
+from specdecode.models import load_model
+from specdecode.models import tiny_llama as _tiny_llama
 
 GREEDY = SamplingConfig(0.0)
 PROMPTS = [[1, 2, 3, 4, 5, 1, 2, 3], [7, 8, 9], [10, 11, 12, 13, 14, 15, 16, 10, 11, 12, 13]]
@@ -312,8 +313,8 @@ def test_stop_strings(target):
 
 
 def test_adaptive_k_reduces_to_optimal_k_with_linear_costs():
-    from specdecode.engine import AdaptiveK
     from specdecode.analysis.theory import optimal_k
+    from specdecode.engine import AdaptiveK
 
     for alpha, c, v in [(0.8, 0.05, 0.0), (0.6, 0.02, 0.05), (0.3, 0.2, 0.1), (0.9, 0.0, 0.03)]:
         ctrl = AdaptiveK(32)

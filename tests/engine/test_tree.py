@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from specdecode.core.rng import TorchRNG
+from specdecode.core.sampling import SamplingConfig, logits_to_probs
 from specdecode.engine import (
     CausalLM,
     DraftSampler,
@@ -15,7 +16,6 @@ from specdecode.engine import (
     TreeShape,
 )
 from specdecode.models import tiny_llama as _tiny_llama
-from specdecode.core.sampling import SamplingConfig, logits_to_probs
 
 GREEDY = SamplingConfig(0.0)
 PROMPT = [1, 2, 3, 4, 5, 1, 2, 3]

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from specdecode.exactness import harness as H
 from specdecode.core.enumerate import enumerate_outcomes
+from specdecode.exactness import harness as H
 from specdecode.exactness.mutants import mutants, run_mutant
 from specdecode.verify import chain
 

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
+from specdecode.core.rng import TorchRNG
 from specdecode.exactness import harness as H
 from specdecode.exactness import montecarlo as MC
 from specdecode.exactness.models import model_pairs
-from specdecode.core.rng import TorchRNG
 from specdecode.verify import (
     CounterGumbel,
     block_verify,

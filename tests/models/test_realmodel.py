@@ -6,6 +6,7 @@ The unmarked-slow test is the bounded subset CI runs; `make test-all` runs the f
 import pytest
 import torch
 
+from specdecode.core.sampling import SamplingConfig
 from specdecode.engine import (
     CausalLM,
     EarlyExitDrafter,
@@ -14,9 +15,8 @@ from specdecode.engine import (
     PromptLookupDrafter,
     SpeculativeGenerator,
 )
-from specdecode.models import load_model, load_tokenizer
 from specdecode.models import encode_chat as encode_prompt
-from specdecode.core.sampling import SamplingConfig
+from specdecode.models import load_model, load_tokenizer
 
 pytestmark = pytest.mark.realmodel
 GREEDY = SamplingConfig(0.0)

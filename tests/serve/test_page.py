@@ -19,10 +19,9 @@ from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from test_server import start  # noqa: E402
 
 from specdecode.models import Builder  # noqa: E402
-
-from test_server import start  # noqa: E402
 
 
 @pytest.fixture(scope="module")

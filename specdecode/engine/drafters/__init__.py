@@ -3,8 +3,8 @@ its children were drawn from. One protocol (``engine.drafts.Drafter``); they nev
 
 from ..drafts import NoDrafter
 from .eagle import EagleCache, EagleDrafter
-from .lookup import PromptLookupDrafter, ngram_continuations
 from .early_exit import EarlyExitDrafter
+from .lookup import PromptLookupDrafter, ngram_continuations
 from .model import ModelDrafter
 
 __all__ = [
