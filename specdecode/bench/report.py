@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import html
 import json
-import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from .report_plots import fmt, make_plots, mean, med
 from .run import short_drafter
 
 
@@ -25,16 +25,6 @@ def load(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return out
-
-
-def _med(xs):
-    xs = [x for x in xs if x == x]
-    return statistics.median(xs) if xs else float("nan")
-
-
-def _mean(xs):
-    xs = [x for x in xs if x == x]
-    return sum(xs) / len(xs) if xs else float("nan")
 
 
 def attach_ratios(recs: list[dict]) -> None:
@@ -71,16 +61,16 @@ def summary_rows(recs: list[dict]) -> list[dict]:
                 "config": label,
                 "T": T,
                 "n": len(rs),
-                "tok_s": _med([r["tok_s"] for r in rs]),
-                "vs_plain": _med([r["vs_plain"] for r in rs]),
-                "vs_hf": _med([r["vs_hf"] for r in rs]),
-                "vs_hf_pld": _med([r["vs_hf_pld"] for r in rs]),
-                "alpha": _mean([r.get("alpha_counts", float("nan")) for r in rs]),
-                "alpha_exact": _mean([r.get("alpha_exact", float("nan")) for r in rs]),
-                "tok_call": _mean([r.get("tokens_per_call", float("nan")) for r in rs]),
-                "pred_tok_call": _mean([r.get("predicted_tokens_per_call", float("nan")) for r in rs]),
-                "c": _mean([r.get("c", float("nan")) for r in rs]),
-                "S_pred": _mean([r.get("predicted_speedup", float("nan")) for r in rs]),
+                "tok_s": med([r["tok_s"] for r in rs]),
+                "vs_plain": med([r["vs_plain"] for r in rs]),
+                "vs_hf": med([r["vs_hf"] for r in rs]),
+                "vs_hf_pld": med([r["vs_hf_pld"] for r in rs]),
+                "alpha": mean([r.get("alpha_counts", float("nan")) for r in rs]),
+                "alpha_exact": mean([r.get("alpha_exact", float("nan")) for r in rs]),
+                "tok_call": mean([r.get("tokens_per_call", float("nan")) for r in rs]),
+                "pred_tok_call": mean([r.get("predicted_tokens_per_call", float("nan")) for r in rs]),
+                "c": mean([r.get("c", float("nan")) for r in rs]),
+                "S_pred": mean([r.get("predicted_speedup", float("nan")) for r in rs]),
                 "theory": "-" if not flags else ("ok" if all(flags) else f"FLAG {flags.count(False)}/{len(flags)}"),
             }
         )
@@ -96,10 +86,6 @@ def best_per_task(rows: list[dict]) -> list[dict]:
         if key not in best or r["vs_plain"] > best[key]["vs_plain"]:
             best[key] = r
     return [best[k] for k in sorted(best)]
-
-
-def _fmt(v, spec=".2f"):
-    return "-" if isinstance(v, float) and v != v else format(v, spec)
 
 
 def _x(v):
@@ -151,7 +137,7 @@ def _best_section(rows: list[dict]) -> list[str]:
     for r in best_per_task(rows):
         md.append(
             f"| {r['task']} | {r['T']:g} | {r['config']} | {_x(r['vs_plain'])} | {_x(r['vs_hf'])} | "
-            f"{_x(r['vs_hf_pld'])} | {_fmt(r['tok_s'], '.1f')} |"
+            f"{_x(r['vs_hf_pld'])} | {fmt(r['tok_s'], '.1f')} |"
         )
     return md
 
@@ -220,7 +206,7 @@ def _tree_section(rows: list[dict]) -> list[str]:
             )
             if r in trees or is_chain:
                 md.append(
-                    f"| {t} | {T:g} | {c} | {_fmt(r['tok_call'])} | {_fmt(r['tok_s'], '.1f')} | {_x(r['vs_plain'])} |"
+                    f"| {t} | {T:g} | {c} | {fmt(r['tok_call'])} | {fmt(r['tok_s'], '.1f')} | {_x(r['vs_plain'])} |"
                 )
     return md
 
@@ -237,10 +223,10 @@ def _all_section(rows: list[dict]) -> list[str]:
     ]
     for r in rows:
         md.append(
-            f"| {r['task']} | {r['T']:g} | {r['config']} | {r['n']} | {_fmt(r['tok_s'], '.1f')} | "
-            f"{_fmt(r['vs_plain'])} | "
-            f"{_fmt(r['vs_hf'])} | {_fmt(r['vs_hf_pld'])} | {_fmt(r['alpha'])} | {_fmt(r['alpha_exact'])} | "
-            f"{_fmt(r['tok_call'])} | {_fmt(r['pred_tok_call'])} | {_fmt(r['c'], '.3f')} | {_fmt(r['S_pred'])} | "
+            f"| {r['task']} | {r['T']:g} | {r['config']} | {r['n']} | {fmt(r['tok_s'], '.1f')} | "
+            f"{fmt(r['vs_plain'])} | "
+            f"{fmt(r['vs_hf'])} | {fmt(r['vs_hf_pld'])} | {fmt(r['alpha'])} | {fmt(r['alpha_exact'])} | "
+            f"{fmt(r['tok_call'])} | {fmt(r['pred_tok_call'])} | {fmt(r['c'], '.3f')} | {fmt(r['S_pred'])} | "
             f"{r['theory']} |"
         )
     return md
@@ -261,8 +247,8 @@ def _theory_section(rows: list[dict]) -> list[str]:
             "is the usual culprit: its acceptance is bursty (a copied span is accepted whole), not i.i.d. per token."
         )
         md += [
-            f"- {r['task']} T={r['T']:g} {r['config']}: measured {_fmt(r['tok_call'])} vs predicted "
-            f"{_fmt(r['pred_tok_call'])}"
+            f"- {r['task']} T={r['T']:g} {r['config']}: measured {fmt(r['tok_call'])} vs predicted "
+            f"{fmt(r['pred_tok_call'])}"
             for r in flagged
         ]
     return md
@@ -293,8 +279,8 @@ def _quality_section(recs: list[dict]) -> list[str]:
         steps = rs[0].get("draft_steps")
         md.append(
             f"| {short_drafter(d)}{f' ({steps} training steps)' if steps is not None else ''} | "
-            f"{_fmt(_mean([r['alpha_counts'] for r in rs]))} | {_fmt(_mean([r['alpha_exact'] for r in rs]))} | "
-            f"{_x(_med([r['vs_plain'] for r in rs]))} |"
+            f"{fmt(mean([r['alpha_counts'] for r in rs]))} | {fmt(mean([r['alpha_exact'] for r in rs]))} | "
+            f"{_x(med([r['vs_plain'] for r in rs]))} |"
         )
     return md
 
@@ -340,157 +326,3 @@ def markdown_to_html(md_lines: list[str], title: str = "specdecode bench") -> st
     if in_table:
         out.append("</table>")
     return "\n".join(out)
-
-
-def make_plots(recs: list[dict], out_dir: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths: list[Path] = []
-
-    def save(fig, name):
-        p = out_dir / name
-        fig.tight_layout()
-        fig.savefig(p, dpi=100)
-        plt.close(fig)
-        paths.append(p)
-
-    pl = [
-        r
-        for r in recs
-        if r.get("drafter") == "prompt-lookup"
-        and not r.get("adaptive")
-        and "alpha_counts" in r
-        and r["study"] == "sweep"
-    ]
-    if pl:
-        _plot_acceptance(plt, pl, save)
-        _plot_heatmap(plt, pl, save)
-        _plot_rejections(plt, pl, save)
-    pred = [r for r in recs if "predicted_speedup" in r and "vs_plain" in r and r["vs_plain"] == r["vs_plain"]]
-    if pred:
-        _plot_predicted(plt, pred, save)
-    sp = [
-        r
-        for r in recs
-        if r.get("study") == "sweep"
-        and r.get("drafter") not in ("none",)
-        and "vs_plain" in r
-        and r["vs_plain"] == r["vs_plain"]
-        and r.get("temperature") == 0
-        and r.get("batch", 1) == 1
-    ]
-    if sp:
-        _plot_per_task(plt, sp, save)
-    return paths
-
-
-def _axes(pl: list[dict]) -> tuple[list, list]:
-    return sorted({r["temperature"] for r in pl}), sorted({r["k"] for r in pl})
-
-
-def _plot_acceptance(plt, pl, save) -> None:
-    temps, ks = _axes(pl)
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-    for T in temps:
-        ax[0].plot(
-            ks,
-            [_mean([r["alpha_counts"] for r in pl if r["k"] == k and r["temperature"] == T]) for k in ks],
-            "o-",
-            label=f"T={T:g}",
-        )
-        ax[1].plot(
-            ks,
-            [_med([r["vs_plain"] for r in pl if r["k"] == k and r["temperature"] == T]) for k in ks],
-            "s-",
-            label=f"T={T:g}",
-        )
-    ax[0].set(xlabel="draft length k", ylabel="acceptance (accepted / checked)", title="Prompt lookup: acceptance vs k")
-    ax[1].set(xlabel="draft length k", ylabel="speedup vs plain", title="Prompt lookup: speedup vs k")
-    for a in ax:
-        a.grid(alpha=0.3)
-        a.legend()
-    save(fig, "acceptance_vs_k.png")
-
-
-def _plot_heatmap(plt, pl, save) -> None:
-    temps, ks = _axes(pl)
-    fig, ax = plt.subplots(figsize=(7, 3 + 0.3 * len(temps)))
-    grid = [
-        [_mean([r["alpha_counts"] for r in pl if r["k"] == k and r["temperature"] == T]) for k in ks] for T in temps
-    ]
-    im = ax.imshow(grid, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(ks)), [str(k) for k in ks])
-    ax.set_yticks(range(len(temps)), [f"{T:g}" for T in temps])
-    for i, row in enumerate(grid):
-        for j, v in enumerate(row):
-            ax.text(j, i, _fmt(v, ".2f"), ha="center", va="center", color="w", fontsize=8)
-    ax.set(xlabel="draft length k", ylabel="temperature", title="Acceptance heatmap (prompt lookup)")
-    fig.colorbar(im)
-    save(fig, "acceptance_heatmap.png")
-
-
-def _plot_rejections(plt, pl, save) -> None:
-    temps, ks = _axes(pl)
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-    kmax = max(ks)
-    hist = [0] * kmax
-    for r in pl:
-        if r["k"] == kmax:
-            for i, c in enumerate(r["rejection_positions"]):
-                hist[i] += c
-    ax[0].bar(range(kmax), hist)
-    ax[0].set(
-        xlabel="draft position of the rejection", ylabel="count", title=f"Rejection positions (prompt lookup, k={kmax})"
-    )
-    for T in temps:
-        rs = [r for r in pl if r["k"] == kmax and r["temperature"] == T]
-        prop = [
-            sum(r["per_position_proposed"][i] if i < len(r["per_position_proposed"]) else 0 for r in rs)
-            for i in range(kmax)
-        ]
-        acc = [
-            sum(r["per_position_accepted"][i] if i < len(r["per_position_accepted"]) else 0 for r in rs)
-            for i in range(kmax)
-        ]
-        ax[1].plot(
-            range(1, kmax + 1), [a / p if p else float("nan") for a, p in zip(acc, prop)], "o-", label=f"T={T:g}"
-        )
-    ax[1].set(xlabel="draft position", ylabel="P(accepted)", title="Per-position acceptance")
-    ax[1].legend()
-    save(fig, "rejections_and_positions.png")
-
-
-def _plot_predicted(plt, pred, save) -> None:
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    for d in sorted({r["drafter"] for r in pred}):
-        rs = [r for r in pred if r["drafter"] == d]
-        ax.scatter([r["predicted_speedup"] for r in rs], [r["vs_plain"] for r in rs], label=short_drafter(d), s=14)
-    lim = max(max(r["predicted_speedup"] for r in pred), max(r["vs_plain"] for r in pred)) * 1.05
-    ax.plot([0, lim], [0, lim], "k--", lw=1)
-    ax.set(xlabel="predicted S(alpha, k, c)", ylabel="measured speedup vs plain", title="Measured vs predicted speedup")
-    ax.legend()
-    save(fig, "measured_vs_predicted.png")
-
-
-def _plot_per_task(plt, sp, save) -> None:
-    tasks = sorted({r["task"] for r in sp})
-    drafters = sorted({r["drafter"] for r in sp})
-    fig, ax = plt.subplots(figsize=(11, 4))
-    w = 0.8 / len(drafters)
-    for j, d in enumerate(drafters):
-        vals = []
-        for t in tasks:
-            by_label = defaultdict(list)
-            for r in sp:
-                if r["task"] == t and r["drafter"] == d:
-                    by_label[r["label"]].append(r["vs_plain"])
-            vals.append(max((_med(v) for v in by_label.values()), default=float("nan")))
-        ax.bar([i + j * w for i in range(len(tasks))], vals, w, label=short_drafter(d))
-    ax.axhline(1, color="k", lw=1)
-    ax.set_xticks([i + 0.4 - w / 2 for i in range(len(tasks))], tasks)
-    ax.set(ylabel="best speedup vs plain (T=0)", title="Speedup per task and drafter (best k)")
-    ax.legend(fontsize=8)
-    save(fig, "speedup_per_task.png")

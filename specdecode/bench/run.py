@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from ..engine import CausalLM, GenerationConfig
 from ..models.build import Builder
 from ..models.drafts import is_draft_dir, read_meta
 from ..prompts import TASKS
+from .records import done_keys, repair_torn_line
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,7 @@ def run_sweep(
         if c.drafter.startswith(("model:", "hf-draft:"))
     }
     repair_torn_line(path)
-    groups = _pending(cfgs, settings, _done_keys(path, versions))
+    groups = _pending(cfgs, settings, done_keys(path, versions))
     if not groups:
         return path
     meta = {"model": model, "dtype": dtype, "quick": quick}
@@ -314,42 +314,6 @@ def _layers(runner: Runner | None, model: str, dtype: str) -> int:
     """The target's decoder layers (0 for a model without early exit), from the loaded runner or a quick load."""
     lm = runner.target if runner is not None else Runner(model, dtype).target
     return lm.num_layers
-
-
-def repair_torn_line(path: Path) -> None:
-    """Drop a last line that a crash cut mid-record (the file then ends without a newline), saying so on stderr."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    data = path.read_bytes()
-    if data.endswith(b"\n"):
-        return
-    keep = data.rfind(b"\n") + 1
-    with path.open("r+b") as fh:
-        fh.truncate(keep)
-    print(
-        f"[specdecode] {path}: dropped a record cut by an interruption ({len(data) - keep} bytes); it runs again",
-        file=sys.stderr,
-    )
-
-
-def _done_keys(path: Path, versions: dict) -> set:
-    """Keys of the records already in ``path``; refuses records of an earlier version of a retrained draft."""
-    done = set()
-    if not path.exists():
-        return done
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-            done.add(rec["key"])
-        except (json.JSONDecodeError, KeyError):
-            continue  # a line cut by an interruption: that record runs again
-        old, new = rec.get("draft_version"), versions.get(rec.get("drafter"))
-        if old and new and old != new:
-            raise ValueError(
-                f"{path} holds records of an earlier version of {rec['drafter'].split(':', 1)[1]} "
-                f"({old}; now {new}): the draft was retrained. Use a new --out folder"
-            )
-    return done
 
 
 def _pending(cfgs: list[Config], settings: dict, done: set) -> list[list]:

@@ -19,6 +19,12 @@ DESCRIPTION = (
 
 def add_args(ap) -> None:
     d = DistillConfig()
+    _add_data_args(ap, d)
+    _add_training_args(ap, d)
+
+
+def _add_data_args(ap, d: DistillConfig) -> None:
+    """The target, the draft's shape and the data it is trained on."""
     ap.add_argument("--model", default=d.model, help=f"target: a registry name or a local folder (default {d.model})")
     ap.add_argument(
         "--out",
@@ -76,6 +82,10 @@ def add_args(ap) -> None:
         metavar="FILE",
         help="also train on this local text file (repeatable), labelled by the target",
     )
+
+
+def _add_training_args(ap, d: DistillConfig) -> None:
+    """Training, budget and resumption flags."""
     ap.add_argument("--steps", type=int, default=d.steps, help=f"training steps at most (default {d.steps})")
     ap.add_argument("--batch-size", type=int, default=d.batch_size, help=f"sequences per step (default {d.batch_size})")
     ap.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
