@@ -39,6 +39,17 @@ def add_args(ap) -> None:
         "or only one kind (default mixed)",
     )
     ap.add_argument("--no-hf", action="store_true", help="leave out our server on the Hugging Face backend")
+    ap.add_argument(
+        "--soak",
+        type=float,
+        metavar="MINUTES",
+        help="instead: our server alone under mixed load for MINUTES at concurrency 16 (streaming and not, stops, "
+        "seeds, 10%% client disconnects, 5%% bad requests), with a ledger (sent = completed + errors by kind, "
+        "lost), the server's RSS and open files, throughput and latency percentiles",
+    )
+    ap.add_argument("--backend", default="llama.cpp", choices=["hf", "llama.cpp"], help="--soak: our server's backend")
+    ap.add_argument("--drafter", default="prompt-lookup", help="--soak: our server's drafter (default prompt-lookup)")
+    ap.add_argument("--adaptive", action="store_true", help="--soak: adaptive k (k up to 16)")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON lines to FILE")
 
 
@@ -85,14 +96,33 @@ def _interleaved(bs, url: str, model_id: str, reqs: list[dict], local) -> list[f
     return ratios
 
 
-def run(args) -> int:
+def _soak(args) -> int:
     from ..bench import serve as bs
-    from ..models.gguf import gguf_path
+    from ..bench.soak import format_ledger, soak
 
-    concs = _ints(args.concurrency)
-    if args.requests < 1 or args.max_tokens < 1:
-        raise ValueError(f"--requests and --max-tokens must be >= 1, got {args.requests}, {args.max_tokens}")
-    gguf = str(gguf_path(args.model))
+    if not args.soak > 0:
+        raise ValueError(f"--soak must be a number of minutes > 0, got {args.soak}")
+    port = bs.free_port()
+    server = bs.Served(bs.ours_cmd(args.model, args.backend, args.drafter, port, args.adaptive, 16), port, "/health")
+    load0 = os.getloadavg()[0]
+    try:
+        model_id = server.model_id()
+        bs.one_request(server.url, model_id, bs.request_mix(1, args.max_tokens)[0])  # warm-up
+        led = soak(server.url, server.proc.pid, model_id, args.soak, 16, args.max_tokens)
+    finally:
+        server.stop()
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(led) + "\n")
+    what = f"{args.drafter}{' adaptive' if args.adaptive else ''}"
+    print(f"soak: ours on {args.backend}, {what}, {args.soak:g} min at concurrency 16, max_tokens {args.max_tokens}")
+    print(format_ledger(led))
+    print(f"load average (1 min) before {load0:.2f}, at the end {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
+    return 0 if led["lost"] == 0 else 1
+
+
+def _plans(args, bs, gguf: str) -> list[tuple]:
+    """(name, command for a port, readiness path) of each server compared."""
     plans = [
         (
             "ours llama.cpp, prompt lookup adaptive",
@@ -110,6 +140,19 @@ def run(args) -> int:
         plans.insert(
             2, ("ours HF fp32, drafter off", lambda p: bs.ours_cmd(args.model, "hf", "none", p, False, 16), "/health")
         )
+    return plans
+
+
+def run(args) -> int:
+    from ..bench import serve as bs
+    from ..models.gguf import gguf_path
+
+    if args.soak is not None:
+        return _soak(args)
+    concs = _ints(args.concurrency)
+    if args.requests < 1 or args.max_tokens < 1:
+        raise ValueError(f"--requests and --max-tokens must be >= 1, got {args.requests}, {args.max_tokens}")
+    plans = _plans(args, bs, str(gguf_path(args.model)))
     load0 = os.getloadavg()[0]
     single = bs.request_mix(max(4, args.requests), args.max_tokens, args.mix)
     local = _in_process(args.model)

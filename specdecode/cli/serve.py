@@ -6,6 +6,7 @@ import sys
 
 from ..engine import K_MAX
 from ..models.build import DRAFTER_HELP, check_specs
+from ..serve.guard import Limits, is_loopback, load_keys
 from .common import add_model_args, builder_from
 
 NAME = "serve"
@@ -35,6 +36,62 @@ def add_args(ap) -> None:
     )
     ap.add_argument("--max-tokens", type=int, default=256, help="max_tokens when a request gives none (default 256)")
     ap.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="require Authorization: Bearer KEY on /v1/* and /metrics (repeatable; also --api-key-file and the "
+        "SPECDECODE_API_KEY variable); /health stays open",
+    )
+    ap.add_argument("--api-key-file", metavar="FILE", help="API keys, one a line (# comments)")
+    ap.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow a non-loopback --host without an API key (anyone who reaches the port can use the model)",
+    )
+    d = Limits()
+    ap.add_argument(
+        "--max-body",
+        type=int,
+        default=d.max_body_bytes,
+        help="request body bytes at most (413 above) (default %(default)s)",
+    )
+    ap.add_argument(
+        "--max-messages",
+        type=int,
+        default=d.max_messages,
+        help="messages per chat request at most (default %(default)s)",
+    )
+    ap.add_argument("--max-prompt-tokens", type=int, help="prompt tokens at most (default: the model's context)")
+    ap.add_argument(
+        "--max-tokens-cap",
+        type=int,
+        default=d.max_tokens_cap,
+        help="the largest max_tokens accepted (default %(default)s)",
+    )
+    ap.add_argument(
+        "--max-queue",
+        type=int,
+        default=d.max_queue,
+        help="requests waiting for a row at most (429 above) (default %(default)s)",
+    )
+    ap.add_argument(
+        "--request-timeout",
+        type=float,
+        default=d.request_timeout,
+        help="seconds a request may take (then 504) (default %(default)s)",
+    )
+    ap.add_argument(
+        "--idle-timeout", type=float, default=15.0, help="seconds an idle connection is kept open (default %(default)s)"
+    )
+    ap.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=d.shutdown_timeout,
+        help="on SIGTERM: seconds requests in flight get to finish before they end with an error event "
+        "(default %(default)s)",
+    )
+    ap.add_argument(
         "--costs",
         metavar="FILE",
         default="auto",
@@ -52,9 +109,25 @@ def run(args) -> int:
             f"{args.max_tokens}, {args.port}"
         )
     check_specs(args.drafter, args.tree)
-    import uvicorn
-
+    keys = load_keys(args.api_key, args.api_key_file)
+    if not keys and not is_loopback(args.host) and not args.insecure_no_auth:
+        raise ValueError(
+            f"--host {args.host} is reachable from other machines: give --api-key (or --api-key-file, "
+            f"SPECDECODE_API_KEY), or --insecure-no-auth to serve without one"
+        )
+    if args.idle_timeout <= 0:
+        raise ValueError(f"--idle-timeout must be > 0 seconds, got {args.idle_timeout}")
+    limits = Limits(
+        args.max_body,
+        args.max_messages,
+        args.max_prompt_tokens,
+        args.max_tokens_cap,
+        args.max_queue,
+        args.request_timeout,
+        args.shutdown_timeout,
+    )
     from ..serve import Server
+    from ..serve.runner import serve
 
     builder = builder_from(args)
     server = Server(
@@ -69,11 +142,13 @@ def run(args) -> int:
         max_tokens=args.max_tokens,
         drafter=args.drafter + (f" --tree {args.tree}" if args.tree else ""),
         costs=args.costs,
+        api_keys=keys,
+        limits=limits,
     )
     print(
         f"[specdecode] serving {args.model} on {args.backend} with {args.drafter} at http://{args.host}:{args.port}/ "
         f"(OpenAI base_url http://{args.host}:{args.port}/v1)",
         file=sys.stderr,
     )
-    uvicorn.run(server.app(), host=args.host, port=args.port, log_level="warning")
+    serve(server, args.host, args.port, idle_timeout=args.idle_timeout)
     return 0

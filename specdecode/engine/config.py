@@ -27,6 +27,15 @@ class Refusal(ValueError):
         self.field = field
 
 
+class RowFault(ValueError):
+    """A step found bad output in some rows only (NaN or inf logits): those rows' step was undone (the target and
+    the drafter are back where the step began) and only their requests fail; ``rows`` are their batch indices."""
+
+    def __init__(self, message: str, rows: list[int]):
+        super().__init__(message)
+        self.rows = rows
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     max_new_tokens: int = 64

@@ -176,7 +176,9 @@ class Drafter(Protocol):
 
     def propose(self, seqs: list[list[int]], ks: list[int], sampler) -> list[DraftTree]: ...
 
-    def observe(self, paths: list[list[int]]) -> None: ...
+    def observe(self, paths: list[list[int]]) -> None:
+        """paths[b]: row b's accepted path, root first. Every path empty (not even the root): the step was undone
+        (bad output in some row) and the drafter forgets what it cached during it, the roots included."""
 
     def nodes_at_depth(self, k: int) -> int: ...
 

@@ -13,7 +13,8 @@ Each ``Request`` has its own ``RowPolicy`` (sampling, method, randomness, adapti
 results and statistics, so its output does not depend on which other requests share its batch (greedy: the
 same tokens as alone; sampled: the same distribution, and with ``gumbel`` and a seed the same tokens). A step
 that raises fails the requests running in it (``reason`` "error", the exception in ``error``); the batch is
-rebuilt from the queue at the next step. ``stats`` merges the requests' own statistics with the batch's passes.
+rebuilt from the queue at the next step. NaN or inf logits in some rows fail those rows only (``RowFault``).
+``stats`` merges the requests' own statistics with the batch's passes.
 
 Not here: the step itself (``step``), threads or HTTP (``serve``).
 """
@@ -32,7 +33,7 @@ from ..core.rng import TorchRNG
 from ..verify import CounterGumbel
 from ..verify.registry import resolve
 from .adaptive import AdaptiveK
-from .config import GenerationConfig, Refusal
+from .config import GenerationConfig, Refusal, RowFault
 from .costs import CostTable, read_table
 from .drafts import Drafter
 from .policy import RowPolicy
@@ -241,6 +242,10 @@ class Session:
         self._done = GenerationStats.merged([self._done] + [r.stats for r in queued])
         return queued + self._leave()
 
+    def cancel_wait(self) -> None:
+        """Wake a thread blocked in ``wait``."""
+        self._work.set()
+
     def wait(self, timeout: float) -> None:
         """Block until a request is admitted or cancelled (or ``timeout`` seconds)."""
         self._work.wait(timeout)
@@ -254,6 +259,10 @@ class Session:
             return gone
         try:
             run_step(self.target, self.drafter, self.requests, self.passes)
+        except RowFault as fault:  # bad output in some rows: they fail, the others run the step again
+            for b in fault.rows:
+                self.requests[b].finish("error", fault)
+            return gone + self._leave()
         except Exception as exc:  # noqa: BLE001 - the requests of this step fail; the session goes on
             for r in self.requests:
                 r.finish("error", exc)
@@ -294,12 +303,12 @@ class Session:
         used = sum(r.cells for r in self.requests)
         cap = self.target.capacity
         with self._lock:
+            for r in [r for r in self._queue if r.cancelled.is_set()]:  # cancelled while queued: leave at once
+                self._queue.remove(r)
+                r.finish("cancelled")
+                gone.append(r)
             while self._queue and len(self.requests) + len(joining) < self.max_batch:
                 r = self._queue[0]
-                if r.cancelled.is_set():
-                    r.finish("cancelled")
-                    gone.append(self._queue.popleft())
-                    continue
                 if cap is not None and used + r.cells > cap and (self.requests or joining):
                     break  # waits for rows to leave
                 joining.append(self._queue.popleft())
@@ -311,7 +320,8 @@ class Session:
                 for r in joining:
                     r.finish("error", exc)
                 gone += joining
-        self._done = GenerationStats.merged([self._done] + [r.stats for r in gone])
+        if gone:
+            self._done = GenerationStats.merged([self._done] + [r.stats for r in gone])
         return gone
 
     def _prefill(self, joining: list[Request]) -> None:

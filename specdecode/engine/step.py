@@ -22,6 +22,7 @@ import time
 import torch
 
 from .adaptive import batch_depths
+from .config import RowFault
 from .drafts import Drafter, DraftTree
 from .sampler import DraftSampler
 from .stats import GenerationStats
@@ -44,6 +45,7 @@ def run_step(target, drafter: Drafter, requests: list, passes: GenerationStats) 
     draft_dt = time.perf_counter() - t0
     passes.draft_time += draft_dt
     logits, chain_pass, pass_dt = _score(target, trees, passes)
+    _check_finite(target, drafter, requests, trees, logits, chain_pass, passes.steps + 1)
     drafted = sum(t.size for t in trees)
     computed = target.batch_tokens([len(t.tokens) for t in trees])
     for pol in policies:
@@ -75,10 +77,21 @@ def _score(target, trees: list[DraftTree], passes: GenerationStats):
     dt = time.perf_counter() - t0
     passes.target_time += dt
     passes.target_calls += 1
-    for b, f in enumerate(feed):  # a NaN or inf anywhere makes the sum NaN or inf (one reduction, no mask)
-        if not math.isfinite(logits[b, : len(f)].sum()):
-            raise ValueError(f"the target model produced NaN/inf logits at step {passes.steps + 1}")
     return logits, chain_pass, dt
+
+
+def _check_finite(target, drafter: Drafter, requests: list, trees, logits, chain_pass: bool, step: int) -> None:
+    """Rows whose logits hold NaN or inf fail alone: the pass is undone for every row (target and drafter back to
+    where the step began: the other rows run the step again) and ``RowFault`` names the bad rows."""
+    bad = [b for b, t in enumerate(trees) if not math.isfinite(logits[b, : len(t.tokens)].sum())]  # one reduction
+    if not bad:
+        return
+    if chain_pass:
+        target.rollback([len(r.seq) - 1 for r in requests])
+    else:
+        target.keep_paths([[] for _ in requests])
+    drafter.observe([[] for _ in requests])
+    raise RowFault(f"the target model produced NaN/inf logits at step {step}", bad)
 
 
 def _commit(target, drafter: Drafter, requests: list, results: list[RowResult], chain_pass: bool) -> None:

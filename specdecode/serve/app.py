@@ -28,9 +28,10 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from ..engine import Refusal, SpeculativeGenerator
+from .guard import BearerAuth, Limits, read_json
 from .metrics import CONTENT_TYPE, exposition, registry_of
-from .openai_api import ApiError, Envelope, TextStream, finish_reason, parse, speculative, usage
-from .worker import EngineWorker, Job
+from .openai_api import ApiError, Envelope, Rules, TextStream, finish_reason, parse, speculative, usage
+from .worker import Busy, EngineWorker, Job
 
 
 class Server:
@@ -51,10 +52,14 @@ class Server:
         max_tokens: int = 256,
         drafter: str = "none",
         costs: str | None = "auto",
+        api_keys: tuple[str, ...] = (),
+        limits: Limits | None = None,
     ):
-        self.tok, self.encode, self.model_id, self.eos = tokenizer, encode, model_id, eos
-        self.k, self.adaptive, self.max_tokens, self.label = k, adaptive, max_tokens, drafter
-        self.worker = EngineWorker(gen.open(max_batch, costs))
+        self.tok, self.encode, self.model_id = tokenizer, encode, model_id
+        self.k, self.label, self.api_keys = k, drafter, tuple(api_keys)
+        self.limits = limits or Limits()
+        self.rules = Rules(model_id, eos, k, adaptive, max_tokens, self.limits.max_messages, self.limits.max_tokens_cap)
+        self.worker = EngineWorker(gen.open(max_batch, costs), self.limits.max_queue, self.limits.request_timeout)
         self.registry = registry_of(self.worker.metrics, model_id)
         self.started = time.time()
 
@@ -67,7 +72,11 @@ class Server:
             Route("/metrics", self.metrics),
             Route("/", self.page),
         ]
-        return Starlette(routes=routes, lifespan=self._lifespan)
+        return BearerAuth(Starlette(routes=routes, lifespan=self._lifespan), self.api_keys)
+
+    def begin_shutdown(self) -> None:
+        """The process is asked to stop: refuse new requests; those in flight get --shutdown-timeout to finish."""
+        self.worker.drain(self.limits.shutdown_timeout)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app):
@@ -89,6 +98,10 @@ class Server:
             job, stream, include_usage = await self._job(request, chat)
         except ApiError as err:
             return JSONResponse(err.body(), status_code=err.status)
+        except Busy as busy:
+            headers = {"Retry-After": str(busy.retry_after)} if busy.retry_after else {}
+            status, kind = (429, "rate_limit_error") if busy.retry_after else (503, "server_error")
+            return JSONResponse(ApiError(str(busy), None, status, kind).body(), status_code=status, headers=headers)
         env = Envelope(chat, self.model_id)
         if stream:
             return StreamingResponse(
@@ -102,20 +115,19 @@ class Server:
             job.request.cancel()  # no effect once it is done; frees the row if the client went away
 
     async def _job(self, request: HttpRequest, chat: bool) -> tuple[Job, bool, bool]:
+        body = await read_json(request, self.limits.max_body_bytes)
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ApiError("the request body is not valid JSON", None) from None
-        try:
-            prompt, config, seed, stream, include_usage = parse(
-                body, chat, self.model_id, self.eos, self.k, self.adaptive, self.max_tokens
-            )
+            prompt, config, seed, stream, include_usage = parse(body, chat, self.rules)
         except (ValueError, TypeError) as exc:  # a setting the engine's own checks refuse (parse checks first)
             raise ApiError(str(exc), None) from None
+        field = "messages" if chat else "prompt"
         try:
             ids = self.encode(prompt, chat)
         except (ValueError, TypeError) as exc:
-            raise ApiError(str(exc), "messages" if chat else "prompt") from None
+            raise ApiError(str(exc), field) from None
+        cap = self.limits.max_prompt_tokens
+        if cap is not None and len(ids) > cap:
+            raise ApiError(f"the prompt has {len(ids)} tokens; this server takes at most {cap}", field)
         g = torch.Generator()
         if seed is not None:
             g.manual_seed(seed)
@@ -135,8 +147,9 @@ class Server:
             event = await job.events.get()
             if event[0] == "tokens":
                 out.append(text.feed(event[1]))
-            elif event[0] == "error":
-                return JSONResponse(ApiError(event[1], None, 500, "server_error").body(), status_code=500)
+            elif event[0] in ("error", "timeout"):
+                status = 504 if event[0] == "timeout" else 500
+                return JSONResponse(ApiError(event[1], None, status, "server_error").body(), status_code=status)
             else:
                 out.append(text.feed([], final=True))
                 return JSONResponse(env.whole("".join(out), job.request))
@@ -149,8 +162,8 @@ class Server:
         try:
             while True:
                 event = await job.events.get()
-                if event[0] == "error":
-                    yield _sse(ApiError(event[1], None, 500, "server_error").body())
+                if event[0] in ("error", "timeout"):  # a final error event naming the cause
+                    yield _sse(ApiError(event[1], None, 504 if event[0] == "timeout" else 500, "server_error").body())
                     break
                 done = event[0] == "done"
                 # one text piece per token, with where the token came from (accepted draft, recovered, bonus, plain)

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 
 from ..core.sampling import SamplingConfig
-from ..engine import K_MAX, GenerationConfig
-from ..engine.session import Request
+from ..engine import K_MAX, GenerationConfig, Request
 from ..verify import METHODS
 
 
@@ -74,7 +74,10 @@ def _int(body: dict, name: str, default, low: int, high: int | None = None):
     return v
 
 
-def _prompt(body: dict, chat: bool):
+ROLES = ("system", "developer", "user", "assistant")
+
+
+def _prompt(body: dict, chat: bool, max_messages: int):
     if chat:
         msgs = body.get("messages")
         if (
@@ -88,6 +91,11 @@ def _prompt(body: dict, chat: bool):
             raise ApiError(
                 "messages must be a non-empty list of {role, content} objects with string content", "messages"
             )
+        if len(msgs) > max_messages:
+            raise ApiError(f"messages has {len(msgs)} entries; this server takes at most {max_messages}", "messages")
+        bad = next((m["role"] for m in msgs if m["role"] not in ROLES), None)
+        if bad is not None:
+            raise ApiError(f"messages: unknown role {bad[:40]!r}; use one of {', '.join(ROLES)}", "messages")
         return [{"role": m["role"], "content": m["content"]} for m in msgs]
     p = body.get("prompt")
     if isinstance(p, list) and len(p) == 1 and isinstance(p[0], str):
@@ -107,8 +115,23 @@ def _stops(body: dict) -> tuple:
     return tuple(stops)
 
 
-def parse(body, chat: bool, model_id: str, eos: tuple, default_k: int, default_adaptive: bool, max_new_default: int):
+@dataclass(frozen=True)
+class Rules:
+    """What a request is checked against: the served model, its end-of-sequence ids and the server's defaults and
+    caps."""
+
+    model_id: str
+    eos: tuple
+    default_k: int = 4
+    default_adaptive: bool = False
+    max_new_default: int = 256
+    max_messages: int = 256
+    max_tokens_cap: int = 4096
+
+
+def parse(body, chat: bool, rules: Rules):
     """A request body -> (prompt: messages or text, GenerationConfig, seed or None, stream, include_usage)."""
+    model_id, eos, default_k, default_adaptive = rules.model_id, rules.eos, rules.default_k, rules.default_adaptive
     if not isinstance(body, dict):
         raise ApiError("the request body must be a JSON object", None)
     if body.get("model", model_id) != model_id:
@@ -120,13 +143,12 @@ def parse(body, chat: bool, model_id: str, eos: tuple, default_k: int, default_a
             )
     if _int(body, "n", 1, 1) != 1:
         raise ApiError("n must be 1: one choice per request", "n")
-    prompt = _prompt(body, chat)
+    prompt = _prompt(body, chat, rules.max_messages)
     temperature = _number(body, "temperature", 1.0, 0.0, 2.0)
     top_p = _number(body, "top_p", None, 0.0, 1.0, low_open=True)
     top_k = _int(body, "top_k", None, 1)
-    max_tokens = _int(
-        body, "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens", max_new_default, 1
-    )
+    name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+    max_tokens = _int(body, name, min(rules.max_new_default, rules.max_tokens_cap), 1, rules.max_tokens_cap)
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 1 << 63):
         raise ApiError("seed must be an integer in [0, 2**63)", "seed")

@@ -3,10 +3,12 @@ leave it at step boundaries) and hands each request's events to its HTTP handler
 reports.
 
 HTTP handlers never touch the model: ``admit`` checks a request in the handler's thread (``Session.admit``: a
-``Refusal`` at once, or the request is queued), and the handler reads the job's events (tokens as they are
-emitted, then the end or an error) from an asyncio queue filled thread-safely. A job whose client went away is
-cancelled and leaves the batch at the next step. The session queues requests while the batch is full
-(``max_batch``) or its cache could not hold their worst case.
+``Refusal`` at once, ``Busy`` when ``max_queue`` requests already wait or the server is stopping, or the request
+is queued), and the handler reads the job's events (tokens as they are emitted, then "done", "error" or
+"timeout") from an asyncio queue filled thread-safely. A job whose client went away is cancelled and leaves the
+batch at the next step; so does a job past its deadline (``request_timeout``). The session queues requests
+while the batch is full (``max_batch``) or its cache could not hold their worst case. ``drain(seconds)`` stops
+admitting and gives the requests in flight that long before they end with an error event.
 
 Not here: HTTP, JSON or OpenAI's formats (``app``, ``openai_api``).
 """
@@ -24,12 +26,22 @@ import torch
 from ..engine import GenerationConfig, GenerationStats, Request, Session
 
 
+class Busy(Exception):
+    """No room to queue a request (``max_queue`` reached) or the server is stopping; ``retry_after`` in seconds."""
+
+    def __init__(self, message: str, retry_after: int | None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 @dataclass(eq=False)
 class Job:
     loop: asyncio.AbstractEventLoop
     request: Request | None = None
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     submitted: float = field(default_factory=time.perf_counter)
+    deadline: float = float("inf")  # perf_counter time after which the request is cancelled
+    timed_out: bool = False
 
     def put(self, event: tuple) -> None:
         """Thread-safe: hand an event to the handler's event loop."""
@@ -71,12 +83,13 @@ class Metrics:
 
 
 class EngineWorker:
-    def __init__(self, session: Session):
-        self.session = session
+    def __init__(self, session: Session, max_queue: int = 64, request_timeout: float = 600.0):
+        self.session, self.max_queue, self.request_timeout = session, max_queue, request_timeout
         self.metrics = Metrics()
         self._jobs: dict[Request, Job] = {}  # admitted requests (queued or running) -> their jobs
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._drain_until: float | None = None  # set by drain(): no admissions; in-flight requests end by then
         self.thread = threading.Thread(target=self._run, name="specdecode-engine", daemon=True)
 
     def start(self) -> None:
@@ -86,16 +99,27 @@ class EngineWorker:
         self._stop.set()
         self.thread.join(timeout=30)
 
+    def drain(self, seconds: float) -> None:
+        """Stop admitting; requests in flight get ``seconds`` to finish, then end with an error event."""
+        self._drain_until = time.perf_counter() + seconds
+        self.session.cancel_wait()
+
     def admit(self, job: Job, prompt: list[int], config: GenerationConfig, generator: torch.Generator) -> Request:
-        """Check and queue a request for ``job`` (raises ``engine.Refusal``)."""
+        """Check and queue a request for ``job`` (raises ``engine.Refusal``, or ``Busy``)."""
         with self._lock:
+            if self._drain_until is not None:
+                raise Busy("the server is shutting down", None)
+            if self.session.waiting >= self.max_queue:
+                raise Busy(f"{self.session.waiting} requests are waiting already (--max-queue): retry later", 1)
             job.request = self.session.admit(prompt, config, generator, on_tokens=job.tokens)
+            job.deadline = job.submitted + self.request_timeout
             self._jobs[job.request] = job
         return job.request
 
     def _run(self) -> None:
         with torch.inference_mode():
             while not self._stop.is_set():
+                self._expire()
                 if not self.session.busy:
                     self.session.wait(0.05)
                     continue
@@ -106,15 +130,31 @@ class EngineWorker:
                     self._finish(r)
                 self.metrics.step(max(0, after - before), len(self.session.requests), self.session.waiting)
             for r in self.session.close():
-                self._finish(r)
+                self._finish(r, "the server stopped before this request finished")
 
-    def _finish(self, r: Request) -> None:
+    def _expire(self) -> None:
+        """Cancel requests past their deadline; past the drain time, end every request in flight."""
+        now = time.perf_counter()
+        if self._drain_until is not None and now >= self._drain_until:
+            for r in self.session.close():
+                self._finish(r, "the server is shutting down: the request did not finish within --shutdown-timeout")
+        with self._lock:
+            late = [(r, job) for r, job in self._jobs.items() if not job.timed_out and now > job.deadline]
+        for r, job in late:
+            job.timed_out = True
+            self.session.cancel(r)
+
+    def _finish(self, r: Request, stopped: str | None = None) -> None:
         with self._lock:
             job = self._jobs.pop(r, None)
         self.metrics.finish(r)
         if job is None:
             return
-        if r.reason == "error":
+        if job.timed_out:
+            job.put(("timeout", f"the request did not finish within {self.request_timeout:g} s (--request-timeout)"))
+        elif stopped is not None:
+            job.put(("error", stopped))
+        elif r.reason == "error":
             job.put(("error", f"{type(r.error).__name__}: {r.error}"))
         else:
             job.put(("done", r))

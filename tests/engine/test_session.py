@@ -252,3 +252,33 @@ def test_a_failing_step_fails_its_requests_and_the_session_goes_on(monkeypatch):
         stats.new_tokens == len(first.new) + len(late.new)
         and stats.row_steps == first.stats.row_steps + late.stats.row_steps
     )
+
+
+@pytest.mark.parametrize("backend", list(_backends()))
+@pytest.mark.parametrize("drafter", ["prompt-lookup", "model tree"])
+def test_nan_logits_in_one_row_fail_that_row_only(backend, drafter, monkeypatch):
+    target = _backends()[backend]()
+    gen = SpeculativeGenerator(target, _drafters(target)[drafter])
+    cfg = _greedy(n=14)
+    want = [_solo(gen, p, cfg, 0) for p in PROMPTS[:3]]
+    session = gen.open()
+    reqs = [session.admit(p, cfg, torch.Generator()) for p in PROMPTS[:3]]
+    passes = {"n": 0}
+    for name in ("extend", "extend_tree"):
+        real = getattr(target, name)
+
+        def poisoned(*a, real=real, **kw):
+            logits = real(*a, **kw)
+            if logits is None or not logits.shape[1]:  # a prefill
+                return logits
+            passes["n"] += 1
+            if passes["n"] == 3:
+                logits = logits.clone()
+                logits[1, 0, 5] = float("nan")
+            return logits
+
+        monkeypatch.setattr(target, name, poisoned)
+    while session.busy:
+        session.step()
+    assert reqs[1].reason == "error" and "NaN" in str(reqs[1].error)
+    assert reqs[0].new == want[0] and reqs[2].new == want[2]

@@ -74,6 +74,10 @@ class ModelDrafter(TreeGrower):
     def observe(self, paths):
         if not self._base:
             return
+        if not any(paths):  # the step was undone: forget what this step cached, the roots included
+            self.lm.rollback([min(self.lm.lengths[b], max(0, base - 1)) for b, base in enumerate(self._base)])
+            self._base, self._fed = [], []
+            return
         kept = []
         for b, path in enumerate(paths):  # the fed nodes on the accepted path: a prefix of it
             fed, row = self._fed[b], []
