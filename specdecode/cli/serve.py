@@ -35,6 +35,18 @@ def add_args(ap) -> None:
         "--max-batch", type=int, default=8, help="requests in the running batch at most; more wait (default 8)"
     )
     ap.add_argument("--max-tokens", type=int, default=256, help="max_tokens when a request gives none (default 256)")
+    _add_guard_args(ap)
+    ap.add_argument(
+        "--costs",
+        metavar="FILE",
+        default="auto",
+        help="the pass-cost table adaptive requests read (missing: measured at start and written there; "
+        "default: the table kept per model in the cache)",
+    )
+
+
+def _add_guard_args(ap) -> None:
+    """API keys and the limits a request must fit (docs/serve.md#security-and-limits)."""
     ap.add_argument(
         "--api-key",
         action="append",
@@ -90,13 +102,6 @@ def add_args(ap) -> None:
         default=d.shutdown_timeout,
         help="on SIGTERM: seconds requests in flight get to finish before they end with an error event "
         "(default %(default)s)",
-    )
-    ap.add_argument(
-        "--costs",
-        metavar="FILE",
-        default="auto",
-        help="the pass-cost table adaptive requests read (missing: measured at start and written there; "
-        "default: the table kept per model in the cache)",
     )
 
 
