@@ -22,7 +22,6 @@ from .config import GenerationConfig, GenerationOutput, Refusal
 from .costs import CostBook, CostTable
 from .drafts import Drafter, NoDrafter
 from .session import Session, method_for
-from .stats import GenerationStats
 
 AUTO = "auto"
 
@@ -100,7 +99,7 @@ class SpeculativeGenerator:
                         raise r.error
         finally:
             session.close()  # after an error or an interrupt: nothing stays queued or holds rows
-        stats = GenerationStats.merged([r.stats for r in reqs], session.passes)
+        stats = session.stats  # every request has left: the merge of theirs, with the batch's passes
         stats.draft_time = self.drafter.time_spent - d_time0
         stats.draft_calls = self.drafter.calls - d_calls0
         stats.total_time = time.perf_counter() - t_start

@@ -108,8 +108,9 @@ class Session:
     ) -> Request:
         """Check one request and queue it (it joins at the next step with room) -> the Request; a request the
         engine cannot run raises ``Refusal`` (its ``field`` names what is wrong) and leaves nothing behind."""
-        rng, noise = _randomness(generator, config, self)
-        return self._queue_all([self._request(prompt, config, rng, noise, 0, on_tokens)])[0]
+        method = self.method_for(config)
+        rng, noise = _randomness(generator, method)
+        return self._queue_all([self._request(prompt, config, method, rng, noise, 0, on_tokens)])[0]
 
     def admit_batch(
         self,
@@ -122,10 +123,17 @@ class Session:
         noise: row i on stream i) -> their Requests. on_tokens(row, tokens, kinds). All or none are queued."""
         if not isinstance(prompts, (list, tuple)) or not prompts:
             raise Refusal("prompts must be a non-empty list of prompts, each a list of token ids", "prompt")
-        rng, noise = _randomness(generator, config, self)
+        method = self.method_for(config)
+        rng, noise = _randomness(generator, method)
         reqs = [
             self._request(
-                p, config, rng, noise, i, (lambda toks, kinds, i=i: on_tokens(i, toks, kinds)) if on_tokens else None
+                p,
+                config,
+                method,
+                rng,
+                noise,
+                i,
+                (lambda toks, kinds, i=i: on_tokens(i, toks, kinds)) if on_tokens else None,
             )
             for i, p in enumerate(prompts)
         ]
@@ -138,13 +146,15 @@ class Session:
             )
         return self._queue_all(reqs)
 
-    def _request(self, prompt, config: GenerationConfig, rng: TorchRNG, noise, stream: int, on_tokens) -> Request:
-        method = self.method_for(config)
+    def _request(
+        self, prompt, config: GenerationConfig, method, rng: TorchRNG, noise, stream: int, on_tokens
+    ) -> Request:
         limit = self.drafter.max_depth or config.k
         cells = self.check_prompt(prompt, config, limit, stream)
-        adaptive = None
+        adaptive, source = None, ""
         if config.adaptive:
             table = self._table_for(config)
+            source = "timed per pass (no cost table)" if table is None else table.source
             adaptive = AdaptiveK(
                 limit,
                 nodes=self.drafter.nodes_at_depth,
@@ -153,7 +163,7 @@ class Session:
             )
         policy = RowPolicy.for_method(method, config.sampling, rng, noise, stream, limit, adaptive)
         req = Request(list(prompt), config, policy, StopRule(config, self.tokenizer), cells, on_tokens)
-        req.stats.costs = self._costs_source(config)
+        req.stats.costs = source
         return req
 
     def _queue_all(self, reqs: list[Request]) -> list[Request]:
@@ -209,12 +219,6 @@ class Session:
                 ) from None
         return self._tables[config.costs]
 
-    def _costs_source(self, config: GenerationConfig) -> str:
-        if not config.adaptive:
-            return ""
-        table = self._table_for(config)
-        return "timed per pass (no cost table)" if table is None else table.source
-
     # ------------------------------------------------------------------ running
     def cancel(self, request: Request) -> None:
         """``request`` leaves at the next step boundary, queued or running (safe from any thread)."""
@@ -266,8 +270,6 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - the requests of this step fail; the session goes on
             for r in self.requests:
                 r.finish("error", exc)
-            gone += self._leave(everyone=True)
-            return gone
         return gone + self._leave()
 
     @property
@@ -275,9 +277,9 @@ class Session:
         """Every request's own counts (those that left and those running) and the batch's passes and times."""
         return GenerationStats.merged([self._done] + [r.stats for r in self.requests], self.passes)
 
-    def _leave(self, everyone: bool = False) -> list[Request]:
-        """Requests that finished or were cancelled leave; their rows are freed. -> those requests."""
-        gone = [r for r in self.requests if everyone or r.done or r.cancelled.is_set()]
+    def _leave(self) -> list[Request]:
+        """Requests that finished, failed or were cancelled leave; their rows are freed. -> those requests."""
+        gone = [r for r in self.requests if r.done or r.cancelled.is_set()]
         if not gone:
             return []
         for r in gone:
@@ -355,9 +357,9 @@ def method_for(config: GenerationConfig, drafter: Drafter):
         raise Refusal(str(exc), "method") from None
 
 
-def _randomness(generator: torch.Generator, config: GenerationConfig, session: Session):
+def _randomness(generator: torch.Generator, method):
     """A request's randomness: its generator, and Gumbel noise keyed from it when its method takes noise."""
     if not isinstance(generator, torch.Generator):
         raise TypeError("generator must be a torch.Generator")
-    noise = CounterGumbel.from_generator(generator) if session.method_for(config).noise else None
+    noise = CounterGumbel.from_generator(generator) if method.noise else None
     return TorchRNG(generator), noise

@@ -143,6 +143,11 @@ def test_body_size_content_type_and_nesting(guarded):
         guarded.url + "/v1/chat/completions", content=big, headers={**auth(), "Content-Type": "application/json"}
     )
     assert r.status_code == 413 and "bytes" in r.json()["error"]["message"]
+    ten_mb = b'{"model": "tiny-llama", "messages": [{"role": "user", "content": "' + b"x" * (10 << 20) + b'"}]}'
+    r = httpx.post(
+        guarded.url + "/v1/chat/completions", content=ten_mb, headers={**auth(), "Content-Type": "application/json"}
+    )
+    assert r.status_code == 413
     r = httpx.post(
         guarded.url + "/v1/chat/completions", content=b"{}", headers={**auth(), "Content-Type": "text/plain"}
     )
