@@ -5,13 +5,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo lint test test-all exactness simulate bench-generate clean
+.PHONY: demo lint test test-all exactness simulate bench-generate llama-server clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	CMAKE_BUILD_PARALLEL_LEVEL=2 $(PY) -m pip install --quiet -e '.[dev,llama,serve]'
+	# arctic-inference (the suffix drafter's C++ suffix trees) has no wheel: built against the pinned torch
+	$(PY) -m pip install --quiet 'nanobind==2.9.2' ninja grpcio-tools 'protobuf==5.29.6' setuptools wheel
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pip install --quiet --no-build-isolation --no-deps arctic-inference==0.3.0
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -35,6 +38,11 @@ simulate: $(STAMP)
 
 bench-generate: $(STAMP)
 	$(VENV)/bin/specdecode bench-generate
+
+# llama.cpp's own llama-server, built once from the llama.cpp tree vendored in the pinned llama-cpp-python sdist
+# (optional: the benches' C++ anchor; not part of make test)
+llama-server: $(STAMP)
+	CMAKE_BUILD_PARALLEL_LEVEL=2 PY=$(PY) scripts/build-llama-server.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,6 +1,12 @@
 """``specdecode bench-backends``: our engine on llama.cpp and on Hugging Face against llama-cpp-python's own
-plain and prompt-lookup decoding and Hugging Face ``generate``, interleaved in one process, plus the cost of a
-target pass over n tokens, T(n), for each backend and weight format.
+plain and prompt-lookup decoding, llama.cpp's ``llama-server`` (plain and each n-gram spec type, when built) and
+Hugging Face ``generate``, interleaved in one process, plus the cost of a target pass over n tokens, T(n), for
+each backend and weight format.
+
+Task sets: grounded (summarise, code edit), open (story, chat) and repetitive (``prompts.repetitive``: sequences
+of requests run one after another; a configuration's time is the sequence's). Every configuration starts each run
+with no memory of earlier runs (our suffix corpus cleared, llama-server restarted, prompt caches off), so the
+repeats measure the same thing; within a sequence, state carries over as it would for a user.
 
 Every configuration of a task runs back to back in a rotating order, so slow phases of a shared machine hit
 all of them alike; ratios are per-task medians of tokens/s measured in the same run. llama-cpp-python's
@@ -14,6 +20,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -21,13 +29,32 @@ from ..core.sampling import SamplingConfig
 from ..engine import GenerationConfig
 from ..engine.backend import Backend
 from ..models.build import Builder
+from ..prompts.repetitive import WORKLOADS
+from . import llama_server
 from .generate import TASKS as _GEN_TASKS
+from .serve import Served, free_port
 
-TASKS = {
-    **_GEN_TASKS,
-    "chat": "I keep forgetting to drink water during the day. What are a few simple habits that could help?",
+SETS = {
+    "grounded": {"summarise": [_GEN_TASKS["summarise"]], "code-edit": [_GEN_TASKS["code-edit"]]},
+    "open": {
+        "story": [_GEN_TASKS["story"]],
+        "chat": ["I keep forgetting to drink water during the day. What are a few simple habits that could help?"],
+    },
+    "repetitive": WORKLOADS,
 }
+TASKS = {name: prompts for tasks in SETS.values() for name, prompts in tasks.items()}  # name -> requests in order
 GREEDY = SamplingConfig(0.0)
+
+
+@dataclass
+class Config:
+    """One configuration: ``run(ids)`` -> (seconds, new tokens, stats or None); ``fresh()`` before each run of a
+    task forgets what earlier runs left (corpus, server state); ``single``: not run on request sequences."""
+
+    run: Callable
+    fresh: Callable = lambda: None
+    close: Callable = lambda: None
+    single: bool = False
 
 
 def pass_costs(lm: Backend, n_max: int = 16, reps: int = 7, context: int = 128) -> dict[int, float]:
@@ -45,7 +72,7 @@ def pass_costs(lm: Backend, n_max: int = 16, reps: int = 7, context: int = 128) 
     return {n: statistics.median(v) for n, v in times.items()}
 
 
-def _ours(builder: Builder, drafter: str, tree: str | None, k: int, adaptive: bool, max_new: int):
+def _ours(builder: Builder, drafter: str, tree: str | None, k: int, adaptive: bool, max_new: int, single=False):
     gen = builder.generator(drafter, tree)
 
     def run(ids):
@@ -54,9 +81,11 @@ def _ours(builder: Builder, drafter: str, tree: str | None, k: int, adaptive: bo
         )
         t0 = time.perf_counter()
         out = gen.generate([ids], cfg, torch.Generator().manual_seed(0))
-        return time.perf_counter() - t0, out.tokens[0], out.stats
+        toks = out.tokens[0]
+        return time.perf_counter() - t0, toks[:-1] if toks and toks[-1] in cfg.eos_token_ids else toks, out.stats
 
-    return run
+    forget = getattr(gen.drafter, "forget", None)
+    return Config(run, fresh=forget or (lambda: None), single=single)
 
 
 def _llama_cpp_python(path: str, max_new: int, eos: tuple, pld: int = 0):
@@ -82,12 +111,14 @@ def _llama_cpp_python(path: str, max_new: int, eos: tuple, pld: int = 0):
         t0 = time.perf_counter()
         toks = []
         for t in llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0):
+            if t in eos:  # the end-of-sequence token is not output (as ours)
+                break
             toks.append(int(t))
-            if t in eos or len(toks) >= max_new:
+            if len(toks) >= max_new:
                 break
         return time.perf_counter() - t0, toks, None
 
-    return run
+    return Config(run)
 
 
 def _hf_generate(builder: Builder, max_new: int, pld: int = 0):
@@ -104,26 +135,57 @@ def _hf_generate(builder: Builder, max_new: int, pld: int = 0):
             kw["prompt_lookup_num_tokens"] = pld
         t0 = time.perf_counter()
         out = builder.target.model.generate(torch.tensor([ids]), **kw)
-        return time.perf_counter() - t0, out[0, len(ids) :].tolist(), None
+        toks = out[0, len(ids) :].tolist()
+        return time.perf_counter() - t0, toks[:-1] if toks and toks[-1] in eos else toks, None  # EOS not counted
 
-    return run
+    return Config(run, single=True)
 
 
-def configurations(lc: Builder, hf: Builder | None, max_new: int, k: int) -> dict:
-    """name -> run(ids) -> (seconds, tokens, stats or None)."""
+def _llama_server(exe, gguf: str, max_new: int, spec_type: str | None, eos: tuple) -> Config:
+    """llama.cpp's llama-server (its own timings; restarted before each run: its n-gram pools outlive requests)."""
+    state: dict = {}
+
+    def fresh():
+        close()
+        port = free_port()
+        state["server"] = Served(llama_server.command(exe, gguf, port, spec_type), port, "/health")
+
+    def close():
+        if "server" in state:
+            state.pop("server").stop()
+
+    def run(ids):
+        if "server" not in state:
+            fresh()
+        seconds, toks = llama_server.complete(state["server"].url, ids, max_new)
+        return seconds, toks[:-1] if toks and toks[-1] in eos else toks, None
+
+    return Config(run, fresh=fresh, close=close)
+
+
+def configurations(lc: Builder, hf: Builder | None, max_new: int, k: int) -> dict[str, Config]:
+    """name -> Config. llama-server's rows only where it is built (``llama_server.binary``)."""
     cfgs = {
         "llama-cpp-python plain": _llama_cpp_python(lc.target.path, max_new, lc.eos),
         "llama-cpp-python prompt lookup (10)": _llama_cpp_python(lc.target.path, max_new, lc.eos, pld=10),
         "ours llama.cpp plain": _ours(lc, "none", None, 0, False, max_new),
         f"ours llama.cpp prompt lookup k={k}": _ours(lc, "prompt-lookup", None, k, False, max_new),
         "ours llama.cpp prompt lookup adaptive": _ours(lc, "prompt-lookup", None, 16, True, max_new),
-        f"ours llama.cpp lookup tree lookup:3 k={k}": _ours(lc, "prompt-lookup", "lookup:3", k, False, max_new),
+        "ours llama.cpp suffix adaptive": _ours(lc, "suffix", None, 16, True, max_new),
     }
+    exe = llama_server.binary()
+    if exe is None:
+        print(llama_server.MISSING, file=sys.stderr)
+    else:
+        for spec in (None, *llama_server.SPEC_TYPES):
+            name = f"llama-server {spec or 'plain'}"
+            cfgs[name] = _llama_server(exe, lc.target.path, max_new, spec, lc.eos)
     if hf is not None:
         cfgs.update(
             {
-                "ours HF fp32 plain": _ours(hf, "none", None, 0, False, max_new),
-                "ours HF fp32 prompt lookup adaptive": _ours(hf, "prompt-lookup", None, 16, True, max_new),
+                "ours HF fp32 plain": _ours(hf, "none", None, 0, False, max_new, single=True),
+                "ours HF fp32 prompt lookup k=10": _ours(hf, "prompt-lookup", None, 10, False, max_new, single=True),
+                "ours HF fp32 prompt lookup adaptive": _ours(hf, "prompt-lookup", None, 16, True, max_new, single=True),
                 "HF generate": _hf_generate(hf, max_new),
                 "HF prompt lookup (10)": _hf_generate(hf, max_new, pld=10),
             }
@@ -131,65 +193,90 @@ def configurations(lc: Builder, hf: Builder | None, max_new: int, k: int) -> dic
     return cfgs
 
 
-def run(cfgs: dict, prompts: dict[str, list[int]], repeats: int) -> list[dict]:
-    for ids in prompts.values():  # warm-up, not timed
-        for fn in cfgs.values():
-            fn(ids[:16])
+def run(cfgs: dict[str, Config], tasks: dict[str, list[list[int]]], repeats: int) -> list[dict]:
+    """Every configuration on every task (a task: requests run in order), ``repeats`` times, in a rotating order."""
+    first = next(iter(tasks.values()))[0]
+    for cfg in cfgs.values():  # warm-up, not timed
+        cfg.run(first[:16])
     names, records = list(cfgs), []
-    for rep in range(repeats):
-        for ti, (task, ids) in enumerate(prompts.items()):
-            shift = (rep + ti) % len(names)
-            for name in names[shift:] + names[:shift]:
-                dt, toks, st = cfgs[name](ids)
-                rec = {
-                    "task": task,
-                    "config": name,
-                    "repeat": rep,
-                    "seconds": dt,
-                    "tokens": len(toks),
-                    "ids": toks,
-                    "load1": os.getloadavg()[0],
-                }
-                if st is not None:
-                    rec.update(
-                        tokens_per_call=st.tokens_per_target_call,
-                        overhead_fraction=st.overhead_fraction,
-                        prefill=st.prefill_time,
+    try:
+        for rep in range(repeats):
+            for ti, (task, requests) in enumerate(tasks.items()):
+                shift = (rep + ti) % len(names)
+                for name in names[shift:] + names[:shift]:
+                    if cfgs[name].single and len(requests) > 1:
+                        continue
+                    records.append(_one(cfgs[name], task, name, rep, requests))
+                    r = records[-1]
+                    print(
+                        f"  rep {rep + 1}/{repeats} {task:<16} {name:<44} {r['tokens'] / r['seconds']:6.1f} tok/s",
+                        file=sys.stderr,
                     )
-                records.append(rec)
-                print(f"  rep {rep + 1}/{repeats} {task:<10} {name:<44} {len(toks) / dt:6.1f} tok/s", file=sys.stderr)
+    finally:
+        for cfg in cfgs.values():
+            cfg.close()
     return records
 
 
+def _one(cfg: Config, task: str, name: str, rep: int, requests: list[list[int]]) -> dict:
+    """One run of a task's requests in order -> its record (total seconds and tokens; pass stats of the last)."""
+    cfg.fresh()
+    seconds, ids, stats, calls = 0.0, [], None, 0.0
+    for prompt in requests:
+        dt, toks, st = cfg.run(prompt)
+        seconds += dt
+        ids.append(toks)
+        if st is not None:
+            stats, calls = st, calls + st.target_calls
+    rec = {"task": task, "config": name, "repeat": rep, "seconds": seconds, "tokens": sum(map(len, ids)), "ids": ids}
+    rec["load1"] = os.getloadavg()[0]
+    if stats is not None:
+        rec.update(tokens_per_call=rec["tokens"] / max(calls, 1), overhead_fraction=stats.overhead_fraction)
+    return rec
+
+
 def format_table(records: list[dict], tasks: list[str], names: list[str]) -> str:
+    """Per task: tokens, median tok/s, ratios to llama-cpp-python plain / prompt lookup and to the fastest
+    llama-server configuration (plain or spec), tokens per target call, overhead, and whether the greedy tokens
+    equal plain decoding's on the same runtime and engine (``_reference``)."""
     lines = [
-        f"{'task':<10} {'configuration':<44} {'tokens':>6} {'tok/s':>7} {'vs lcp':>7} {'vs lcp PLD':>10} "
-        f"{'tok/call':>8} {'overhead':>8} {'same tokens as':>16}"
+        f"{'task':<16} {'configuration':<44} {'tokens':>6} {'tok/s':>7} {'vs lcp':>7} {'vs lcp PLD':>10} "
+        f"{'vs best l-s':>11} {'tok/call':>8} {'overhead':>8} {'same as plain':>13}"
     ]
     for task in tasks:
         recs = [r for r in records if r["task"] == task]
-
-        def rate(name, recs=recs):
-            return statistics.median(r["tokens"] / r["seconds"] for r in recs if r["config"] == name)
-
-        base, pld = rate("llama-cpp-python plain"), rate("llama-cpp-python prompt lookup (10)")
-        ref = {
-            "llama.cpp": next(r["ids"] for r in recs if r["config"] == "llama-cpp-python plain"),
-            "HF": next((r["ids"] for r in recs if r["config"] == "HF generate"), None),
+        rate = {
+            n: statistics.median(r["tokens"] / r["seconds"] for r in recs if r["config"] == n)
+            for n in names
+            if any(r["config"] == n for r in recs)
         }
-        for name in names:
+        base, pld = rate["llama-cpp-python plain"], rate["llama-cpp-python prompt lookup (10)"]
+        best_ls = max((v for n, v in rate.items() if n.startswith("llama-server")), default=float("nan"))
+        for name in rate:
             rs = [r for r in recs if r["config"] == name]
             tpc = statistics.median(r["tokens_per_call"] for r in rs) if "tokens_per_call" in rs[0] else float("nan")
-            ovh = (
-                statistics.median(r["overhead_fraction"] for r in rs) if "overhead_fraction" in rs[0] else float("nan")
-            )
-            side = "HF" if "HF" in name else "llama.cpp"
-            same = f"{side} plain: {all(r['ids'] == ref[side] for r in rs)}" if ref[side] is not None else "-"
+            ovh = statistics.median(r.get("overhead_fraction", float("nan")) for r in rs)
+            ref = next((r["ids"] for r in recs if r["config"] == _reference(name)), None)
+            same = "-" if ref is None else f"{all(r['ids'] == ref for r in rs)}"
             lines.append(
-                f"{task:<10} {name:<44} {rs[0]['tokens']:>6} {rate(name):>7.1f} {rate(name) / base:>6.2f}x "
-                f"{rate(name) / pld:>9.2f}x {tpc:>8.2f} {ovh:>7.1%} {same:>16}"
+                f"{task:<16} {name:<44} {rs[0]['tokens']:>6} {rate[name]:>7.1f} {rate[name] / base:>6.2f}x "
+                f"{rate[name] / pld:>9.2f}x {rate[name] / best_ls:>10.2f}x {tpc:>8.2f} {ovh:>7.1%} {same:>13}"
             )
     return "\n".join(lines)
+
+
+def _reference(name: str) -> str:
+    """The plain configuration a configuration's greedy tokens must equal: the same engine on the same runtime
+    (different runtimes round differently, and near-ties then flip: that is not a speculation error)."""
+    for prefix, ref in (
+        ("ours llama.cpp", "ours llama.cpp plain"),
+        ("ours HF", "HF generate"),
+        ("HF", "HF generate"),
+        ("llama-server", "llama-server plain"),
+    ):
+        if name.startswith(prefix):
+            return ref
+    return "llama-cpp-python plain"
 
 
 def format_costs(costs: dict[str, dict[int, float]]) -> str:

@@ -19,12 +19,13 @@ import tempfile
 import time
 
 from ..prompts import TASKS
+from ..prompts.repetitive import WORKLOADS
 
 GROUNDED = ("summarisation", "code-edit", "qa")
 OPEN = ("story", "chat")
 
 
-MIXES = ("mixed", "grounded", "open")
+MIXES = ("mixed", "grounded", "open", "repetitive")
 
 
 def request_mix(n: int, max_tokens: int, mix: str = "mixed") -> list[dict]:
@@ -32,6 +33,12 @@ def request_mix(n: int, max_tokens: int, mix: str = "mixed") -> list[dict]:
     or only one kind."""
     if mix not in MIXES:
         raise ValueError(f"--mix must be one of {', '.join(MIXES)}, got {mix!r}")
+    if mix == "repetitive":  # the workloads' requests in order, one workload after another, cycling
+        flat = [msgs for seq in WORKLOADS.values() for msgs in seq]
+        return [
+            {"messages": flat[i % len(flat)], "max_tokens": max_tokens, "temperature": 0.0, "kind": "repetitive"}
+            for i in range(n)
+        ]
     out = []
     for i in range(n):
         kind = {"mixed": "grounded" if i % 2 == 0 else "open"}.get(mix, mix)
@@ -128,6 +135,27 @@ def llama_cpp_cmd(gguf: str, port: int) -> list[str]:
     ]
 
 
+def llama_server_cmd(exe, gguf: str, port: int, spec_type: str | None) -> list[str]:
+    """llama.cpp's llama-server with 16 slots (the most concurrent streams the bench drives)."""
+    from .llama_server import command
+
+    return command(exe, gguf, port, spec_type, parallel=16)
+
+
+def model_seconds(url: str) -> float | None:
+    """Our server's seconds in target passes so far (``/metrics``), None for other servers."""
+    import httpx
+
+    try:
+        text = httpx.get(url + "/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("specdecode_model_seconds_total"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 def one_request(url: str, model: str, req: dict) -> dict:
     """Stream one chat completion -> timings (seconds) and the number of streamed content chunks."""
     import openai
@@ -194,12 +222,12 @@ def summary(recs: list[dict], wall: float) -> dict:
 def format_table(rows: list[dict]) -> str:
     lines = [
         f"{'server':<46} {'conc':>4} {'reqs':>4} {'tokens':>6} {'tok/s':>7} {'TTFT p50':>9} {'TTFT p95':>9} "
-        f"{'ms/token p50':>12} {'ms/token p95':>12}"
+        f"{'ms/token p50':>12} {'ms/token p95':>12} {'in passes':>9}"
     ]
     for r in rows:
         lines.append(
             f"{r['server']:<46} {r['concurrency']:>4} {r['requests']:>4} {r['tokens']:>6} {r['tok_s']:>7.1f} "
             f"{r['ttft_p50'] * 1000:>7.0f}ms {r['ttft_p95'] * 1000:>7.0f}ms {r['tpt_p50'] * 1000:>10.1f}ms "
-            f"{r['tpt_p95'] * 1000:>10.1f}ms"
+            f"{r['tpt_p95'] * 1000:>10.1f}ms {r.get('in_passes', float('nan')):>8.0%}"
         )
     return "\n".join(lines)

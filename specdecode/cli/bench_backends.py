@@ -14,10 +14,12 @@ from ..models.gguf import FORMATS, gguf_path
 NAME = "bench-backends"
 HELP = "ours on llama.cpp / HF vs llama-cpp-python (plain, prompt lookup) and HF generate; T(n) per backend and format"
 DESCRIPTION = (
-    "Interleaved in one process on the same prompts (summarise, code edit, open-ended story, chat): llama-cpp-python "
-    "plain and with its LlamaPromptLookupDecoding, ours on llama.cpp (plain, prompt lookup fixed k and adaptive, "
-    "lookup trees), ours on Hugging Face fp32, HF generate and HF prompt lookup; then the cost of a target pass "
-    "over n = 1..16 tokens for each backend and weight format. Greedy; medians; the load average seen."
+    "Interleaved in one process on the same prompts (grounded: summarise, code edit; open: story, chat; repetitive: "
+    "sequences of requests that share work, see prompts/repetitive.py): llama-cpp-python plain and with its "
+    "LlamaPromptLookupDecoding, llama.cpp's llama-server plain and with each n-gram --spec-type (when `make "
+    "llama-server` has built it), ours on llama.cpp (plain, prompt lookup fixed k and adaptive, suffix adaptive, "
+    "lookup trees), ours on Hugging Face fp32 (single prompts), HF generate and HF prompt lookup; then the cost of a "
+    "target pass over n = 1..16 tokens for each backend and weight format. Greedy; medians; the load average seen."
 )
 
 
@@ -25,7 +27,9 @@ def add_args(ap) -> None:
     ap.add_argument("--model", default="smollm2-135m", help="a registry name with both forms (default smollm2-135m)")
     ap.add_argument("--gguf-format", default=None, choices=list(FORMATS), help="GGUF encoding of the llama.cpp runs")
     ap.add_argument(
-        "--tasks", default=",".join(backends.TASKS), help=f"comma-separated subset of {', '.join(backends.TASKS)}"
+        "--tasks",
+        default=",".join(backends.TASKS),
+        help=f"comma-separated tasks or sets ({', '.join(backends.SETS)}) among {', '.join(backends.TASKS)}",
     )
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats (default 3)")
     ap.add_argument("--max-new-tokens", type=int, default=128)
@@ -40,7 +44,7 @@ def add_args(ap) -> None:
 
 
 def run(args) -> int:
-    tasks = [t for t in args.tasks.split(",") if t]
+    tasks = [n for t in args.tasks.split(",") if t for n in (backends.SETS[t] if t in backends.SETS else [t])]
     bad = [t for t in tasks if t not in backends.TASKS]
     if bad or not tasks:
         raise ValueError(f"unknown task(s) {', '.join(bad) or args.tasks!r}; choose from {', '.join(backends.TASKS)}")
@@ -58,7 +62,7 @@ def run(args) -> int:
         file=sys.stderr,
     )
     cfgs = backends.configurations(lc, hf, args.max_new_tokens, args.k)
-    records = backends.run(cfgs, {t: lc.encode(backends.TASKS[t]) for t in tasks}, args.repeats)
+    records = backends.run(cfgs, {t: [lc.encode(p) for p in backends.TASKS[t]] for t in tasks}, args.repeats)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             for r in records:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import statistics
@@ -34,9 +35,9 @@ def add_args(ap) -> None:
     ap.add_argument(
         "--mix",
         default="mixed",
-        choices=["mixed", "grounded", "open"],
+        choices=["mixed", "grounded", "open", "repetitive"],
         help="prompts: grounded (summarisation, code-edit, qa) and open-ended (story, chat) alternating, "
-        "or only one kind (default mixed)",
+        "or only one kind, or the repetitive workloads' requests in order (prompts/repetitive.py; default mixed)",
     )
     ap.add_argument("--no-hf", action="store_true", help="leave out our server on the Hugging Face backend")
     ap.add_argument(
@@ -64,14 +65,14 @@ def _ints(text: str) -> list[int]:
 
 
 def _in_process(model: str):
-    """The engine behind `specdecode generate` (llama.cpp, prompt lookup, adaptive) -> a function running one request
+    """The engine behind `specdecode generate` (llama.cpp, suffix, adaptive) -> a function running one request
     in this process and returning (tokens, seconds)."""
     from ..core.sampling import SamplingConfig
     from ..engine import GenerationConfig
     from ..models import Builder
 
     b = Builder(model, backend="llama.cpp")
-    gen = b.generator("prompt-lookup")
+    gen = b.generator("suffix")
 
     def one(req: dict) -> tuple[int, float]:
         cfg = GenerationConfig(
@@ -122,8 +123,15 @@ def _soak(args) -> int:
 
 
 def _plans(args, bs, gguf: str) -> list[tuple]:
-    """(name, command for a port, readiness path) of each server compared."""
+    """(name, command for a port, readiness path) of each server compared; llama-server's where it is built."""
+    from ..bench import llama_server
+
     plans = [
+        (
+            "ours llama.cpp, suffix adaptive",
+            lambda p: bs.ours_cmd(args.model, "llama.cpp", "suffix", p, True, 16),
+            "/health",
+        ),
         (
             "ours llama.cpp, prompt lookup adaptive",
             lambda p: bs.ours_cmd(args.model, "llama.cpp", "prompt-lookup", p, True, 16),
@@ -134,8 +142,22 @@ def _plans(args, bs, gguf: str) -> list[tuple]:
             lambda p: bs.ours_cmd(args.model, "llama.cpp", "none", p, False, 16),
             "/health",
         ),
-        ("llama-cpp-python llama_cpp.server", lambda p: bs.llama_cpp_cmd(gguf, p), "/v1/models"),
     ]
+    if importlib.util.find_spec("fastapi") and importlib.util.find_spec("sse_starlette"):
+        plans.append(("llama-cpp-python llama_cpp.server", lambda p: bs.llama_cpp_cmd(gguf, p), "/v1/models"))
+    else:
+        print(
+            "llama-cpp-python's server needs its [server] extra (fastapi, sse-starlette, starlette-context, "
+            "pydantic-settings): left out",
+            file=sys.stderr,
+        )
+    exe = llama_server.binary()
+    if exe is None:
+        print(llama_server.MISSING, file=sys.stderr)
+    for spec in (None, "ngram-mod", "ngram-map-k4v") if exe else ():
+        plans.append(
+            (f"llama-server {spec or 'plain'}", lambda p, s=spec: bs.llama_server_cmd(exe, gguf, p, s), "/health")
+        )
     if not args.no_hf:
         plans.insert(
             2, ("ours HF fp32, drafter off", lambda p: bs.ours_cmd(args.model, "hf", "none", p, False, 16), "/health")
@@ -163,12 +185,15 @@ def run(args) -> int:
         try:
             model_id = server.model_id()
             bs.one_request(server.url, model_id, single[0])  # warm-up
-            if not ratios and name.startswith("ours llama.cpp, prompt"):
+            if not ratios and name.startswith("ours llama.cpp, suffix"):
                 ratios = _interleaved(bs, server.url, model_id, single, local)
             for c in concs:
                 reqs = bs.request_mix(max(4, c * args.requests), args.max_tokens, args.mix)
+                before = bs.model_seconds(server.url) if name.startswith("ours") else None
                 recs, wall = bs.load(server.url, model_id, reqs, c)
+                after = bs.model_seconds(server.url) if before is not None else None
                 rows.append({"server": name, "concurrency": c, **bs.summary(recs, wall), "load1": os.getloadavg()[0]})
+                rows[-1]["in_passes"] = (after - before) / wall if after is not None else float("nan")
                 print(f"  {name} c={c}: {rows[-1]['tok_s']:.1f} tok/s", file=sys.stderr)
         finally:
             server.stop()

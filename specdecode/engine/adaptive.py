@@ -7,9 +7,47 @@ generalises (``analysis.theory``).
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from .costs import extrapolate
+
+# Lookup drafts are priced by their match length m: draft i of a copy made after m matching tokens is accepted
+# about as often as a one-token draft made after m + i (each accepted draft lengthens the match). Counts are kept
+# per bucket of that effective match length, starting from a prior that rises with it.
+MATCH_EDGES = (1, 2, 3, 4, 6, 9, 13, 20, 32, 64)
+PRIOR_STRENGTH = 2.0  # pseudo-observations of the prior in each bucket
+MARGIN = 0.02  # a lookup draft must beat plain decoding's expected tokens/s by 2%: never lose to estimation noise
+
+
+@dataclass
+class MatchCounts:
+    """Accepted / checked lookup drafts per effective-match bucket (MATCH_EDGES), exponentially forgotten. A
+    generator keeps one across its greedy requests (each starts from a copy and hands its counts back when it
+    leaves), so what one request learned about matches of a length prices the next one's drafts. Greedy output does
+    not depend on k, so this changes speed only; sampled requests start from the prior (a seeded run repeats)."""
+
+    acc: list = field(default_factory=lambda: [0.0] * len(MATCH_EDGES))
+    chk: list = field(default_factory=lambda: [0.0] * len(MATCH_EDGES))
+
+    def copy(self) -> MatchCounts:
+        return MatchCounts(list(self.acc), list(self.chk))
+
+    def take(self, other: MatchCounts) -> None:
+        """Adopt ``other``'s counts (a request that left: it started from these and observed more)."""
+        self.acc[:], self.chk[:] = other.acc, other.chk
+
+
+def match_bucket(m: int) -> int:
+    return bisect_right(MATCH_EDGES, m) - 1
+
+
+def match_prior(m: int) -> float:
+    """Prior P(accept) of a one-token lookup draft after m matching tokens: 0.2 at 1, 0.5 at 4, 0.83 at 20, 0.94
+    at 64. Cautious: where a pass over k + 1 tokens costs 3-4 passes over one (llama.cpp on a CPU) only long matches
+    are drafted until the row's own counts say more; where it costs ~1.5 (a memory-bound GPU or HF) most are."""
+    return m / (m + 4.0)
 
 
 class AdaptiveK:
@@ -28,6 +66,10 @@ class AdaptiveK:
     them every pass is timed (an EMA per n) and the first step is plain, so that T(1) is measured.
     k = 0 (plain decoding) when nothing beats it; a row at k = 0 probes with the cheapest draft after
     ``probe_every`` idle steps, and waits twice as long after each probe that accepted nothing.
+
+    Lookup drafters (prompt lookup, suffix) show their draft and its match length before the pass: such a row is
+    priced from what it holds this step (``match_rates``: acceptance by effective match length, see MATCH_EDGES)
+    and drafts only where that beats plain decoding by MARGIN; no draft, no cost, no probe.
     """
 
     def __init__(
@@ -39,6 +81,7 @@ class AdaptiveK:
         nodes: Callable[[int], int] | None = None,
         costs: list[float] | None = None,
         draft_cost: float | None = None,
+        match_counts: MatchCounts | None = None,
     ):
         self.k_max, self.decay, self.probe_every, self.shrink = k_max, decay, probe_every, shrink
         self.nodes = nodes or (lambda k: k)  # draft tokens at depth k (trees: every node the drafter proposes)
@@ -57,6 +100,27 @@ class AdaptiveK:
         self.t_by_n: dict[int, float] = {}  # tokens fed -> seconds per target pass (EMA), without a cost table
         self.fixed_draft = draft_cost is not None
         self.draft_tok_time = draft_cost or 0.0
+        self.matches = (match_counts or MatchCounts()).copy()  # lookup drafts, by effective match bucket
+        self.matched = False  # observed a lookup draft (its counts are worth handing back)
+
+    def match_rates(self, match: int, k: int) -> list[float]:
+        """P(accept draft i | drafts < i accepted), i < k, for a lookup draft copied after ``match`` tokens."""
+        rates = []
+        for i in range(k):
+            m = min(match + i, MATCH_EDGES[-1])
+            b = match_bucket(m)
+            acc, chk = self.matches.acc[b], self.matches.chk[b]
+            rates.append((acc + PRIOR_STRENGTH * match_prior(m)) / (chk + PRIOR_STRENGTH))
+        return rates
+
+    def observe_match(self, match: int, k: int, n_accepted: int) -> None:
+        """A lookup draft of depth k copied after ``match`` tokens had n_accepted drafts accepted."""
+        counts = self.matches
+        self.matched = True
+        for i in range(min(k, n_accepted + 1)):
+            b = match_bucket(min(match + i, MATCH_EDGES[-1]))
+            counts.acc[b] = self.decay * counts.acc[b] + (i < n_accepted)
+            counts.chk[b] = self.decay * counts.chk[b] + 1
 
     def alpha(self) -> float:
         return self.acc / self.chk
@@ -124,21 +188,26 @@ class AdaptiveK:
             return self.t_by_n[lo[-1]] + 0.015 * base * (n - lo[-1])
         return self.t_by_n[hi[0]]
 
-    def best_k(self, k_min: int = 0) -> int:
+    def best_k(
+        self, k_min: int = 0, rates: list[float] | None = None, nodes: Callable[[int], int] | None = None
+    ) -> int:
         """argmax_k E[G(k)] / (T(n_k + 1) + n_k t_draft) with E[G(k)] from the per-position acceptance rates and
-        n_k the draft tokens at depth k (chains: k)."""
-        rates = self.position_rates()
+        n_k the draft tokens at depth k (chains: k). ``rates`` / ``nodes`` given (a lookup draft in hand): k up to
+        len(rates), and k > 0 only where it beats plain decoding by MARGIN."""
+        lookup = rates is not None
+        rates = self.position_rates() if rates is None else rates
+        nodes = nodes or self.nodes
         best, best_rate = 0, -1.0
         total, run = 1.0, 1.0
-        for k in range(0, self.k_max + 1):
+        for k in range(0, len(rates) + 1):
             if k > 0:
                 run *= rates[k - 1]
                 total += run
             if k < k_min:
                 continue
-            n = self.nodes(k)
+            n = nodes(k)
             r = total / (self.pass_cost(n + 1) + n * self.draft_tok_time)
-            if r > best_rate * (1 + 1e-9):
+            if r > best_rate * (1 + (MARGIN if lookup and best == 0 and k > 0 else 1e-9)):
                 best, best_rate = k, r
         return best
 
@@ -165,69 +234,98 @@ class AdaptiveK:
         return k
 
 
-def batch_depths(rows: list[tuple[AdaptiveK | None, int]], tokens_of: Callable[[list[int]], int]) -> list[int]:
-    """Draft depths for rows that share one target pass. rows: (the row's controller, or None for a fixed depth;
-    the most it may draft); tokens_of(tokens fed per row) -> the tokens the backend computes (its sum when rows
-    are separate sequences, rows x the longest when they are padded).
+@dataclass
+class DepthAsk:
+    """One row's question to ``batch_depths``: its controller (None: a fixed depth), the most it may draft, and for
+    a lookup draft already in hand its match length and the draft nodes at each depth 0..cap (``nodes[k]``)."""
 
-    One adaptive row: its own choice (``AdaptiveK.choose``). Several: maximise the batch's expected tokens per
-    second, sum_b E[G_b] / (T(tokens_of(...)) + draft nodes x t_draft). Draft nodes are added one depth at a time,
-    the depth with most expected tokens per node first, and the best prefix of that order is kept. Pricing each
-    row alone would be wrong here: at batch 16 on a CPU a draft token costs about what a row's own token does,
-    where alone it costs half, so only drafts that are nearly sure to be accepted pay.
+    ctrl: AdaptiveK | None
+    cap: int
+    match: int | None = None  # None: a model drafter (drafts after the choice; may probe)
+    nodes: list[int] | None = None
+
+    def rates(self) -> list[float]:
+        if self.match is None:
+            return self.ctrl.position_rates()[: self.cap]
+        return self.ctrl.match_rates(self.match, self.cap)
+
+    def nodes_at(self, k: int) -> int:
+        return self.nodes[k] if self.nodes is not None else self.ctrl.nodes(k)
+
+
+def batch_depths(rows: list, tokens_of: Callable[[list[int]], int]) -> list[int]:
+    """Draft depths for rows that share one target pass. rows: ``DepthAsk``s, or (controller or None for a fixed
+    depth, the most it may draft) pairs; tokens_of(tokens fed per row) -> the tokens the backend computes (its sum
+    when rows are separate sequences, rows x the longest when they are padded).
+
+    One adaptive row: its own choice (``AdaptiveK.choose``, or ``best_k`` on its lookup draft). Several: maximise
+    the batch's expected tokens per second, sum_b E[G_b] / (T(tokens_of(...)) + draft nodes x t_draft). Draft nodes
+    are added one depth at a time, the depth with most expected tokens per node first, and the best prefix of that
+    order is kept. Pricing each row alone would be wrong here: at batch 16 on a CPU a draft token costs about what
+    a row's own token does, where alone it costs half, so only drafts that are nearly sure to be accepted pay.
     """
-    ctrls = [c for c, _ in rows if c is not None]
-    if not ctrls:
-        return [cap for _, cap in rows]
-    if len(rows) == 1:
-        return [max(0, min(ctrls[0].choose(), rows[0][1]))]
-    if ctrls[0].measuring_first():
-        return [0 if c else cap for c, cap in rows]
-    ref = ctrls[0]  # the rows of one generator share its backend's costs and its drafter
-    ks = [0 if c else cap for c, cap in rows]
-    nodes = [ref.nodes(k) for k in ks]
-    order = _greedy_order(rows)
-    gain = float(len(rows))  # expected tokens: every row emits at least one
+    asks = [r if isinstance(r, DepthAsk) else DepthAsk(*r) for r in rows]
+    adaptive = [a for a in asks if a.ctrl is not None]
+    if not adaptive:
+        return [a.cap for a in asks]
+    if len(asks) == 1:
+        return [_alone(asks[0])]
+    ref = adaptive[0].ctrl  # the rows of one generator share its backend's costs and its drafter
+    if ref.measuring_first():
+        return [0 if a.ctrl else a.cap for a in asks]
+    ks = [0 if a.ctrl else a.cap for a in asks]
+    nodes = [a.nodes_at(k) if a.ctrl else ref.nodes(k) for a, k in zip(asks, ks)]
+    order = _greedy_order(asks)
+    gain = float(len(asks))  # expected tokens: every row emits at least one
 
     def rate() -> float:
         return gain / (ref.pass_cost(tokens_of([n + 1 for n in nodes])) + sum(nodes) * ref.draft_tok_time)
 
-    best_rate, best_len = rate(), 0
+    plain_rate = best_rate = rate()
+    best_len, margin = 0, MARGIN if any(a.match is not None for a in adaptive) else 0.0
     for i, (b, g) in enumerate(order):
         if g < 0.01:  # the rest of the order expects even less: never worth a node
             break
         gain += g
         ks[b] += 1
-        nodes[b] = ref.nodes(ks[b])
+        nodes[b] = asks[b].nodes_at(ks[b])
         r = rate()
-        if r > best_rate * (1 + 1e-9):
+        if r > best_rate * (1 + 1e-9) and r > plain_rate * (1 + margin):
             best_rate, best_len = r, i + 1
-    ks = [0 if c else cap for c, cap in rows]
+    ks = [0 if a.ctrl else a.cap for a in asks]
     for b, _ in order[:best_len]:
         ks[b] += 1
-    return [min(c.settle(k), cap) if c else k for (c, cap), k in zip(rows, ks)]
+    return [min(a.ctrl.settle(k), a.cap) if a.ctrl and a.match is None else k for a, k in zip(asks, ks)]
 
 
-def _greedy_order(rows: list[tuple[AdaptiveK | None, int]]) -> list[tuple[int, float]]:
+def _alone(ask: DepthAsk) -> int:
+    if ask.match is None:
+        return max(0, min(ask.ctrl.choose(), ask.cap))
+    if ask.cap == 0 or ask.ctrl.measuring_first():
+        return 0
+    return ask.ctrl.best_k(rates=ask.rates(), nodes=ask.nodes_at)
+
+
+def _greedy_order(asks: list[DepthAsk]) -> list[tuple[int, float]]:
     """(row, expected extra tokens) of each deeper draft of the adaptive rows, most expected tokens per node first
     (a row's gains only fall with depth, so the order keeps each row's depths in sequence)."""
     heap, state = [], {}
-    for b, (c, cap) in enumerate(rows):
-        if c is not None and cap > 0:
-            state[b] = (c.position_rates(), 1.0, 0)
-            _push(heap, b, c, state[b], cap)
+    for b, a in enumerate(asks):
+        if a.ctrl is not None and a.cap > 0:
+            state[b] = (a.rates(), 1.0, 0)
+            _push(heap, b, a, state[b])
     order = []
     while heap:
         _, b, g = heapq.heappop(heap)
         rates, run, d = state[b]
         state[b] = (rates, g, d + 1)
         order.append((b, g))
-        _push(heap, b, rows[b][0], state[b], rows[b][1])
+        _push(heap, b, asks[b], state[b])
     return order
 
 
-def _push(heap: list, b: int, c: AdaptiveK, st: tuple, cap: int) -> None:
+def _push(heap: list, b: int, ask: DepthAsk, st: tuple) -> None:
     rates, run, d = st
-    if d < min(cap, c.k_max):
+    if d < len(rates):
         g = run * rates[d]
-        heapq.heappush(heap, (-g / max(1, c.nodes(d + 1) - c.nodes(d)), b, g))
+        heapq.heappush(heap, (-g / max(1, ask.nodes_at(d + 1) - ask.nodes_at(d)), b, g))

@@ -30,6 +30,22 @@ class DraftTree:
     parents: list[int]  # [N] parent of each node (parents[0] = -1, parents[i] < i)
     q: torch.Tensor | None = None  # [M, V], M <= N: row n = the distribution node n's children were drawn
     # from (nodes >= M, and zero rows, drew none); None: deterministic drafts (one-hot q)
+    match: int = 0  # lookup drafters: how many of the row's last tokens matched where the draft was copied from
+
+    def cut(self, depth: int) -> DraftTree:
+        """The nodes at depth <= ``depth`` (deterministic drafts: no q to cut), in the same order."""
+        if depth >= self.depth:
+            return self
+        if self.q is not None:
+            raise ValueError("only deterministic drafts (q = None) are cut to a depth")
+        at, keep, new_id = [0], [0], {0: 0}
+        for n in range(1, len(self.parents)):
+            at.append(at[self.parents[n]] + 1)
+            if at[n] <= depth:
+                new_id[n] = len(keep)
+                keep.append(n)
+        parents = [-1] + [new_id[self.parents[n]] for n in keep[1:]]
+        return DraftTree([self.tokens[n] for n in keep], parents, None, self.match)
 
     @staticmethod
     def chain(root: int, drafts: list[int], q: torch.Tensor | None = None) -> DraftTree:
@@ -47,10 +63,14 @@ class DraftTree:
 
     @property
     def depth(self) -> int:
+        return max(self.depths())
+
+    def depths(self) -> list[int]:
+        """[N] each node's depth (the root's is 0)."""
         d = [0] * len(self.parents)
         for n in range(1, len(self.parents)):
             d[n] = d[self.parents[n]] + 1
-        return max(d)
+        return d
 
     def children(self) -> list[list[int]]:
         kids: list[list[int]] = [[] for _ in self.parents]
@@ -162,6 +182,7 @@ class Drafter(Protocol):
     branching: bool  # may propose several children per node (trees): needs a tree verification method
     deterministic: bool  # q is always None (one-hot drafts)
     needs_target_features: bool  # the engine makes the target record its hidden states (EAGLE heads)
+    cheap: bool  # proposing costs ~nothing: drafts to the cap, then each adaptive row is cut to what it is worth
     max_depth: int | None  # the depth of its trees (None: bounded by GenerationConfig.k)
     time_spent: float
     calls: int
@@ -195,6 +216,7 @@ class NoDrafter:
     branching = False
     deterministic = True
     needs_target_features = False
+    cheap = False
     max_depth = None
 
     def __init__(self):

@@ -157,7 +157,7 @@ class LlamaCppLM(Backend):
         if batch_size >= self.max_seqs:
             raise ValueError(f"the llama.cpp backend runs at most {self.max_seqs - 1} rows at once, got {batch_size}")
         super().reset(batch_size)
-        L.llama_memory_clear(self.mem, True)
+        L.llama_memory_clear(self.mem, False)  # cell metadata only: zeroing the KV data (~190 MB) took ~7 ms
         self._tree: list[_RowTree] | None = None
         self._seq = list(range(batch_size))  # the sequence id of each row
         self._free = list(range(self.max_seqs - 1, batch_size - 1, -1))  # sequence ids for new rows and tree paths

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .adaptive import MatchCounts
 from .backend import Backend
 from .config import GenerationConfig, GenerationOutput, Refusal
 from .costs import CostBook, CostTable
@@ -39,6 +40,7 @@ class SpeculativeGenerator:
         self.tokenizer = tokenizer
         self.book = CostBook(cost_dir)
         self._session: Session | None = None
+        self.lookup = MatchCounts()  # lookup-draft acceptance by match length, carried across this generator's calls
         lm = self.drafter.lm
         if lm is not None and lm.vocab_size != target.vocab_size:
             raise ValueError(
@@ -67,7 +69,7 @@ class SpeculativeGenerator:
             if table.draft_token is None:
                 table = table.with_draft(self.drafter.draft_cost(self.book))
             named[str(costs)] = table
-        self._session = Session(self.target, self.drafter, self.tokenizer, max_batch, table, named)
+        self._session = Session(self.target, self.drafter, self.tokenizer, max_batch, table, named, self.lookup)
         return self._session
 
     def method_for(self, config: GenerationConfig):

@@ -32,7 +32,7 @@ import torch
 from ..core.rng import TorchRNG
 from ..verify import CounterGumbel
 from ..verify.registry import resolve
-from .adaptive import AdaptiveK
+from .adaptive import AdaptiveK, MatchCounts
 from .config import GenerationConfig, Refusal, RowFault
 from .costs import CostTable, read_table
 from .drafts import Drafter
@@ -89,9 +89,11 @@ class Session:
         max_batch: int,
         costs: CostTable | None,
         named: dict[str, CostTable] | None = None,
+        lookup: MatchCounts | None = None,
     ):
         """costs: the table adaptive requests read (None: they time passes); named: tables already resolved for
-        cost files that requests may name (``GenerationConfig.costs``)."""
+        cost files that requests may name (``GenerationConfig.costs``); lookup: the generator's acceptance of
+        lookup drafts by match length, which greedy adaptive requests start from and hand back when they leave."""
         self.target, self.drafter, self.tokenizer = target, drafter, tokenizer
         self.max_batch, self.costs = max_batch, costs
         self.requests: list[Request] = []  # the running batch, in cache-row order
@@ -101,6 +103,7 @@ class Session:
         self._lock = threading.Lock()
         self._work = threading.Event()
         self._tables: dict[str, CostTable] = dict(named or {})  # cost files named by requests, read once
+        self.lookup = lookup if lookup is not None else MatchCounts()
 
     # ------------------------------------------------------------------ admission
     def admit(
@@ -160,6 +163,9 @@ class Session:
                 nodes=self.drafter.nodes_at_depth,
                 costs=None if table is None else list(table.seconds),
                 draft_cost=None if table is None else table.draft_token,
+                # greedy requests share what they learn (their output does not depend on k); a sampled request
+                # starts from the prior, so a seeded run repeats whatever ran before it
+                match_counts=self.lookup if config.sampling.is_greedy else None,
             )
         policy = RowPolicy.for_method(method, config.sampling, rng, noise, stream, limit, adaptive)
         req = Request(list(prompt), config, policy, StopRule(config, self.tokenizer), cells, on_tokens)
@@ -285,6 +291,8 @@ class Session:
         for r in gone:
             if not r.done:
                 r.finish("cancelled")
+            if r.policy.adaptive and r.policy.adaptive.matched and r.config.sampling.is_greedy:
+                self.lookup.take(r.policy.adaptive.matches)
         keep = [b for b, r in enumerate(self.requests) if r not in gone]
         self.requests = [self.requests[b] for b in keep]
         try:

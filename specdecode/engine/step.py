@@ -19,9 +19,10 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import torch
 
-from .adaptive import batch_depths
+from .adaptive import DepthAsk, batch_depths
 from .config import RowFault
 from .drafts import Drafter, DraftTree
 from .sampler import DraftSampler
@@ -36,12 +37,8 @@ def run_step(target, drafter: Drafter, requests: list, passes: GenerationStats) 
     policies = [r.policy for r in requests]
     seqs = [r.seq for r in requests]
     caps = [max(0, min(pol.limit, r.config.max_new_tokens - len(r.new) - 1)) for pol, r in zip(policies, requests)]
-    ks = batch_depths([(pol.adaptive, cap) for pol, cap in zip(policies, caps)], target.batch_tokens)
     t0 = time.perf_counter()
-    if max(ks) > 0:
-        trees = drafter.propose(seqs, ks, DraftSampler.per_row(policies, seqs))
-    else:
-        trees = [DraftTree.chain(s[-1], []) for s in seqs]
+    trees = _draft(target, drafter, policies, seqs, caps)
     draft_dt = time.perf_counter() - t0
     passes.draft_time += draft_dt
     logits, chain_pass, pass_dt = _score(target, trees, passes)
@@ -65,6 +62,32 @@ def run_step(target, drafter: Drafter, requests: list, passes: GenerationStats) 
         _emit(r, tree, res)
 
 
+def _draft(target, drafter: Drafter, policies: list, seqs: list, caps: list[int]) -> list[DraftTree]:
+    """Every row's draft. A cheap drafter (lookup) drafts to each row's cap first and the adaptive rows are cut to
+    the depth their draft is worth (its match length priced, ``adaptive.DepthAsk``); others are asked for the
+    depths the rows' controllers choose."""
+    if drafter.cheap and any(pol.adaptive for pol in policies) and max(caps) > 0:
+        full = drafter.propose(seqs, caps, DraftSampler.per_row(policies, seqs))
+        asks = [_ask(pol.adaptive, tree, cap) for pol, tree, cap in zip(policies, full, caps)]
+        ks = batch_depths(asks, target.batch_tokens)
+        return [tree.cut(k) for tree, k in zip(full, ks)]
+    ks = batch_depths([(pol.adaptive, cap) for pol, cap in zip(policies, caps)], target.batch_tokens)
+    if max(ks) > 0:
+        return drafter.propose(seqs, ks, DraftSampler.per_row(policies, seqs))
+    return [DraftTree.chain(s[-1], []) for s in seqs]
+
+
+def _ask(ctrl, tree: DraftTree, cap: int) -> DepthAsk:
+    """A row's lookup draft as a question to ``batch_depths``: its depth, match length and nodes per depth."""
+    if ctrl is None:
+        return DepthAsk(None, tree.depth)
+    depth, counts = tree.depth, [0] * (tree.depth + 1)
+    for d in tree.depths()[1:]:
+        counts[d] += 1
+    nodes = [sum(counts[: k + 1]) for k in range(depth + 1)]
+    return DepthAsk(ctrl, min(depth, cap), tree.match, nodes)
+
+
 def _score(target, trees: list[DraftTree], passes: GenerationStats):
     """ONE target pass over every row's nodes -> (logits [B, n_max, V], whether it was a plain chain pass, seconds)."""
     feed = [t.tokens for t in trees]
@@ -83,7 +106,7 @@ def _score(target, trees: list[DraftTree], passes: GenerationStats):
 def _check_finite(target, drafter: Drafter, requests: list, trees, logits, chain_pass: bool, step: int) -> None:
     """Rows whose logits hold NaN or inf fail alone: the pass is undone for every row (target and drafter back to
     where the step began: the other rows run the step again) and ``RowFault`` names the bad rows."""
-    bad = [b for b, t in enumerate(trees) if not math.isfinite(logits[b, : len(t.tokens)].sum())]  # one reduction
+    bad = _bad_rows(logits, [len(t.tokens) for t in trees])
     if not bad:
         return
     if chain_pass:
@@ -92,6 +115,16 @@ def _check_finite(target, drafter: Drafter, requests: list, trees, logits, chain
         target.keep_paths([[] for _ in requests])
     drafter.observe([[] for _ in requests])
     raise RowFault(f"the target model produced NaN/inf logits at step {step}", bad)
+
+
+def _bad_rows(logits: torch.Tensor, lengths: list[int]) -> list[int]:
+    """logits [B, n_max, V], lengths[b] the positions row b fed -> the rows with a NaN or inf among them. On the CPU
+    through numpy (one single-threaded sum a row: torch's parallel reduction cost ~150 us a step here)."""
+    if logits.device.type == "cpu" and logits.dtype == torch.float32:
+        arr = logits.numpy()
+        return [b for b, n in enumerate(lengths) if not np.isfinite(arr[b, :n].sum())]
+    sums = logits.sum(-1).tolist()  # [B, n_max]: one reduction, one transfer
+    return [b for b, n in enumerate(lengths) if not all(math.isfinite(x) for x in sums[b][:n])]
 
 
 def _commit(target, drafter: Drafter, requests: list, results: list[RowResult], chain_pass: bool) -> None:
@@ -112,7 +145,10 @@ def _emit(r, tree: DraftTree, res: RowResult) -> None:
     r.stats.record_step(depth, n, nodes=tree.size, bonus=leaf)
     r.stats.target_calls += 1
     if r.policy.adaptive:
-        r.policy.adaptive.observe(depth, n)
+        if tree.match:
+            r.policy.adaptive.observe_match(tree.match, depth, n)
+        else:
+            r.policy.adaptive.observe(depth, n)
     kinds = ["accepted"] * n + ["plain" if tree.size == 0 else ("bonus" if leaf else "recovered")]
     keep, reason = r.stops.cut(res.tokens, r.new)
     toks, kinds = res.tokens[:keep], kinds[:keep]

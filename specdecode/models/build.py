@@ -5,10 +5,11 @@ Specs are parsed and checked before anything loads (``DrafterSpec``, ``TreeSpec`
 with one clear line. A ``Builder`` loads the target and its tokenizer once and then makes drafters and
 generators from specs, loading each draft model once.
 
-Drafters: ``none`` (plain decoding), ``prompt-lookup``, ``early-exit:N`` (the target's first N layers),
+Drafters: ``none`` (plain decoding), ``prompt-lookup``, ``suffix`` (prompt, output and a corpus of earlier
+outputs shared across the generator's requests), ``early-exit:N`` (the target's first N layers),
 ``model:NAME`` (a registry model, a local Hugging Face folder, or a draft from ``specdecode distill``:
 a small model or an EAGLE head). Trees: ``lookup:M`` (with prompt-lookup: M matches merged),
-``static:B1,B2,...`` or ``dynamic:N`` (with a model drafter).
+``static:B1,B2,...`` or ``dynamic:N`` (with a model drafter); with suffix, ``lookup:M`` allows M children a node.
 
 Not here: loading weights (``registry``), the engine loop.
 """
@@ -28,6 +29,7 @@ from ..engine import (
     NoDrafter,
     PromptLookupDrafter,
     SpeculativeGenerator,
+    SuffixDrafter,
     TreeShape,
 )
 from ..engine.llama_cpp import LlamaCppLM
@@ -39,17 +41,18 @@ from .registry import SMOLLM2, load_model
 from .tokenizers import encode_chat, eos_ids, gguf_tokenizer, load_tokenizer
 
 DEFAULT_MODEL = SMOLLM2
-DRAFTER_HELP = "none | prompt-lookup | early-exit:N | model:NAME"
+DRAFTER_HELP = "none | prompt-lookup | suffix | early-exit:N | model:NAME"
+CORPUS_TOKENS = 65536  # the suffix drafter's shared corpus of earlier outputs, by default
 
 
 @dataclass(frozen=True)
 class DrafterSpec:
-    kind: str  # "none" | "prompt-lookup" | "early-exit" | "model"
+    kind: str  # "none" | "prompt-lookup" | "suffix" | "early-exit" | "model"
     arg: str | int | None = None
 
     @staticmethod
     def parse(spec: str) -> DrafterSpec:
-        if spec in ("none", "prompt-lookup"):
+        if spec in ("none", "prompt-lookup", "suffix"):
             return DrafterSpec(spec)
         if spec.startswith("model:") and len(spec) > 6:
             return DrafterSpec("model", spec[6:])
@@ -86,9 +89,9 @@ def check_specs(drafter: str, tree: str | None = None) -> tuple[DrafterSpec, Tre
     d, t = DrafterSpec.parse(drafter), TreeSpec.parse(tree)
     if t is None:
         return d, t
-    if (d.kind == "prompt-lookup") != bool(t.lookup):
+    if (d.kind in ("prompt-lookup", "suffix")) != bool(t.lookup):
         raise ValueError(
-            "prompt-lookup trees are --drafter prompt-lookup --tree lookup:M; model drafters take "
+            "lookup trees are --drafter prompt-lookup|suffix --tree lookup:M; model drafters take "
             "--tree static:... or dynamic:N"
         )
     if d.kind == "none":
@@ -155,17 +158,24 @@ class Builder:
     def encode(self, prompt: str | list[dict], chat: bool = True) -> list[int]:
         return encode_chat(self.tokenizer, prompt, chat)
 
-    def generator(self, drafter: str = "none", tree: str | None = None) -> SpeculativeGenerator:
-        """A generator on this Builder's one target (pass costs kept in ``costs_dir()``)."""
-        return SpeculativeGenerator(self.target, self.drafter(drafter, tree), self.tokenizer, cost_dir=costs_dir())
+    def generator(
+        self, drafter: str = "none", tree: str | None = None, corpus_tokens: int = CORPUS_TOKENS
+    ) -> SpeculativeGenerator:
+        """A generator on this Builder's one target (pass costs kept in ``costs_dir()``); ``corpus_tokens``: the
+        suffix drafter's shared corpus cap (0: every request drafts from its own context only)."""
+        return SpeculativeGenerator(
+            self.target, self.drafter(drafter, tree, corpus_tokens), self.tokenizer, cost_dir=costs_dir()
+        )
 
-    def drafter(self, spec: str, tree: str | None = None):
+    def drafter(self, spec: str, tree: str | None = None, corpus_tokens: int = CORPUS_TOKENS):
         d, t = check_specs(spec, tree)
         shape = t.shape if t else None
         if d.kind == "none":
             return NoDrafter()
         if d.kind == "prompt-lookup":
             return PromptLookupDrafter(matches=t.lookup if t else 1)
+        if d.kind == "suffix":
+            return SuffixDrafter(corpus_tokens=corpus_tokens, branches=t.lookup if t else 1)
         if d.kind == "early-exit":
             if self.backend != "hf":
                 raise ValueError(

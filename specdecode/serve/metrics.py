@@ -41,6 +41,7 @@ class _Collector:
                 ("recovered_tokens", "Tokens drawn from the residual after a rejection.", t.recovered),
                 ("bonus_tokens", "Tokens drawn after every draft was accepted.", t.bonus),
                 ("engine_steps", "Steps of the running batch.", m.steps),
+                ("model_seconds", "Seconds the engine spent in target passes (prefills included).", m.model_seconds),
             ]
             gauges = [
                 (

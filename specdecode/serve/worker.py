@@ -58,13 +58,15 @@ class Metrics:
         self.lock = threading.Lock()
         self.requests = collections.Counter()  # finish reason -> count
         self.prompt_tokens = self.steps = 0
+        self.model_seconds = 0.0  # seconds the engine spent in target passes (prefills included)
         self.totals = GenerationStats()  # the merged statistics of finished requests
         self.queue = self.batch = 0
         self.recent: collections.deque = collections.deque(maxlen=256)  # (time, tokens) of recent steps
 
-    def step(self, new_tokens: int, batch: int, queued: int) -> None:
+    def step(self, new_tokens: int, batch: int, queued: int, model_seconds: float) -> None:
         with self.lock:
             self.steps += 1
+            self.model_seconds = model_seconds
             self.batch, self.queue = batch, queued
             self.recent.append((time.perf_counter(), new_tokens))
 
@@ -128,7 +130,13 @@ class EngineWorker:
                 after = sum(len(r.new) for r in self.session.requests) + sum(len(r.new) for r in gone)
                 for r in gone:
                     self._finish(r)
-                self.metrics.step(max(0, after - before), len(self.session.requests), self.session.waiting)
+                passes = self.session.passes
+                self.metrics.step(
+                    max(0, after - before),
+                    len(self.session.requests),
+                    self.session.waiting,
+                    passes.target_time + passes.prefill_time,
+                )
             for r in self.session.close():
                 self._finish(r, "the server stopped before this request finished")
 

@@ -9,7 +9,14 @@ pytest.importorskip("llama_cpp")
 
 from specdecode.cli import main  # noqa: E402
 from specdecode.core.sampling import SamplingConfig, logits_to_probs  # noqa: E402
-from specdecode.engine import CausalLM, GenerationConfig, ModelDrafter, SpeculativeGenerator, TreeShape  # noqa: E402
+from specdecode.engine import (  # noqa: E402
+    CausalLM,
+    GenerationConfig,
+    ModelDrafter,
+    SpeculativeGenerator,
+    SuffixDrafter,
+    TreeShape,
+)
 from specdecode.engine.llama_cpp import LlamaCppLM  # noqa: E402
 from specdecode.exactness.montecarlo import compare_counts  # noqa: E402
 from specdecode.models import Builder, tiny_llama  # noqa: E402
@@ -79,6 +86,8 @@ def builder():
     [
         ("prompt-lookup", None),
         ("prompt-lookup", "lookup:3"),
+        ("suffix", None),
+        ("suffix", "lookup:3"),
         ("model:tiny-llama:2", None),
         ("model:tiny-llama:1", "static:2,2"),
         ("model:gguf", None),
@@ -133,6 +142,7 @@ def test_sampled_speculation_through_llama_cpp_follows_its_own_distribution(tmp_
     for drafter, method in (
         (ModelDrafter(draft), "tokenwise"),
         (ModelDrafter(draft, TreeShape.parse("static:2,1")), "rrs-wor"),
+        (SuffixDrafter(branches=2), "rrs"),  # its corpus grows with every batch
     ):
         counts = {p: torch.zeros(V * V) for p in map(tuple, prompts)}
         g = torch.Generator().manual_seed(1)

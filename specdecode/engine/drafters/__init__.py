@@ -6,6 +6,7 @@ from .eagle import EagleCache, EagleDrafter
 from .early_exit import EarlyExitDrafter
 from .lookup import PromptLookupDrafter, ngram_continuations
 from .model import ModelDrafter
+from .suffix import SuffixDrafter
 
 __all__ = [
     "EagleCache",
@@ -14,5 +15,6 @@ __all__ = [
     "ModelDrafter",
     "NoDrafter",
     "PromptLookupDrafter",
+    "SuffixDrafter",
     "ngram_continuations",
 ]

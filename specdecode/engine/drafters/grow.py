@@ -46,6 +46,7 @@ class TreeGrower:
     shape: TreeShape | None = None  # None: chains
     deterministic = False
     needs_target_features = False
+    cheap = False  # a model pass per depth: asked only for the depths the controllers choose
     name = "model"
     lm = None  # the draft model (ModelDrafter); an EAGLE head is no backend
 

@@ -5,7 +5,11 @@ n-gram; with ``matches`` > 1 the continuations of up to that many occurrences (o
 matches at all, most recent first) are merged into a prefix tree. Deterministic: q = None (one-hot), so
 any tree method verifies the tree by recursive rejection with a one-hot q per child.
 
-Not here: verification.
+Occurrences come from each row's bigram / unigram index (``suffix.TokenIndex``: the 32 most recent occurrences,
+in microseconds where a scan of a 2000-token prompt took ~1 ms a step); every draft records the length of its
+match (``DraftTree.match``, up to 64 tokens), which the adaptive policy prices before the pass.
+
+Not here: verification, the choice of depth (``adaptive``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import time
 
 from ..drafts import DraftTree, prefix_tree
+from .suffix import RECENT, TokenIndex
 
 
 def ngram_continuations(seq: list[int], k: int, max_ngram: int, min_ngram: int = 1):
@@ -31,6 +36,7 @@ class PromptLookupDrafter:
     deterministic = True
     needs_target_features = False
     max_depth = None  # -k tokens per match
+    cheap = True  # proposing costs microseconds: the engine drafts to the cap and prices each row's draft
 
     def __init__(self, max_ngram: int = 3, min_ngram: int = 1, matches: int = 1):
         if not 1 <= min_ngram <= max_ngram:
@@ -41,43 +47,56 @@ class PromptLookupDrafter:
         self.branching = matches > 1
         self.name = "prompt-lookup" if matches == 1 else f"prompt-lookup tree lookup:{matches}"
         self.time_spent, self.calls = 0.0, 0
+        self.rows: list[TokenIndex] = []
 
     def begin(self, prompts):
-        pass
+        self.rows = [_indexed(p) for p in prompts]
 
     def add_rows(self, prompts):
-        pass
+        self.rows += [_indexed(p) for p in prompts]
 
     def remove_rows(self, keep):
-        pass
+        self.rows = [self.rows[b] for b in keep]
+
+    def occurrences(self, index: TokenIndex, k: int) -> tuple[list[list[int]], int]:
+        """(distinct continuations of at most k tokens after the most recent occurrences of the longest n-gram
+        (n <= max_ngram) that matches at all, most recent first, at most ``matches`` of them; the longest match)."""
+        cands = index.candidates(index.tokens, RECENT)
+        longest = min(self.max_ngram, max((m for m, _ in cands), default=0))
+        if longest < self.min_ngram:
+            return [], 0
+        seq, out, match = index.tokens, [], 0
+        for m, end in cands:
+            cont = seq[end + 1 : end + 1 + k]
+            if m >= longest and cont not in out:
+                out.append(cont)
+                match = max(match, m)
+                if len(out) == self.matches:
+                    break
+        return out, match
 
     def lookup(self, seq: list[int], k: int) -> list[int]:
-        return next((cont for _, cont in ngram_continuations(seq, k, self.max_ngram, self.min_ngram)), [])
+        conts, _ = self.occurrences(_indexed(seq), k)
+        return conts[0] if conts else []
 
     def continuations(self, seq: list[int], k: int) -> list[list[int]]:
         """Distinct continuations (k tokens at most) of the longest n-gram that matches at all, most recent first."""
-        out: list[list[int]] = []
-        longest = None  # the n-gram length of the first match; shorter matches are not used
-        for n, cont in ngram_continuations(seq, k, self.max_ngram, self.min_ngram):
-            if longest is not None and n != longest:
-                break
-            longest = n
-            if cont not in out:
-                out.append(cont)
-                if len(out) == self.matches:
-                    break
-        return out
+        return self.occurrences(_indexed(seq), k)[0]
 
     def propose(self, seqs, ks, sampler=None):
         t0 = time.perf_counter()
+        while len(self.rows) < len(seqs):  # rows never announced (a bare propose): indexed now
+            self.rows.append(TokenIndex())
         out = []
-        for s, k in zip(seqs, ks):
-            if k <= 0:
-                out.append(DraftTree.chain(s[-1], []))
-            elif self.matches == 1:
-                out.append(DraftTree.chain(s[-1], self.lookup(s, k)))
-            else:
-                out.append(DraftTree(*prefix_tree(s[-1], self.continuations(s, k))))
+        for index, s, k in zip(self.rows, seqs, ks):
+            if len(s) > len(index.tokens):  # a row's sequence only grows: the index follows it
+                index.extend(s[len(index.tokens) :])
+            tree = DraftTree.chain(s[-1], [])
+            if k > 0:
+                conts, match = self.occurrences(index, k)
+                if conts:
+                    tree = DraftTree(*prefix_tree(s[-1], conts), match=match)
+            out.append(tree)
         self.time_spent += time.perf_counter() - t0
         self.calls += 1
         return out
@@ -89,4 +108,10 @@ class PromptLookupDrafter:
         return self.matches * k
 
     def draft_cost(self, book) -> float:
-        return 0.0  # an n-gram scan: microseconds next to any model pass
+        return 0.0  # an index lookup: microseconds next to any model pass
+
+
+def _indexed(tokens: list[int]) -> TokenIndex:
+    index = TokenIndex()
+    index.extend(list(tokens))
+    return index
