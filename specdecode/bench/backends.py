@@ -72,7 +72,7 @@ def pass_costs(lm: Backend, n_max: int = 16, reps: int = 7, context: int = 128) 
     return {n: statistics.median(v) for n, v in times.items()}
 
 
-def _ours(builder: Builder, drafter: str, tree: str | None, k: int, adaptive: bool, max_new: int, single=False):
+def ours_config(builder: Builder, drafter: str, tree: str | None, k: int, adaptive: bool, max_new: int, single=False):
     gen = builder.generator(drafter, tree)
 
     def run(ids):
@@ -88,7 +88,7 @@ def _ours(builder: Builder, drafter: str, tree: str | None, k: int, adaptive: bo
     return Config(run, fresh=forget or (lambda: None), single=single)
 
 
-def _llama_cpp_python(path: str, max_new: int, eos: tuple, pld: int = 0):
+def llama_cpp_python_config(path: str, max_new: int, eos: tuple, pld: int = 0):
     """llama-cpp-python's own greedy decoding (``Llama.generate``), with its prompt-lookup draft when ``pld``."""
     from llama_cpp import Llama
     from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
@@ -121,7 +121,7 @@ def _llama_cpp_python(path: str, max_new: int, eos: tuple, pld: int = 0):
     return Config(run)
 
 
-def _hf_generate(builder: Builder, max_new: int, pld: int = 0):
+def hf_generate_config(builder: Builder, max_new: int, pld: int = 0):
     eos = builder.eos
 
     def run(ids):
@@ -141,7 +141,7 @@ def _hf_generate(builder: Builder, max_new: int, pld: int = 0):
     return Config(run, single=True)
 
 
-def _llama_server(exe, gguf: str, max_new: int, spec_type: str | None, eos: tuple) -> Config:
+def llama_server_config(exe, gguf: str, max_new: int, spec_type: str | None, eos: tuple) -> Config:
     """llama.cpp's llama-server (its own timings; restarted before each run: its n-gram pools outlive requests)."""
     state: dict = {}
 
@@ -166,12 +166,12 @@ def _llama_server(exe, gguf: str, max_new: int, spec_type: str | None, eos: tupl
 def configurations(lc: Builder, hf: Builder | None, max_new: int, k: int) -> dict[str, Config]:
     """name -> Config. llama-server's rows only where it is built (``llama_server.binary``)."""
     cfgs = {
-        "llama-cpp-python plain": _llama_cpp_python(lc.target.path, max_new, lc.eos),
-        "llama-cpp-python prompt lookup (10)": _llama_cpp_python(lc.target.path, max_new, lc.eos, pld=10),
-        "ours llama.cpp plain": _ours(lc, "none", None, 0, False, max_new),
-        f"ours llama.cpp prompt lookup k={k}": _ours(lc, "prompt-lookup", None, k, False, max_new),
-        "ours llama.cpp prompt lookup adaptive": _ours(lc, "prompt-lookup", None, 16, True, max_new),
-        "ours llama.cpp suffix adaptive": _ours(lc, "suffix", None, 16, True, max_new),
+        "llama-cpp-python plain": llama_cpp_python_config(lc.target.path, max_new, lc.eos),
+        "llama-cpp-python prompt lookup (10)": llama_cpp_python_config(lc.target.path, max_new, lc.eos, pld=10),
+        "ours llama.cpp plain": ours_config(lc, "none", None, 0, False, max_new),
+        f"ours llama.cpp prompt lookup k={k}": ours_config(lc, "prompt-lookup", None, k, False, max_new),
+        "ours llama.cpp prompt lookup adaptive": ours_config(lc, "prompt-lookup", None, 16, True, max_new),
+        "ours llama.cpp suffix adaptive": ours_config(lc, "suffix", None, 16, True, max_new),
     }
     exe = llama_server.binary()
     if exe is None:
@@ -179,15 +179,19 @@ def configurations(lc: Builder, hf: Builder | None, max_new: int, k: int) -> dic
     else:
         for spec in (None, *llama_server.SPEC_TYPES):
             name = f"llama-server {spec or 'plain'}"
-            cfgs[name] = _llama_server(exe, lc.target.path, max_new, spec, lc.eos)
+            cfgs[name] = llama_server_config(exe, lc.target.path, max_new, spec, lc.eos)
     if hf is not None:
         cfgs.update(
             {
-                "ours HF fp32 plain": _ours(hf, "none", None, 0, False, max_new, single=True),
-                "ours HF fp32 prompt lookup k=10": _ours(hf, "prompt-lookup", None, 10, False, max_new, single=True),
-                "ours HF fp32 prompt lookup adaptive": _ours(hf, "prompt-lookup", None, 16, True, max_new, single=True),
-                "HF generate": _hf_generate(hf, max_new),
-                "HF prompt lookup (10)": _hf_generate(hf, max_new, pld=10),
+                "ours HF fp32 plain": ours_config(hf, "none", None, 0, False, max_new, single=True),
+                "ours HF fp32 prompt lookup k=10": ours_config(
+                    hf, "prompt-lookup", None, 10, False, max_new, single=True
+                ),
+                "ours HF fp32 prompt lookup adaptive": ours_config(
+                    hf, "prompt-lookup", None, 16, True, max_new, single=True
+                ),
+                "HF generate": hf_generate_config(hf, max_new),
+                "HF prompt lookup (10)": hf_generate_config(hf, max_new, pld=10),
             }
         )
     return cfgs
@@ -206,7 +210,7 @@ def run(cfgs: dict[str, Config], tasks: dict[str, list[list[int]]], repeats: int
                 for name in names[shift:] + names[:shift]:
                     if cfgs[name].single and len(requests) > 1:
                         continue
-                    records.append(_one(cfgs[name], task, name, rep, requests))
+                    records.append(run_task(cfgs[name], task, name, rep, requests))
                     r = records[-1]
                     print(
                         f"  rep {rep + 1}/{repeats} {task:<16} {name:<44} {r['tokens'] / r['seconds']:6.1f} tok/s",
@@ -218,7 +222,7 @@ def run(cfgs: dict[str, Config], tasks: dict[str, list[list[int]]], repeats: int
     return records
 
 
-def _one(cfg: Config, task: str, name: str, rep: int, requests: list[list[int]]) -> dict:
+def run_task(cfg: Config, task: str, name: str, rep: int, requests: list[list[int]]) -> dict:
     """One run of a task's requests in order -> its record (total seconds and tokens; pass stats of the last)."""
     cfg.fresh()
     seconds, ids, stats, calls = 0.0, [], None, 0.0

@@ -145,14 +145,15 @@ def llama_server_cmd(exe, gguf: str, port: int, spec_type: str | None) -> list[s
 def model_seconds(url: str) -> float | None:
     """Our server's seconds in target passes so far (``/metrics``), None for other servers."""
     import httpx
+    from prometheus_client.parser import text_string_to_metric_families
 
     try:
         text = httpx.get(url + "/metrics", timeout=10).text
     except httpx.HTTPError:
         return None
-    for line in text.splitlines():
-        if line.startswith("specdecode_model_seconds_total"):
-            return float(line.rsplit(" ", 1)[1])
+    for family in text_string_to_metric_families(text):
+        if family.name == "specdecode_model_seconds":
+            return sum(sample.value for sample in family.samples)
     return None
 
 

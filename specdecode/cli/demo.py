@@ -65,7 +65,7 @@ def run(args) -> int:
 
 def _llama_cpp(args) -> int:
     """llama-cpp-python plain vs ours plain vs ours suffix adaptive, interleaved; -> 1 if an output differs."""
-    from ..bench.backends import _llama_cpp_python, _ours
+    from ..bench.backends import llama_cpp_python_config, ours_config
 
     try:
         lc = Builder(args.model, backend="llama.cpp", gguf_format=args.gguf_format)
@@ -74,9 +74,9 @@ def _llama_cpp(args) -> int:
         return 0
     ids, n = lc.encode(DEMO_PROMPT), args.max_new_tokens
     runs = {
-        "llama-cpp-python plain": _llama_cpp_python(lc.target.path, n, lc.eos),
-        "ours plain": _ours(lc, "none", None, 0, False, n),
-        "ours suffix, adaptive k": _ours(lc, "suffix", None, 16, True, n),
+        "llama-cpp-python plain": llama_cpp_python_config(lc.target.path, n, lc.eos),
+        "ours plain": ours_config(lc, "none", None, 0, False, n),
+        "ours suffix, adaptive k": ours_config(lc, "suffix", None, 16, True, n),
     }
     print(f"model: {args.model} on llama.cpp ({lc.target.path.rsplit('/', 1)[-1]}), {len(ids)}-token prompt, greedy")
     print(f"prompt: {DEMO_PROMPT}\n")

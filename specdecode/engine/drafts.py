@@ -34,13 +34,13 @@ class DraftTree:
 
     def cut(self, depth: int) -> DraftTree:
         """The nodes at depth <= ``depth`` (deterministic drafts: no q to cut), in the same order."""
-        if depth >= self.depth:
+        at = self.depths()
+        if depth >= max(at):
             return self
         if self.q is not None:
             raise ValueError("only deterministic drafts (q = None) are cut to a depth")
-        at, keep, new_id = [0], [0], {0: 0}
+        keep, new_id = [0], {0: 0}
         for n in range(1, len(self.parents)):
-            at.append(at[self.parents[n]] + 1)
             if at[n] <= depth:
                 new_id[n] = len(keep)
                 keep.append(n)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from itertools import accumulate
 
 import numpy as np
 import torch
@@ -79,13 +80,14 @@ def _draft(target, drafter: Drafter, policies: list, seqs: list, caps: list[int]
 
 def _ask(ctrl, tree: DraftTree, cap: int) -> DepthAsk:
     """A row's lookup draft as a question to ``batch_depths``: its depth, match length and nodes per depth."""
+    depths = tree.depths()
+    depth = max(depths)
     if ctrl is None:
-        return DepthAsk(None, tree.depth)
-    depth, counts = tree.depth, [0] * (tree.depth + 1)
-    for d in tree.depths()[1:]:
+        return DepthAsk(None, depth)
+    counts = [0] * (depth + 1)
+    for d in depths[1:]:
         counts[d] += 1
-    nodes = [sum(counts[: k + 1]) for k in range(depth + 1)]
-    return DepthAsk(ctrl, min(depth, cap), tree.match, nodes)
+    return DepthAsk(ctrl, min(depth, cap), tree.match, list(accumulate(counts)))
 
 
 def _score(target, trees: list[DraftTree], passes: GenerationStats):

@@ -57,12 +57,12 @@ def test_the_anchor_runs_a_fake_server_and_restarts_it_between_runs(tmp_path, mo
     assert exe is not None
     cmd = llama_server.command(exe, "/m.gguf", 1234, "ngram-mod", parallel=4)
     assert cmd[cmd.index("--spec-type") + 1] == "ngram-mod" and "-fa" in cmd and cmd[cmd.index("-np") + 1] == "4"
-    cfg = backends._llama_server(exe, "/m.gguf", 8, "ngram-mod", eos=(2,))
+    cfg = backends.llama_server_config(exe, "/m.gguf", 8, "ngram-mod", eos=(2,))
     try:
-        rec = backends._one(cfg, "t", "llama-server ngram-mod", 0, [[5, 6, 7], [1]])
+        rec = backends.run_task(cfg, "t", "llama-server ngram-mod", 0, [[5, 6, 7], [1]])
         assert rec["ids"] == [[3, 1], [1, 2]]  # both requests on one server; the end-of-sequence token dropped
         assert abs(rec["seconds"] - 0.08) < 1e-9  # the server's own timings, prompt + generation
-        rec = backends._one(cfg, "t", "llama-server ngram-mod", 1, [[5, 6, 7]])
+        rec = backends.run_task(cfg, "t", "llama-server ngram-mod", 1, [[5, 6, 7]])
         assert rec["ids"] == [[3, 1]]  # restarted before the run: the server's state starts empty again
     finally:
         cfg.close()

@@ -50,10 +50,10 @@ class PromptLookupDrafter:
         self.rows: list[TokenIndex] = []
 
     def begin(self, prompts):
-        self.rows = [_indexed(p) for p in prompts]
+        self.rows = [TokenIndex(p) for p in prompts]
 
     def add_rows(self, prompts):
-        self.rows += [_indexed(p) for p in prompts]
+        self.rows += [TokenIndex(p) for p in prompts]
 
     def remove_rows(self, keep):
         self.rows = [self.rows[b] for b in keep]
@@ -76,12 +76,12 @@ class PromptLookupDrafter:
         return out, match
 
     def lookup(self, seq: list[int], k: int) -> list[int]:
-        conts, _ = self.occurrences(_indexed(seq), k)
+        conts, _ = self.occurrences(TokenIndex(seq), k)
         return conts[0] if conts else []
 
     def continuations(self, seq: list[int], k: int) -> list[list[int]]:
         """Distinct continuations (k tokens at most) of the longest n-gram that matches at all, most recent first."""
-        return self.occurrences(_indexed(seq), k)[0]
+        return self.occurrences(TokenIndex(seq), k)[0]
 
     def propose(self, seqs, ks, sampler=None):
         t0 = time.perf_counter()
@@ -109,9 +109,3 @@ class PromptLookupDrafter:
 
     def draft_cost(self, book) -> float:
         return 0.0  # an index lookup: microseconds next to any model pass
-
-
-def _indexed(tokens: list[int]) -> TokenIndex:
-    index = TokenIndex()
-    index.extend(list(tokens))
-    return index

@@ -33,10 +33,11 @@ END = -1  # separates outputs in the corpus: no match or continuation crosses it
 class TokenIndex:
     """Positions of every token bigram and unigram of a growing token list (appended to, never edited)."""
 
-    def __init__(self):
+    def __init__(self, tokens: list[int] = ()):
         self.tokens: list[int] = []
         self.bigrams: dict[tuple[int, int], list[int]] = {}
         self.unigrams: dict[int, list[int]] = {}
+        self.extend(tokens)
 
     def extend(self, tokens: list[int]) -> None:
         """Append ``tokens``; position i is indexed under the n-gram ending at i (i.e. its continuation starts i+1)."""
@@ -202,17 +203,16 @@ class PySuffixStore:
 
     def __init__(self, corpus_tokens: int, branches: int, factor: float, min_share: float):
         self.corpus_tokens, self.branches, self.factor, self.min_share = corpus_tokens, branches, factor, min_share
-        self.outputs: deque[list[int]] = deque()  # the corpus, oldest first
-        self.corpus = TokenIndex()
         self.rows: dict[int, tuple[int, TokenIndex]] = {}  # row id -> (prompt length, its context)
+        self.forget()
 
     def forget(self) -> None:
-        self.outputs, self.corpus = deque(), TokenIndex()
+        self.outputs: deque[list[int]] = deque()  # the corpus, oldest first
+        self.corpus = TokenIndex()
+        self.corpus_size = 0  # tokens in ``outputs``
 
     def start(self, rid: int, prompt: list[int]) -> None:
-        index = TokenIndex()
-        index.extend(prompt)
-        self.rows[rid] = (len(prompt), index)
+        self.rows[rid] = (len(prompt), TokenIndex(prompt))
 
     def append(self, rid: int, tokens: list[int]) -> None:
         self.rows[rid][1].extend(tokens)
@@ -227,17 +227,12 @@ class PySuffixStore:
             return
         output = output[-self.corpus_tokens :]
         self.outputs.append(output)
+        self.corpus_size += len(output)
         self.corpus.extend(output + [END])
-        if len(self.corpus.tokens) - len(self.outputs) > self.corpus_tokens:
+        if self.corpus_size > self.corpus_tokens:
             while self.corpus_size > 0.75 * self.corpus_tokens:
-                self.outputs.popleft()
-            self.corpus = TokenIndex()
-            for o in self.outputs:
-                self.corpus.extend(o + [END])
-
-    @property
-    def corpus_size(self) -> int:
-        return sum(len(o) for o in self.outputs)
+                self.corpus_size -= len(self.outputs.popleft())
+            self.corpus = TokenIndex([t for o in self.outputs for t in o + [END]])
 
     def speculate(self, rid: int, seq: list[int], k: int) -> tuple[list[int], list[int], int]:
         """-> (draft tokens, their parents (-1: the root), the match length) of at most depth k."""

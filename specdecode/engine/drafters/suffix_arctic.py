@@ -28,6 +28,7 @@ class ArcticSuffixStore:
         # max_cached_requests 0: no global tree (isolated rows); -1: no count limit (we cap tokens instead)
         self.cache = SuffixDecodingCache(max_tree_depth=TREE_DEPTH, max_cached_requests=-1 if self.corpus_tokens else 0)
         self.sizes: OrderedDict[int, int] = OrderedDict()  # row id -> output tokens in the global tree, oldest first
+        self.corpus_size = 0  # their sum
 
     def start(self, rid: int, prompt: list[int]) -> None:
         self.cache.start_request(rid, prompt)
@@ -38,6 +39,7 @@ class ArcticSuffixStore:
         self.cache.add_active_response(rid, tokens)
         if rid in self.sizes:
             self.sizes[rid] += len(tokens)
+            self.corpus_size += len(tokens)
             self._evict(keep=rid)
 
     def stop(self, rid: int) -> None:
@@ -46,12 +48,8 @@ class ArcticSuffixStore:
     def _evict(self, keep: int) -> None:
         while self.corpus_size > self.corpus_tokens and len(self.sizes) > 1:
             oldest = next(r for r in self.sizes if r != keep)
-            del self.sizes[oldest]
+            self.corpus_size -= self.sizes.pop(oldest)
             self.cache.evict_cached_response(oldest)
-
-    @property
-    def corpus_size(self) -> int:
-        return sum(self.sizes.values())
 
     def speculate(self, rid: int, seq: list[int], k: int) -> tuple[list[int], list[int], int]:
         """-> (draft tokens, their parents (-1: the root), the match length): at most k tokens, or k x branches
