@@ -17,6 +17,7 @@ from . import (
     bench_draft,
     bench_generate,
     bench_serve,
+    bench_structured,
     bench_trees,
     candidates,
     demo,
@@ -45,6 +46,7 @@ COMMANDS = [
     bench_generate,
     bench_backends,
     bench_serve,
+    bench_structured,
     study,
     step_sim,
     rho,
@@ -52,8 +54,15 @@ COMMANDS = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage stays in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="specdecode", description="Provably exact speculative decoding: library, theory, simulations, tester."
     )
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")

@@ -37,7 +37,33 @@ def add_model_args(ap, default_model: str = DEFAULT_MODEL) -> None:
 
 
 def builder_from(args) -> Builder:
-    return Builder(args.model, args.dtype, backend=args.backend, device=args.device, gguf_format=args.gguf_format)
+    return Builder(
+        args.model,
+        args.dtype,
+        backend=args.backend,
+        device=args.device,
+        gguf_format=args.gguf_format,
+        prefix_cache=getattr(args, "prefix_cache", 0),
+    )
+
+
+def add_prefix_args(ap, default: int) -> None:
+    ap.add_argument(
+        "--prefix-cache",
+        type=int,
+        default=default,
+        metavar="N",
+        help="--backend llama.cpp: keep the prompts of the last N requests in the KV cache after they finish and "
+        "reuse them for requests that start the same way (no prefill for the shared part; 0 = off; default "
+        f"{default}). Reused cells sit out of position order, which moves llama.cpp's logits slightly (~1e-3): "
+        "greedy near-ties may then break differently than in a fresh run",
+    )
+
+
+def prefix_cache(args) -> int:
+    if not 0 <= args.prefix_cache <= 64:
+        raise ValueError(f"--prefix-cache must be in [0, 64], got {args.prefix_cache}")
+    return args.prefix_cache
 
 
 def _numbers(text: str, kind, what: str) -> list:

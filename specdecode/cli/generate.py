@@ -11,7 +11,7 @@ import sys
 import torch
 
 from ..core.sampling import SamplingConfig
-from ..engine import K_MAX, GenerationConfig, GenerationOutput, format_stats
+from ..engine import K_MAX, Constraint, GenerationConfig, GenerationOutput, format_stats
 from ..models.build import DRAFTER_HELP, Builder, check_specs
 from ..verify import METHODS
 from .common import add_corpus_args, add_model_args, builder_from, corpus_tokens
@@ -22,7 +22,7 @@ DESCRIPTION = (
     "Generate with exact speculative decoding. Output distribution = the target's; at temperature 0 the output "
     "equals plain greedy decoding token for token."
 )
-COLORS = {"accepted": "\033[32m", "recovered": "\033[33m", "bonus": "\033[36m", "plain": ""}
+COLORS = {"accepted": "\033[32m", "forced": "\033[35m", "recovered": "\033[33m", "bonus": "\033[36m", "plain": ""}
 RESET = "\033[0m"
 SEED_MAX = (1 << 63) - 1
 
@@ -77,8 +77,25 @@ def add_args(ap) -> None:
     ap.add_argument("--no-chat", action="store_true", help="do not wrap prompts in the model's chat template")
     ap.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     ap.add_argument("--json", action="store_true", help="print one machine-readable JSON record")
+    add_constraint_args(ap)
     ap.add_argument(
-        "--show-drafts", action="store_true", help="color tokens: green accepted draft, yellow recovered, cyan bonus"
+        "--show-drafts",
+        action="store_true",
+        help="color tokens: green accepted draft, magenta forced by the grammar, yellow recovered, cyan bonus",
+    )
+
+
+def add_constraint_args(ap) -> None:
+    """--json-schema FILE | --json-object | --regex PATTERN, and --no-forced-tokens."""
+    shape = ap.add_mutually_exclusive_group()
+    shape.add_argument("--json-schema", metavar="FILE", help="the output is JSON valid against the schema in FILE")
+    shape.add_argument("--json-object", action="store_true", help="the output is a JSON object")
+    shape.add_argument("--regex", metavar="PATTERN", help="the output matches the regular expression PATTERN")
+    ap.add_argument(
+        "--no-forced-tokens",
+        action="store_true",
+        help="with a constraint: do not draft the tokens the grammar forces (they are drafted with q = 1 by default; "
+        "the output is the same either way)",
     )
 
 
@@ -113,7 +130,31 @@ def generation_config(args, builder: Builder, sampling: SamplingConfig) -> Gener
         eos_token_ids=builder.eos,
         stop_strings=tuple(args.stop),
         costs=args.costs,
+        constraint=constraint_from(args),
     )
+
+
+def constraint_from(args) -> Constraint | None:
+    """--json-schema FILE | --json-object | --regex PATTERN -> the output's constraint (None: free text)."""
+    forced = not args.no_forced_tokens
+    if args.regex is not None:
+        try:
+            return Constraint.regex(args.regex, forced)
+        except ValueError as exc:
+            raise ValueError(f"--regex: {exc}") from None
+    if args.json_object:
+        return Constraint.json_object(forced)
+    if args.json_schema is None:
+        return None
+    try:
+        with open(args.json_schema, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read --json-schema {args.json_schema}: {exc.strerror}") from None
+    try:
+        return Constraint.json_schema(text, forced=forced)
+    except ValueError as exc:
+        raise ValueError(f"--json-schema {args.json_schema}: {exc}") from None
 
 
 def run(args) -> int:
@@ -192,7 +233,8 @@ def _report(
             print(f"--- prompt {i}: {t}\n{decode(ids)}\n")
     if args.show_drafts:
         print(
-            f"legend: {COLORS['accepted']}accepted draft{RESET} {COLORS['recovered']}recovered{RESET} "
+            f"legend: {COLORS['accepted']}accepted draft{RESET} {COLORS['forced']}forced{RESET} "
+            f"{COLORS['recovered']}recovered{RESET} "
             f"{COLORS['bonus']}bonus{RESET} plain"
         )
     what = f"tree {args.tree}" if args.tree else f"k={args.k}{' adaptive' if args.adaptive else ''}"

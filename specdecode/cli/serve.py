@@ -7,7 +7,7 @@ import sys
 from ..engine import K_MAX
 from ..models.build import DRAFTER_HELP, check_specs
 from ..serve.guard import Limits, is_loopback, load_keys
-from .common import add_corpus_args, add_model_args, builder_from, corpus_tokens
+from .common import add_corpus_args, add_model_args, add_prefix_args, builder_from, corpus_tokens, prefix_cache
 
 NAME = "serve"
 HELP = "an OpenAI-compatible server (chat and completions, streaming) with speculative continuous batching"
@@ -23,6 +23,7 @@ def add_args(ap) -> None:
     add_model_args(ap)
     ap.add_argument("--drafter", default="prompt-lookup", help=f"{DRAFTER_HELP} (default prompt-lookup)")
     add_corpus_args(ap)
+    add_prefix_args(ap, 8)
     ap.add_argument("--tree", help="draft trees (as in `specdecode generate --tree`)")
     ap.add_argument(
         "-k", type=int, default=4, help=f"default draft length, 0-{K_MAX}; a request can set its own `k` (default 4)"
@@ -135,6 +136,7 @@ def run(args) -> int:
     from ..serve import Server
     from ..serve.runner import serve
 
+    prefix_cache(args)
     builder = builder_from(args)
     server = Server(
         builder.generator(args.drafter, args.tree, corpus_tokens(args)),

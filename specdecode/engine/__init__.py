@@ -5,6 +5,7 @@ loading (``models``)."""
 
 from .adaptive import AdaptiveK
 from .config import K_MAX, GenerationConfig, GenerationOutput, Refusal
+from .constraint import Constraint
 from .costs import CostBook, CostTable
 from .drafters import EagleDrafter, EarlyExitDrafter, ModelDrafter, NoDrafter, PromptLookupDrafter, SuffixDrafter
 from .drafts import Drafter, DraftTree, TreeShape, prefix_tree
@@ -19,6 +20,7 @@ __all__ = [
     "K_MAX",
     "AdaptiveK",
     "CausalLM",
+    "Constraint",
     "CostBook",
     "CostTable",
     "DraftSampler",

@@ -56,6 +56,11 @@ class Backend:
     def extend_tree(self, tokens: list[list[int]], parents: list[list[int]]) -> torch.Tensor:
         raise NotImplementedError
 
+    def extend_skipping(self, rows: list[list[int]], skip: list[set[int]]) -> torch.Tensor:
+        """``extend(rows)`` for a caller that will not read the logits at positions ``skip[b]`` of row b (a
+        grammar allows one token there): a backend may leave them uncomputed (zeros). This one computes all."""
+        return self.extend(rows)
+
     def keep_paths(self, paths: list[list[int]]) -> None:
         raise NotImplementedError
 
@@ -73,6 +78,18 @@ class Backend:
         self.lengths = [self.lengths[b] for b in keep]
         self.features = [self.features[b] for b in keep]
         self._feature_buf = [self._feature_buf[b] for b in keep]
+
+    def park(self, b: int, tokens: list[int]) -> None:
+        """Row b is about to leave and holds ``tokens`` (its prefilled prompt) first: a backend with a prefix cache
+        may keep them for a later row (this one keeps nothing)."""
+
+    def reuse_prefix(self, b: int, tokens: list[int]) -> int:
+        """Row b is empty and about to prefill ``tokens`` -> how many of them it now holds from a kept prefix
+        (this backend keeps none: 0)."""
+        return 0
+
+    def forget_prefixes(self) -> None:
+        """Drop every kept prefix (the next ``reset`` starts from an empty cache)."""
 
     # shared bookkeeping ----------------------------------------------------
     @property

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ..core.sampling import SamplingConfig
 from ..core.validation import check_int
 from ..verify.registry import METHODS
+from .constraint import Constraint
 from .stats import GenerationStats
 
 K_MAX = 64
@@ -47,6 +48,7 @@ class GenerationConfig:
     stop_strings: tuple = ()
     measure_overlap: bool = False  # record sum_x min(p, q) at every checked draft position (exact alpha)
     costs: str | None = None  # adaptive: a cost-table file to read (None: the session's table; see engine.costs)
+    constraint: Constraint | None = None  # the output must match it (engine.constraint: JSON schema, regex, ...)
 
     def __post_init__(self):
         check_int("max_new_tokens", self.max_new_tokens, 1)
@@ -68,12 +70,14 @@ class GenerationConfig:
             raise ValueError("stop_strings must not contain an empty string")
         if self.costs is not None and (not isinstance(self.costs, str) or not self.costs):
             raise TypeError(f"costs must be the path of a cost-table file, got {self.costs!r}")
+        if self.constraint is not None and not isinstance(self.constraint, Constraint):
+            raise TypeError(f"constraint must be a Constraint, got {type(self.constraint).__name__}")
 
 
 @dataclass
 class GenerationOutput:
     tokens: list  # B lists of new token ids
-    kinds: list  # B lists: "accepted" | "recovered" | "bonus" | "plain" per token
+    kinds: list  # B lists: "accepted" | "forced" | "recovered" | "bonus" | "plain" per token
     stats: GenerationStats
     finish_reasons: list  # "eos" | "stop" | "length"
     method: str = ""  # the verification method that ran (verify.METHODS)

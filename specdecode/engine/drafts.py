@@ -32,6 +32,8 @@ class DraftTree:
     # from (nodes >= M, and zero rows, drew none); None: deterministic drafts (one-hot q)
     match: int = 0  # lookup drafters: how many of the row's last tokens matched where the draft was copied from
 
+    forced: int = 0  # the last ``forced`` nodes of a chain: tokens the row's grammar forces, q = 1 (``constrained``)
+
     def cut(self, depth: int) -> DraftTree:
         """The nodes at depth <= ``depth`` (deterministic drafts: no q to cut), in the same order."""
         at = self.depths()
@@ -39,13 +41,20 @@ class DraftTree:
             return self
         if self.q is not None:
             raise ValueError("only deterministic drafts (q = None) are cut to a depth")
-        keep, new_id = [0], {0: 0}
+        return self.select([d <= depth for d in at])
+
+    def select(self, keep: list[bool]) -> DraftTree:
+        """The nodes with ``keep[n]`` (the root and every kept node's parent among them), in the same order;
+        deterministic drafts only."""
+        if self.q is not None:
+            raise ValueError("only deterministic drafts (q = None) lose nodes")
+        kept, new_id = [0], {0: 0}
         for n in range(1, len(self.parents)):
-            if at[n] <= depth:
-                new_id[n] = len(keep)
-                keep.append(n)
-        parents = [-1] + [new_id[self.parents[n]] for n in keep[1:]]
-        return DraftTree([self.tokens[n] for n in keep], parents, None, self.match)
+            if keep[n]:
+                new_id[n] = len(kept)
+                kept.append(n)
+        parents = [-1] + [new_id[self.parents[n]] for n in kept[1:]]
+        return DraftTree([self.tokens[n] for n in kept], parents, None, self.match)
 
     @staticmethod
     def chain(root: int, drafts: list[int], q: torch.Tensor | None = None) -> DraftTree:

@@ -22,7 +22,6 @@ Not here: sampling, drafting, verification; finding, building or converting GGUF
 
 from __future__ import annotations
 
-import ctypes
 import os
 import time
 from dataclasses import dataclass, field
@@ -31,38 +30,10 @@ import numpy as np
 import torch
 
 from .backend import Backend
+from .llama_lib import clear_errors, copy_floats, last_error, require_llama_cpp, scatter_rows
+from .prefix_cache import MIN_REUSE, PrefixCache
 
-L = None  # the llama_cpp module, imported on first use (require_llama_cpp)
-INSTALL_HINT = "the llama.cpp backend needs llama-cpp-python: pip install 'specdecode[llama]'"
-_ERRORS: list[str] = []  # the last messages llama.cpp logged (its own log is kept off the terminal)
-_LOG_CALLBACK = None  # kept alive: llama.cpp holds a pointer to it
-
-
-def require_llama_cpp():
-    """Import llama-cpp-python once, route llama.cpp's log into ``_ERRORS`` and initialise its backend."""
-    global L, _LOG_CALLBACK
-    if L is None:
-        try:
-            import llama_cpp
-        except ImportError:
-            raise ValueError(INSTALL_HINT) from None
-
-        def log(level, text, user_data):  # pragma: no cover - called from C
-            if level in (3, 4):  # warnings and errors (this build's levels): kept for our own error messages
-                _ERRORS.append(text.decode("utf-8", errors="replace").strip())
-                del _ERRORS[:-20]
-
-        _LOG_CALLBACK = llama_cpp.llama_log_callback(log)
-        llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
-        llama_cpp.llama_backend_init()
-        L = llama_cpp
-    return L
-
-
-def last_error() -> str:
-    """What llama.cpp logged since the last call that cleared the log, in one short line."""
-    parts = [e.split(": ", 1)[-1] for e in _ERRORS if e]
-    return "; ".join(dict.fromkeys(parts))[:240] or "no message"
+L = None  # the llama_cpp module, imported on first use (llama_lib.require_llama_cpp)
 
 
 @dataclass
@@ -91,18 +62,22 @@ class LlamaCppLM(Backend):
         max_seqs: int = 256,
         n_batch: int = 512,
         embeddings: bool = False,
+        prefix_slots: int = 0,
     ):
-        require_llama_cpp()
+        global L
+        L = require_llama_cpp()
         self.path, self.name = str(path), name or os.path.basename(str(path))
         if not os.path.isfile(self.path):
             raise ValueError(f"no GGUF file at {self.path}")
-        _ERRORS.clear()
+        clear_errors()
         self.model = L.llama_model_load_from_file(self.path.encode(), L.llama_model_default_params())
         if not self.model:
             raise ValueError(f"llama.cpp could not load {self.path} ({last_error()}): is it a GGUF model file?")
         self.threads = n_threads or os.cpu_count() or 1
         self.n_batch, self.max_seqs = n_batch, max_seqs
         self.ctx = None
+        self.prefix = PrefixCache(prefix_slots)  # prompts kept after their rows leave (0: none; see prefix_cache)
+        self._leaving: dict[int, list[int]] = {}
         self._open_context(n_ctx, embeddings)
         self.vocab_size = int(L.llama_vocab_n_tokens(L.llama_model_get_vocab(self.model)))
         self.max_length = min(int(L.llama_model_n_ctx_train(self.model)), self.n_ctx)
@@ -126,6 +101,7 @@ class LlamaCppLM(Backend):
             L.llama_free(self.ctx)
         self.ctx, self.embeddings = ctx, embeddings
         self.mem = L.llama_get_memory(self.ctx)
+        self.prefix.entries.clear()
         self.n_ctx = int(L.llama_n_ctx(self.ctx))
 
     @property
@@ -157,14 +133,26 @@ class LlamaCppLM(Backend):
         if batch_size >= self.max_seqs:
             raise ValueError(f"the llama.cpp backend runs at most {self.max_seqs - 1} rows at once, got {batch_size}")
         super().reset(batch_size)
-        L.llama_memory_clear(self.mem, False)  # cell metadata only: zeroing the KV data (~190 MB) took ~7 ms
+        if self.prefix.entries and getattr(self, "_seq", None) is not None:  # the kept prompts stay
+            for s in self._seq + [s for row in getattr(self, "_tree", None) or [] for s in row.borrowed]:
+                L.llama_memory_seq_rm(self.mem, s, -1, -1)
+        else:
+            L.llama_memory_clear(self.mem, False)  # cell metadata only: zeroing the KV data (~190 MB) took ~7 ms
+            self.prefix.entries.clear()
         self._tree: list[_RowTree] | None = None
-        self._seq = list(range(batch_size))  # the sequence id of each row
-        self._free = list(range(self.max_seqs - 1, batch_size - 1, -1))  # sequence ids for new rows and tree paths
+        self._leaving = {}
+        while len(self.prefix.entries) > self.max_seqs - 1 - batch_size:
+            self._drop(self.prefix.evict())
+        parked = self.prefix.seqs()
+        free = [s for s in range(self.max_seqs - 1, -1, -1) if s not in parked]
+        self._seq = [free.pop() for _ in range(batch_size)]  # the sequence id of each row
+        self._free = free  # sequence ids for new rows and tree paths
 
     def add_rows(self, n: int) -> None:
         if self._tree is not None:
             raise ValueError("draft-tree nodes are pending: rows join between steps")
+        while len(self._free) < n and self.prefix.entries:
+            self._drop(self.prefix.evict())
         if len(self._free) < n:
             raise ValueError(f"the llama.cpp backend runs at most {self.max_seqs - 1} rows at once")
         super().add_rows(n)
@@ -174,15 +162,53 @@ class LlamaCppLM(Backend):
         if self._tree is not None:
             raise ValueError("draft-tree nodes are pending: rows leave between steps")
         for b in set(range(self.batch_size)) - set(keep):
-            L.llama_memory_seq_rm(self.mem, self._seq[b], -1, -1)
-            self._free.append(self._seq[b])
+            tokens = self._leaving.get(b)
+            if tokens is None:
+                L.llama_memory_seq_rm(self.mem, self._seq[b], -1, -1)
+                self._free.append(self._seq[b])
+            else:  # the prompt's cells stay under the row's sequence id, for a later row
+                L.llama_memory_seq_rm(self.mem, self._seq[b], len(tokens), -1)
+                self._drop(self.prefix.add(self._seq[b], tokens))
+        self._leaving = {}
         super().remove_rows(keep)
         self._seq = [self._seq[b] for b in keep]
 
+    def park(self, b: int, tokens: list[int]) -> None:
+        """Row b, about to leave (``remove_rows``), holds ``tokens`` (its prompt, prefilled) in its first cells:
+        keep them for a later row (``prefix_cache``)."""
+        if self.prefix.slots and not self.record_features and MIN_REUSE <= len(tokens) <= self.lengths[b]:
+            self._leaving[b] = list(tokens)
+
+    def reuse_prefix(self, b: int, tokens: list[int]) -> int:
+        """Row b, empty, is about to prefill ``tokens``: the longest kept prefix of them is copied into its
+        sequence (no compute) -> how many tokens it now holds."""
+        if self.record_features or self.lengths[b]:
+            return 0
+        entry, n = self.prefix.best(tokens)
+        if entry is not None:
+            L.llama_memory_seq_cp(self.mem, entry.seq, self._seq[b], 0, n)
+            self.lengths[b] = n
+        return n
+
+    def forget_prefixes(self) -> None:
+        self._drop(self.prefix.evict(len(self.prefix.entries)))
+
+    def _drop(self, seqs: list[int]) -> None:
+        for s in seqs:
+            L.llama_memory_seq_rm(self.mem, s, -1, -1)
+            self._free.append(s)
+
+    def _make_room(self, new: int) -> None:
+        """Kept prompts leave while the cache could run short of cells for ``new`` tokens."""
+        used = sum(self.lengths) + new + sum(len(row.parents) for row in self._tree or [])
+        while self.prefix.entries and used + self.prefix.cells > self.n_ctx:
+            self._drop(self.prefix.evict())
+
     # ------------------------------------------------------------------ passes
     def _decode(self, entries: list[tuple], outputs: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """entries: (token, position, [sequence ids]) in batch order -> (logits [n, V], hidden states [n, H]) of
-        every entry when ``outputs`` (else None), decoded in chunks of n_batch."""
+        """entries: (token, position, [sequence ids][, wanted]) in batch order -> (logits [n, V], hidden states
+        [n, H]) of every entry when ``outputs`` (else None; an entry whose ``wanted`` is False: zeros, its head
+        not computed), decoded in chunks of n_batch."""
         logits, feats = [], []
         want_h = outputs and self.record_features
         t0 = time.perf_counter()
@@ -190,11 +216,12 @@ class LlamaCppLM(Backend):
             chunk = entries[start : start + self.n_batch]
             b = self._batch
             b.n_tokens = len(chunk)
-            for i, (tok, pos, seqs) in enumerate(chunk):
-                b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, pos, len(seqs), outputs
+            wanted = [outputs and (len(e) < 4 or e[3]) for e in chunk]
+            for i, (tok, pos, seqs, *_) in enumerate(chunk):
+                b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, pos, len(seqs), wanted[i]
                 for j, s in enumerate(seqs):
                     b.seq_id[i][j] = s
-            _ERRORS.clear()
+            clear_errors()
             rc = L.llama_decode(self.ctx, b)
             if rc == 1:
                 raise ValueError(
@@ -204,26 +231,16 @@ class LlamaCppLM(Backend):
             if rc != 0:
                 raise RuntimeError(f"llama_decode failed ({rc}): {last_error()}")
             if outputs:
-                logits.append(self._copy_out(L.llama_get_logits(self.ctx), len(chunk), self.vocab_size))
+                logits.append(
+                    scatter_rows(copy_floats(L.llama_get_logits(self.ctx), sum(wanted), self.vocab_size), wanted)
+                )
             if want_h:
-                feats.append(self._copy_out(L.llama_get_embeddings(self.ctx), len(chunk), self.n_embd))
+                feats.append(copy_floats(L.llama_get_embeddings(self.ctx), len(chunk), self.n_embd))
         self.forward_time += time.perf_counter() - t0
         self.forward_calls += 1
         if not outputs:
             return None, None
         return np.concatenate(logits) if len(logits) > 1 else logits[0], (np.concatenate(feats) if want_h else None)
-
-    _ctypes_arrays: dict = {}  # element count -> ctypes array type (building one costs more than the copy)
-
-    def _copy_out(self, ptr, rows: int, width: int) -> np.ndarray:
-        """A copy of llama.cpp's output buffer ``ptr`` (float [rows, width]), valid after the next pass."""
-        n = rows * width
-        kind = self._ctypes_arrays.get(n) or self._ctypes_arrays.setdefault(n, ctypes.c_float * n)
-        return (
-            np.frombuffer(kind.from_address(ctypes.addressof(ptr.contents)), dtype=np.float32, count=n)
-            .reshape(rows, width)
-            .copy()
-        )
 
     def _rows_out(self, flat: np.ndarray, n: list[int]) -> torch.Tensor:
         """Logits of the flattened rows [sum n, V] -> [B, n_max, V] (zeros after a row's own tokens)."""
@@ -250,6 +267,7 @@ class LlamaCppLM(Backend):
             return torch.zeros(len(rows), 0, self.vocab_size) if need_logits else None
         self.check_context(max(length + k for length, k in zip(self.lengths, n)))
         entries = [(t, self.lengths[b] + i, (self._seq[b],)) for b, r in enumerate(rows) for i, t in enumerate(r)]
+        self._make_room(len(entries))
         logits, feats = self._decode(entries, need_logits or self.record_features)
         if feats is not None:
             at = 0
@@ -258,6 +276,23 @@ class LlamaCppLM(Backend):
                 at += k
         self.lengths = [length + k for length, k in zip(self.lengths, n)]
         return self._rows_out(logits, n) if need_logits else None
+
+    def extend_skipping(self, rows: list[list[int]], skip: list[set[int]]) -> torch.Tensor:
+        """``extend(rows)`` without the logits (the output head) at positions ``skip[b]`` of row b: zeros there."""
+        if self.record_features or self._tree is not None or not any(skip) or max(map(len, rows)) == 0:
+            return self.extend(rows)
+        self.check_rows(len(rows))
+        n = [len(r) for r in rows]
+        self.check_context(max(length + k for length, k in zip(self.lengths, n)))
+        entries = [
+            (t, self.lengths[b] + i, (self._seq[b],), i not in skip[b])
+            for b, r in enumerate(rows)
+            for i, t in enumerate(r)
+        ]
+        self._make_room(len(entries))
+        logits, _ = self._decode(entries, True)
+        self.lengths = [length + k for length, k in zip(self.lengths, n)]
+        return self._rows_out(logits, n)
 
     def extend_tree(self, tokens: list[list[int]], parents: list[list[int]]) -> torch.Tensor:
         """Append draft-tree nodes to every row in ONE pass (see the module docstring) -> logits [B, n_max, V]."""
@@ -270,6 +305,7 @@ class LlamaCppLM(Backend):
         if not entries:
             return torch.zeros(len(tokens), 0, self.vocab_size)
         self.check_context(max(e[1] for e in entries) + 1)
+        self._make_room(0)  # the nodes are counted in the pending tree already
         logits, feats = self._decode(entries, True)
         if feats is not None:
             at = 0
@@ -313,6 +349,8 @@ class LlamaCppLM(Backend):
         if parent >= 0 and parent not in reused and parent not in row.parents[:first]:
             reused.add(parent)
             return row.seq[parent]
+        if not self._free and self.prefix.entries:
+            self._drop(self.prefix.evict())
         if not self._free:
             raise ValueError(
                 f"the draft tree has more paths than llama.cpp sequences ({self.max_seqs - self.batch_size})"

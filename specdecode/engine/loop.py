@@ -20,6 +20,7 @@ import torch
 from .adaptive import MatchCounts
 from .backend import Backend
 from .config import GenerationConfig, GenerationOutput, Refusal
+from .constraint import GrammarBook
 from .costs import CostBook, CostTable
 from .drafts import Drafter, NoDrafter
 from .session import Session, method_for
@@ -29,11 +30,18 @@ AUTO = "auto"
 
 class SpeculativeGenerator:
     """target: a backend (``CausalLM``, ``LlamaCppLM``); drafter: any Drafter (NoDrafter = plain decoding);
-    tokenizer: for stop strings; cost_dir: where pass-cost tables are kept, one file per backend (None: in
+    tokenizer: for stop strings and constraints; grammars: a ``constraint.GrammarBook`` to share (generators of one
+    tokenizer); cost_dir: where pass-cost tables are kept, one file per backend (None: in
     memory only, measured once per generator)."""
 
     def __init__(
-        self, target: Backend, drafter: Drafter | None = None, tokenizer=None, *, cost_dir: Path | None = None
+        self,
+        target: Backend,
+        drafter: Drafter | None = None,
+        tokenizer=None,
+        *,
+        cost_dir: Path | None = None,
+        grammars: GrammarBook | None = None,
     ):
         self.target = target
         self.drafter = drafter or NoDrafter()
@@ -41,6 +49,8 @@ class SpeculativeGenerator:
         self.book = CostBook(cost_dir)
         self._session: Session | None = None
         self.lookup = MatchCounts()  # lookup-draft acceptance by match length, carried across this generator's calls
+        # constraints: the grammar vocabulary (built once, on first use) and compiled grammars; shareable
+        self.grammars = grammars if grammars is not None else GrammarBook(tokenizer, target.vocab_size)
         lm = self.drafter.lm
         if lm is not None and lm.vocab_size != target.vocab_size:
             raise ValueError(
@@ -69,7 +79,9 @@ class SpeculativeGenerator:
             if table.draft_token is None:
                 table = table.with_draft(self.drafter.draft_cost(self.book))
             named[str(costs)] = table
-        self._session = Session(self.target, self.drafter, self.tokenizer, max_batch, table, named, self.lookup)
+        self._session = Session(
+            self.target, self.drafter, self.tokenizer, max_batch, table, named, self.lookup, self.grammars
+        )
         return self._session
 
     def method_for(self, config: GenerationConfig):

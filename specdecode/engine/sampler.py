@@ -18,6 +18,7 @@ import torch
 from ..core.rng import TorchRNG
 from ..core.sampling import SamplingConfig, greedy, logits_to_probs
 from ..verify import CounterGumbel, gumbel_sample
+from .constrained import mask_logits
 from .policy import RowPolicy
 
 
@@ -36,12 +37,14 @@ class DraftSampler:
         self._shared = RowPolicy(sampling, None, children, rng, noise)
         self._rows: list[RowPolicy] | None = None
         self.seqs = seqs
+        self.grammars: list | None = None
 
     @classmethod
-    def per_row(cls, policies: list[RowPolicy], seqs: list[list[int]]) -> DraftSampler:
-        """policies[b] / seqs[b]: row b's policy and its sequence (the root is its last token)."""
+    def per_row(cls, policies: list[RowPolicy], seqs: list[list[int]], grammars: list | None = None) -> DraftSampler:
+        """policies[b] / seqs[b] / grammars[b]: row b's policy, its sequence (the root is its last token) and its
+        grammar (``constraint.RowGrammar``; None: unconstrained; grammars None: no row is)."""
         s = cls.__new__(cls)
-        s._shared, s._rows, s.seqs = None, list(policies), seqs
+        s._shared, s._rows, s.seqs, s.grammars = None, list(policies), seqs, grammars
         return s
 
     def row(self, b: int) -> RowPolicy:
@@ -62,8 +65,12 @@ class DraftSampler:
         """Row b drafts by argmax (T = 0): its q is not needed by verification."""
         return self.row(b).sampling.is_greedy
 
-    def probs(self, logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
-        """Draft logits [R, V] of nodes of ``rows`` (one row id per node) -> q [R, V], each with its row's warping."""
+    def probs(self, logits: torch.Tensor, rows: list[int], paths: list[tuple] | None = None) -> torch.Tensor:
+        """Draft logits [R, V] of nodes of ``rows`` (one row id per node) -> q [R, V], each with its row's warping;
+        paths[i]: node i's draft tokens after its row's root, for a constrained row's mask (applied before the
+        warping, as for the target)."""
+        if self.grammars is not None and paths is not None:
+            logits = mask_logits(logits, [self.grammars[b] for b in rows], paths)
         cfgs = [self.row(b).q_config for b in rows]
         if all(c == cfgs[0] for c in cfgs):
             return logits_to_probs(logits, cfgs[0])

@@ -34,6 +34,7 @@ from ..verify import CounterGumbel
 from ..verify.registry import resolve
 from .adaptive import AdaptiveK, MatchCounts
 from .config import GenerationConfig, Refusal, RowFault
+from .constraint import GrammarBook, RowGrammar
 from .costs import CostTable, read_table
 from .drafts import Drafter
 from .policy import RowPolicy
@@ -61,6 +62,7 @@ class Request:
     error: BaseException | None = None  # why it failed (reason "error")
     stats: GenerationStats = field(default_factory=GenerationStats)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    grammar: RowGrammar | None = None  # the matcher of a constrained request (its state: the tokens emitted)
 
     def __post_init__(self):
         self.seq = list(self.prompt)
@@ -90,10 +92,12 @@ class Session:
         costs: CostTable | None,
         named: dict[str, CostTable] | None = None,
         lookup: MatchCounts | None = None,
+        grammars: GrammarBook | None = None,
     ):
         """costs: the table adaptive requests read (None: they time passes); named: tables already resolved for
         cost files that requests may name (``GenerationConfig.costs``); lookup: the generator's acceptance of
-        lookup drafts by match length, which greedy adaptive requests start from and hand back when they leave."""
+        lookup drafts by match length, which greedy adaptive requests start from and hand back when they leave;
+        grammars: the generator's grammar vocabulary and compiled constraints (None: a new one)."""
         self.target, self.drafter, self.tokenizer = target, drafter, tokenizer
         self.max_batch, self.costs = max_batch, costs
         self.requests: list[Request] = []  # the running batch, in cache-row order
@@ -104,6 +108,7 @@ class Session:
         self._work = threading.Event()
         self._tables: dict[str, CostTable] = dict(named or {})  # cost files named by requests, read once
         self.lookup = lookup if lookup is not None else MatchCounts()
+        self.grammars = grammars if grammars is not None else GrammarBook(tokenizer, target.vocab_size)
 
     # ------------------------------------------------------------------ admission
     def admit(
@@ -169,6 +174,11 @@ class Session:
             )
         policy = RowPolicy.for_method(method, config.sampling, rng, noise, stream, limit, adaptive)
         req = Request(list(prompt), config, policy, StopRule(config, self.tokenizer), cells, on_tokens)
+        if config.constraint is not None:
+            try:
+                req.grammar = self.grammars.row(config.constraint)
+            except ValueError as exc:
+                raise Refusal(str(exc), "constraint") from None
         req.stats.costs = source
         return req
 
@@ -294,15 +304,20 @@ class Session:
             if r.policy.adaptive and r.policy.adaptive.matched and r.config.sampling.is_greedy:
                 self.lookup.take(r.policy.adaptive.matches)
         keep = [b for b, r in enumerate(self.requests) if r not in gone]
-        self.requests = [self.requests[b] for b in keep]
+        kept = [self.requests[b] for b in keep]
         try:
+            for b, r in enumerate(self.requests):
+                if r in gone and r.reason != "error":
+                    self.target.park(b, r.prompt[:-1])  # a backend with a prefix cache keeps the prompt's cells
             self.target.remove_rows(keep)
             self.drafter.remove_rows(keep)
+            self.requests = kept
         except Exception:  # noqa: BLE001 - a backend left inconsistent: the next join starts a fresh batch
-            for r in self.requests:
+            for r in kept:
                 r.finish("error", RuntimeError("the batch was rebuilt after a backend error"))
-            gone += self.requests
+            gone += kept
             self.requests = []
+            self.target.forget_prefixes()
         self._done = GenerationStats.merged([self._done] + [r.stats for r in gone])
         return gone
 
@@ -341,13 +356,16 @@ class Session:
         if not self.requests:
             self.target.reset(len(joining))
             self.target.record_features = self.drafter.needs_target_features
-            self.target.extend([p[:-1] for p in prompts], need_logits=False)
+            starts = [self.target.reuse_prefix(b, p[:-1]) for b, p in enumerate(prompts)]
+            self.target.extend([p[s:-1] for p, s in zip(prompts, starts)], need_logits=False)
             self.drafter.begin(prompts)
         else:
             old = len(self.requests)
             self.target.add_rows(len(joining))
             try:
-                self.target.extend([[] for _ in range(old)] + [p[:-1] for p in prompts], need_logits=False)
+                starts = [self.target.reuse_prefix(old + i, p[:-1]) for i, p in enumerate(prompts)]
+                rows = [[] for _ in range(old)] + [p[s:-1] for p, s in zip(prompts, starts)]
+                self.target.extend(rows, need_logits=False)
                 self.drafter.add_rows(prompts)
             except Exception:  # the running rows go on as they were: the new rows leave target and drafter
                 self.target.remove_rows(list(range(old)))

@@ -48,6 +48,10 @@ class GenerationStats:
     k_history: list = field(default_factory=list)  # histogram of the k used per row-step
     overlap_sum: float = 0.0  # sum over checked draft positions of sum_x min(p, q) (GenerationConfig.measure_overlap)
     overlap_count: int = 0
+    forced_drafted: int = 0  # constrained rows: tokens the grammar forced, drafted with q = 1 (not in ``proposed``)
+    forced_accepted: int = 0
+    masks: int = 0  # constrained rows: grammar masks computed, and the seconds they took
+    mask_time: float = 0.0
     costs: str = ""  # the pass-cost table adaptive depths read: "file PATH", "measured now...", "timed per pass"
 
     @staticmethod
@@ -158,6 +162,11 @@ def format_stats(s: GenerationStats) -> str:
     ]
     if len([c for c in s.k_history if c]) > 1:
         lines.append("k used: " + ", ".join(f"k={k}: {c}" for k, c in enumerate(s.k_history) if c))
+    if s.masks:
+        lines.append(
+            f"grammar: {s.masks} masks in {s.mask_time * 1e3:.1f} ms ({s.mask_time / s.masks * 1e6:.0f} us each); "
+            f"forced tokens drafted {s.forced_drafted}, accepted {s.forced_accepted}"
+        )
     if s.costs:
         lines.append(f"pass costs: {s.costs}")
     return "\n".join(lines)

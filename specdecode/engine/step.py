@@ -25,6 +25,7 @@ import torch
 
 from .adaptive import DepthAsk, batch_depths
 from .config import RowFault
+from .constrained import constrain_drafts, mask_tree_logits, one_token_nodes
 from .drafts import Drafter, DraftTree
 from .sampler import DraftSampler
 from .stats import GenerationStats
@@ -37,13 +38,20 @@ def run_step(target, drafter: Drafter, requests: list, passes: GenerationStats) 
     to ``passes``, each row's own counts to its request's stats."""
     policies = [r.policy for r in requests]
     seqs = [r.seq for r in requests]
-    caps = [max(0, min(pol.limit, r.config.max_new_tokens - len(r.new) - 1)) for pol, r in zip(policies, requests)]
+    rooms = [max(0, r.config.max_new_tokens - len(r.new) - 1) if pol.limit else 0 for pol, r in zip(policies, requests)]
+    caps = [min(pol.limit, room) for pol, room in zip(policies, rooms)]
+    grammars = [r.grammar for r in requests]
+    constrained = any(g is not None for g in grammars)
     t0 = time.perf_counter()
-    trees = _draft(target, drafter, policies, seqs, caps)
+    trees = _draft(target, drafter, policies, seqs, caps, grammars if constrained else None)
+    if constrained:
+        trees = constrain_drafts(trees, grammars, rooms)
     draft_dt = time.perf_counter() - t0
     passes.draft_time += draft_dt
-    logits, chain_pass, pass_dt = _score(target, trees, passes)
+    logits, chain_pass, pass_dt = _score(target, trees, passes, grammars if constrained else None)
     _check_finite(target, drafter, requests, trees, logits, chain_pass, passes.steps + 1)
+    if constrained:
+        mask_tree_logits(logits, trees, grammars)
     drafted = sum(t.size for t in trees)
     computed = target.batch_tokens([len(t.tokens) for t in trees])
     for pol in policies:
@@ -63,18 +71,19 @@ def run_step(target, drafter: Drafter, requests: list, passes: GenerationStats) 
         _emit(r, tree, res)
 
 
-def _draft(target, drafter: Drafter, policies: list, seqs: list, caps: list[int]) -> list[DraftTree]:
+def _draft(target, drafter: Drafter, policies: list, seqs: list, caps: list[int], grammars) -> list[DraftTree]:
     """Every row's draft. A cheap drafter (lookup) drafts to each row's cap first and the adaptive rows are cut to
     the depth their draft is worth (its match length priced, ``adaptive.DepthAsk``); others are asked for the
-    depths the rows' controllers choose."""
+    depths the rows' controllers choose. ``grammars``: each row's (None: no row is constrained), for the sampler."""
+    sampler = DraftSampler.per_row(policies, seqs, grammars)
     if drafter.cheap and any(pol.adaptive for pol in policies) and max(caps) > 0:
-        full = drafter.propose(seqs, caps, DraftSampler.per_row(policies, seqs))
+        full = drafter.propose(seqs, caps, sampler)
         asks = [_ask(pol.adaptive, tree, cap) for pol, tree, cap in zip(policies, full, caps)]
         ks = batch_depths(asks, target.batch_tokens)
         return [tree.cut(k) for tree, k in zip(full, ks)]
     ks = batch_depths([(pol.adaptive, cap) for pol, cap in zip(policies, caps)], target.batch_tokens)
     if max(ks) > 0:
-        return drafter.propose(seqs, ks, DraftSampler.per_row(policies, seqs))
+        return drafter.propose(seqs, ks, sampler)
     return [DraftTree.chain(s[-1], []) for s in seqs]
 
 
@@ -90,12 +99,16 @@ def _ask(ctrl, tree: DraftTree, cap: int) -> DepthAsk:
     return DepthAsk(ctrl, min(depth, cap), tree.match, list(accumulate(counts)))
 
 
-def _score(target, trees: list[DraftTree], passes: GenerationStats):
-    """ONE target pass over every row's nodes -> (logits [B, n_max, V], whether it was a plain chain pass, seconds)."""
+def _score(target, trees: list[DraftTree], passes: GenerationStats, grammars):
+    """ONE target pass over every row's nodes -> (logits [B, n_max, V], whether it was a plain chain pass, seconds).
+    grammars: each row's (None: no row is constrained): the logits a grammar makes one-hot are not asked for."""
     feed = [t.tokens for t in trees]
     chain_pass = all(t.is_chain for t in trees)
+    skip = one_token_nodes(trees, grammars) if grammars is not None and chain_pass else None
     t0 = time.perf_counter()
-    if chain_pass:  # the fast path: no tree mask, the cache compacted right away
+    if skip is not None and any(skip):
+        logits = target.extend_skipping(feed, skip)
+    elif chain_pass:  # the fast path: no tree mask, the cache compacted right away
         logits = target.extend(feed)
     else:
         logits = target.extend_tree(feed, [t.parents for t in trees])
@@ -140,19 +153,29 @@ def _commit(target, drafter: Drafter, requests: list, results: list[RowResult], 
 
 
 def _emit(r, tree: DraftTree, res: RowResult) -> None:
-    """Statistics, the adaptive controller, stops and streaming for one row's emitted tokens."""
-    n, depth = len(res.accepted), tree.depth
+    """Statistics, the adaptive controller, stops and streaming for one row's emitted tokens. The drafter is
+    credited with its own nodes only (a chain's forced tail is counted apart)."""
+    n, depth = len(res.accepted), tree.depth - tree.forced
     last = res.accepted[-1] if res.accepted else 0
     leaf = not any(par == last for par in tree.parents)
-    r.stats.record_step(depth, n, nodes=tree.size, bonus=leaf)
+    own = min(n, depth)
+    r.stats.record_step(depth, own, nodes=tree.size - tree.forced, bonus=leaf if own == n else True)
+    r.stats.forced_drafted += tree.forced
+    r.stats.forced_accepted += n - own
     r.stats.target_calls += 1
     if r.policy.adaptive:
         if tree.match:
-            r.policy.adaptive.observe_match(tree.match, depth, n)
+            r.policy.adaptive.observe_match(tree.match, depth, own)
         else:
-            r.policy.adaptive.observe(depth, n)
-    kinds = ["accepted"] * n + ["plain" if tree.size == 0 else ("bonus" if leaf else "recovered")]
+            r.policy.adaptive.observe(depth, own)
+    kinds = ["accepted"] * own + ["forced"] * (n - own)
+    kinds.append("plain" if tree.size == 0 else ("bonus" if leaf else "recovered"))
     keep, reason = r.stops.cut(res.tokens, r.new)
+    if r.grammar is not None:
+        r.stats.masks, r.stats.mask_time = r.grammar.masks_computed, r.grammar.mask_seconds
+        end = r.grammar.advance(res.tokens[:keep])
+        if end is not None and end <= keep:
+            keep, reason = end, "eos"
     toks, kinds = res.tokens[:keep], kinds[:keep]
     r.seq.extend(toks)
     r.new.extend(toks)

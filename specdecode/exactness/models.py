@@ -114,6 +114,32 @@ class WarpedModel:
         return self._logits(ctx).softmax(-1).tolist()
 
 
+@dataclass(frozen=True)
+class ConstrainedModel:
+    """A model under a toy grammar (the engine's constrained p_c / q_c): after token x the token (x + 1) mod V is
+    not allowed (V = 2: a forced run), the rest renormalised; uniform over the allowed tokens where the model
+    gives them no mass (as masking logits before warping would)."""
+
+    model: object
+
+    @property
+    def V(self) -> int:
+        return self.model.V
+
+    def allowed(self, ctx) -> list[bool]:
+        return [not ctx or x != (ctx[-1] + 1) % self.V for x in range(self.V)]
+
+    def probs(self, ctx):
+        ok = self.allowed(ctx)
+        w = [px if a else 0 * px for px, a in zip(self.model.probs(ctx), ok)]
+        s = sum(w)
+        if s == 0:
+            return [Fraction(1, sum(ok)) if a else Fraction(0) for a in ok]
+        return [wi / s for wi in w]
+
+    raw = probs
+
+
 def model_pairs(V: int) -> list[tuple[str, object, object]]:
     """The suite's (name, target, draft) pairs for vocabulary size V."""
     return [
@@ -126,4 +152,6 @@ def model_pairs(V: int) -> list[tuple[str, object, object]]:
         ("warped T=0.7 top-k=2", WarpedModel(V, 12, 0.7, top_k=2), WarpedModel(V, 13, 0.7, top_k=2)),
         ("warped T=1.3 top-p=0.8", WarpedModel(V, 14, 1.3, top_p=0.8), WarpedModel(V, 15, 1.3, top_p=0.8)),
         ("fractions", FractionModel(V, 16), FractionModel(V, 17)),
+        ("constrained p and q", ConstrainedModel(RandomModel(V, 18)), ConstrainedModel(RandomModel(V, 19))),
+        ("constrained p, unmasked q", ConstrainedModel(FractionModel(V, 20)), FractionModel(V, 21)),
     ]

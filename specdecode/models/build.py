@@ -32,6 +32,7 @@ from ..engine import (
     SuffixDrafter,
     TreeShape,
 )
+from ..engine.constraint import GrammarBook
 from ..engine.llama_cpp import LlamaCppLM
 from .cache import cache_dir
 from .drafts import check_compatible, draft_kind, is_draft_dir
@@ -137,6 +138,7 @@ class Builder:
         backend: str = "hf",
         device: str = "cpu",
         gguf_format: str | None = None,
+        prefix_cache: int = 0,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -145,7 +147,7 @@ class Builder:
         if backend == "llama.cpp":
             if self.device.type != "cpu":
                 raise ValueError("the llama.cpp backend runs on the CPU here: leave --device at cpu")
-            self.target = LlamaCppLM(str(gguf_path(model, gguf_format)), name=model)
+            self.target = LlamaCppLM(str(gguf_path(model, gguf_format)), name=model, prefix_slots=prefix_cache)
             self.tokenizer = gguf_tokenizer(model, self.target.path, self.target.vocab_size)
         else:
             if model.startswith("gguf:") or model.endswith(".gguf"):
@@ -153,6 +155,7 @@ class Builder:
             self.target = CausalLM(load_model(model, dtype).to(self.device), name=model)
             self.tokenizer = load_tokenizer(model, self.target.model)
         self.eos = eos_ids(self.tokenizer)
+        self.grammars = GrammarBook(self.tokenizer, self.target.vocab_size)  # shared by this Builder's generators
         self._drafts: dict[str, CausalLM | LlamaCppLM | EagleHead] = {}
 
     def encode(self, prompt: str | list[dict], chat: bool = True) -> list[int]:
@@ -164,7 +167,11 @@ class Builder:
         """A generator on this Builder's one target (pass costs kept in ``costs_dir()``); ``corpus_tokens``: the
         suffix drafter's shared corpus cap (0: every request drafts from its own context only)."""
         return SpeculativeGenerator(
-            self.target, self.drafter(drafter, tree, corpus_tokens), self.tokenizer, cost_dir=costs_dir()
+            self.target,
+            self.drafter(drafter, tree, corpus_tokens),
+            self.tokenizer,
+            cost_dir=costs_dir(),
+            grammars=self.grammars,
         )
 
     def drafter(self, spec: str, tree: str | None = None, corpus_tokens: int = CORPUS_TOKENS):

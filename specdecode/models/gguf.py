@@ -15,7 +15,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from ..engine.llama_cpp import require_llama_cpp
+from ..engine.llama_lib import require_llama_cpp
 from .cache import cache_dir
 from .registry import SMOLLM2, smollm2_gguf, tiny_seed
 from .tiny import tiny_llama

@@ -25,7 +25,8 @@ class ByteTokenizer:
         return [b % self.vocab_size for b in text.encode("utf-8")] or [0]
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
-        return bytes(int(i) % 256 for i in ids).decode("utf-8", errors="replace")
+        """Ids past the 256 bytes (in vocabularies larger than 256) are special tokens: no text."""
+        return bytes(int(i) for i in ids if int(i) < 256).decode("utf-8", errors="replace")
 
 
 def load_tokenizer(name: str, model=None):

@@ -16,6 +16,17 @@ _RECORDS = [
     "Aiko Tanaka (29) teaches music in Osaka.",
     "Samuel Okoro, aged 41, is an engineer living in Lagos.",
 ]
+RECORD_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "age": {"type": "integer"},
+        "city": {"type": "string"},
+        "job": {"type": "string"},
+    },
+    "required": ["name", "age", "city", "job"],
+    "additionalProperties": False,
+}  # what the records-json requests ask for (``bench-structured`` constrains them to it)
 _SCHEMA = 'Return only JSON with the keys "name", "age", "city" and "job", e.g. {"name": "...", "age": 0, ...}.'
 
 _EMAIL = (

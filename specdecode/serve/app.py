@@ -224,6 +224,7 @@ _PARAMS = {
     "sampling": "temperature",
     "stop_strings": "stop",
     "costs": None,
+    "constraint": "response_format",
 }
 
 

@@ -2,7 +2,9 @@
 
 ``parse`` checks a JSON body field by field and raises ``ApiError`` (HTTP 400 with an OpenAI-style error body
 naming the field) for anything out of range or unsupported; it returns the prompt (chat messages or text) and
-a ``GenerationConfig``. Extensions beside OpenAI's fields: ``top_k``; ``k`` (draft length, 0 = plain decoding),
+a ``GenerationConfig``. ``response_format`` (``json_object``, ``json_schema`` with ``strict``) constrains the output
+(engine.constraint). Extensions beside OpenAI's fields: ``top_k``; ``regex`` (the output matches it); ``k`` (draft
+length, 0 = plain decoding),
 ``adaptive`` and ``method`` (verification method) for the speculative engine. Every response carries a
 ``speculative`` object: that request's accepted / recovered / bonus counts and tokens per target call.
 
@@ -19,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 
 from ..core.sampling import SamplingConfig
-from ..engine import K_MAX, GenerationConfig, Request
+from ..engine import K_MAX, Constraint, GenerationConfig, Request
 from ..verify import METHODS
 
 
@@ -45,7 +47,6 @@ UNSUPPORTED = {
     "best_of": (None, 1),
     "echo": (None, False),
     "suffix": (None, ""),
-    "response_format": (None, {"type": "text"}),
     "audio": (None,),
     "modalities": (None, ["text"]),
 }
@@ -171,8 +172,42 @@ def parse(body, chat: bool, rules: Rules):
         sampling=sampling,
         eos_token_ids=eos,
         stop_strings=_stops(body),
+        constraint=_constraint(body),
     )
     return prompt, config, seed, stream, bool(isinstance(opts, dict) and opts.get("include_usage"))
+
+
+def _constraint(body: dict) -> Constraint | None:
+    """``response_format`` / ``regex`` -> the output's constraint (None: free text)."""
+    fmt, regex = body.get("response_format"), body.get("regex")
+    if regex is not None:
+        if not isinstance(regex, str) or not regex:
+            raise ApiError("regex must be a non-empty string (a regular expression the output matches)", "regex")
+        if fmt not in (None, {"type": "text"}):
+            raise ApiError("give either response_format or regex, not both", "regex")
+        try:
+            return Constraint.regex(regex)
+        except ValueError as exc:
+            raise ApiError(str(exc), "regex") from None
+    if fmt is None:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind not in ("text", "json_object", "json_schema"):
+        raise ApiError('response_format must be {"type": "text" | "json_object" | "json_schema"}', "response_format")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return Constraint.json_object()
+    spec = fmt.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
+        raise ApiError("response_format.json_schema must be an object with a schema object", "response_format")
+    strict = spec.get("strict", False)
+    if not isinstance(strict, bool) and strict is not None:
+        raise ApiError("response_format.json_schema.strict must be true or false", "response_format")
+    try:
+        return Constraint.json_schema(spec.get("schema", {}), strict=bool(strict))
+    except ValueError as exc:
+        raise ApiError(str(exc), "response_format") from None
 
 
 def speculative(r: Request) -> dict:
@@ -184,6 +219,7 @@ def speculative(r: Request) -> dict:
         "proposed": s.proposed,
         "target_calls": s.row_steps,
         "tokens_per_target_call": round(s.tokens_per_target_call, 4),
+        "forced": s.forced_accepted,
         "per_position_acceptance": [
             round(a / p, 4) if p else None for a, p in zip(s.per_position_accepted, s.per_position_proposed)
         ],

@@ -157,6 +157,47 @@ def test_sampled_speculation_through_llama_cpp_follows_its_own_distribution(tmp_
             assert res.passed, (method, p, res)
 
 
+def test_constrained_sampling_through_llama_cpp_follows_the_masked_distribution(tmp_path):
+    """A regex over bytes 1..4 (5: its end of sequence): the first two tokens against the backend's own logits masked
+    to the allowed tokens, then warped (T = 0.8, top-p); chains and trees."""
+    from specdecode.engine import Constraint, PromptLookupDrafter
+    from specdecode.models.tokenizers import ByteTokenizer
+
+    target = LlamaCppLM(str(export_gguf(tiny_llama(3, vocab_size=V), tmp_path / "t.gguf")))
+    draft = LlamaCppLM(str(export_gguf(tiny_llama(4, vocab_size=V), tmp_path / "d.gguf")))
+    cfg, prompt, first, second = SamplingConfig(0.8, top_p=0.9), [1, 2, 3, 1, 2], [1, 2, 3], [2, 3, 4]
+
+    def masked(logits, allowed):
+        out = torch.full_like(logits, float("-inf"))
+        out[allowed] = logits[allowed]
+        return logits_to_probs(out, cfg)
+
+    target.reset(1)
+    p1 = masked(target.extend([prompt])[0, -1].double(), first)
+    exact = torch.zeros(V * V, dtype=torch.float64)
+    for x in first:
+        target.rollback([len(prompt)])
+        exact[x * V : x * V + V] = p1[x] * masked(target.extend([[x]])[0, -1].double(), second)
+    constraint = Constraint.regex(r"[\x01-\x03][\x02-\x04]+")
+    for drafter, method in (
+        (ModelDrafter(draft), "tokenwise"),
+        (ModelDrafter(draft, TreeShape.parse("static:2,1")), "rrs-wor"),
+        (PromptLookupDrafter(), "tokenwise"),
+    ):
+        counts, g = torch.zeros(V * V), torch.Generator().manual_seed(2)
+        gen = SpeculativeGenerator(target, drafter, ByteTokenizer(V))
+        for _ in range(50):
+            out = gen.generate(
+                [prompt] * 30,
+                GenerationConfig(max_new_tokens=2, k=3, method=method, sampling=cfg, constraint=constraint),
+                g,
+            )
+            for toks in out.tokens:
+                counts[toks[0] * V + toks[1]] += 1
+        res = compare_counts(counts, exact)
+        assert res.passed, (method, res)
+
+
 def test_eagle_features_from_llama_cpp_match_the_hf_hidden_states():
     lc = LlamaCppLM(str(gguf_path("tiny-llama:1")), embeddings=True)
     hf = CausalLM(tiny_llama(1))
@@ -209,12 +250,12 @@ def test_a_file_that_is_not_gguf_is_refused(tmp_path, capsys):
 def test_missing_llama_cpp_names_the_extra(monkeypatch):
     import sys
 
-    from specdecode.engine import llama_cpp as backend
+    from specdecode.engine import llama_lib
 
-    monkeypatch.setattr(backend, "L", None)
+    monkeypatch.setattr(llama_lib, "_MODULE", None)
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
     with pytest.raises(ValueError, match=r"specdecode\[llama\]"):
-        backend.require_llama_cpp()
+        llama_lib.require_llama_cpp()
 
 
 def test_monte_carlo_catches_tree_nodes_that_do_not_see_their_prefix(tmp_path, monkeypatch):

@@ -169,6 +169,33 @@ def test_llama_cpp_greedy_speculative_equals_plain(smol_cpp):
             assert smol_cpp.generator(drafter).generate([prompt], cfg, torch.Generator()).tokens == alone, drafter
 
 
+def test_llama_cpp_json_schema_greedy_equals_constrained_plain(smol_cpp):
+    """Records to JSON under their schema: forced-token drafts with suffix and prompt lookup == constrained plain
+    decoding, every output valid against the schema."""
+    import json
+
+    import jsonschema
+
+    from specdecode.engine import Constraint
+    from specdecode.prompts.repetitive import RECORD_SCHEMA, WORKLOADS
+
+    ids = [smol_cpp.encode(m) for m in WORKLOADS["records-json"][:2]]
+
+    def run(drafter, k, adaptive):
+        c = Constraint.json_schema(RECORD_SCHEMA)
+        cfg = GenerationConfig(64, k, adaptive, sampling=GREEDY, eos_token_ids=smol_cpp.eos, constraint=c)
+        gen = smol_cpp.generator(drafter)
+        return [gen.generate([p], cfg, torch.Generator()) for p in ids]
+
+    want = [o.tokens[0] for o in run("none", 0, False)]
+    for drafter in ("none", "suffix", "prompt-lookup"):
+        outs = run(drafter, 16, drafter != "none")
+        assert [o.tokens[0] for o in outs] == want, drafter
+        assert sum(o.stats.forced_accepted for o in outs) > 10
+    for toks in want:
+        jsonschema.validate(json.loads(smol_cpp.tokenizer.decode(toks, skip_special_tokens=True)), RECORD_SCHEMA)
+
+
 @pytest.mark.slow
 def test_llama_cpp_sampling_follows_its_own_distribution(smol_cpp):
     """Monte Carlo: the first two tokens at T = 0.8 with top-p 0.9, prompt-lookup drafts (the prompt repeats

@@ -36,9 +36,15 @@ def start(builder: Builder, drafter: str, max_batch: int):
         max_tokens=32,
         drafter=drafter,
     )
+    uv, thread, url = run_app(server.app())
+    return uv, thread, url, server
+
+
+def run_app(app):
+    """Serve ``app`` with uvicorn in a daemon thread on a free 127.0.0.1 port -> (server, thread, url) once healthy."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(server.app(), log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -49,7 +55,7 @@ def start(builder: Builder, drafter: str, max_batch: int):
                 break
         except httpx.HTTPError:
             time.sleep(0.05)
-    return uv, thread, url, server
+    return uv, thread, url
 
 
 @pytest.fixture(scope="module")

@@ -88,7 +88,7 @@ class EagleDrafter(TreeGrower):
         self.calls += 1
         self._feats, self._node = {0: h}, {}
         self._seg = TreeSegment(len(seqs[0]) - 1)
-        return [self._probs(h[None], sampler)[0]]  # row 0: EAGLE drafts run with batch size 1
+        return [self._probs(h[None], sampler, [()])[0]]  # row 0: EAGLE drafts run with batch size 1
 
     def _expand(self, rows, new, sampler):
         row, ids = rows[0], new[0]
@@ -108,14 +108,14 @@ class EagleDrafter(TreeGrower):
         )
         self.calls += 1
         self._feats.update(zip(ids, h[0]))
-        return {0: list(self._probs(h[0], sampler))}
+        return {0: list(self._probs(h[0], sampler, [row.path(i) for i in ids]))}
 
     def _finish(self):
         self.state.crop()
 
-    def _probs(self, h: torch.Tensor, sampler) -> torch.Tensor:
-        """h [n, H] predicted features -> q [n, V]."""
-        return sampler.probs(self.head.head(h).float(), [0] * h.shape[0])
+    def _probs(self, h: torch.Tensor, sampler, paths: list[tuple]) -> torch.Tensor:
+        """h [n, H] predicted features of nodes with draft paths ``paths`` -> q [n, V]."""
+        return sampler.probs(self.head.head(h).float(), [0] * h.shape[0], paths)
 
     def observe(self, paths):
         pass  # true features arrive through the target's record; the cache is cut in the next catch-up

@@ -32,6 +32,14 @@ class GrowingTree:
         self.score.append(self.score[parent] * float(self.qs[parent][token]))
         return len(self.tokens) - 1
 
+    def path(self, node: int) -> tuple:
+        """The draft tokens from the root to ``node`` (the root excluded)."""
+        out = []
+        while node > 0:
+            out.append(self.tokens[node])
+            node = self.parents[node]
+        return tuple(reversed(out))
+
     def tree(self, keep_q: bool) -> DraftTree:
         if not keep_q:
             return DraftTree(self.tokens, self.parents, None)

@@ -55,7 +55,7 @@ class ModelDrafter(TreeGrower):
         self.calls += 1
         self._base = list(self.lm.lengths)
         self._fed = [{} for _ in seqs]
-        q = sampler.probs(torch.stack([logits[b, len(feed[b]) - 1] for b in active]), active)
+        q = sampler.probs(torch.stack([logits[b, len(feed[b]) - 1] for b in active]), active, [()] * len(active))
         return list(q)
 
     def _expand(self, rows: dict[int, GrowingTree], new, sampler):
@@ -69,7 +69,10 @@ class ModelDrafter(TreeGrower):
         # chains: the new token of each row in a plain causal pass; trees: one tree-attention pass
         logits = self._forward(tokens) if self.shape is None else self.lm.extend_tree(tokens, parents)
         self.calls += 1
-        return {b: list(sampler.probs(logits[b, : len(ids)], [b] * len(ids))) for b, ids in new.items()}
+        return {
+            b: list(sampler.probs(logits[b, : len(ids)], [b] * len(ids), [rows[b].path(i) for i in ids]))
+            for b, ids in new.items()
+        }
 
     def observe(self, paths):
         if not self._base:

@@ -1,0 +1,71 @@
+"""llama-cpp-python loaded once: its module, llama.cpp's log routed into a short buffer of recent errors (kept off
+the terminal) and its backend initialised; copies out of llama.cpp's output buffers.
+
+Not here: the backend itself (``llama_cpp.LlamaCppLM``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+_MODULE = None  # the llama_cpp module, imported on first use (require_llama_cpp)
+INSTALL_HINT = "the llama.cpp backend needs llama-cpp-python: pip install 'specdecode[llama]'"
+_ERRORS: list[str] = []  # the last messages llama.cpp logged (its own log is kept off the terminal)
+_LOG_CALLBACK = None  # kept alive: llama.cpp holds a pointer to it
+
+
+def require_llama_cpp():
+    """Import llama-cpp-python once, route llama.cpp's log into ``_ERRORS`` and initialise its backend."""
+    global _MODULE, _LOG_CALLBACK
+    if _MODULE is None:
+        try:
+            import llama_cpp
+        except ImportError:
+            raise ValueError(INSTALL_HINT) from None
+
+        def log(level, text, user_data):  # pragma: no cover - called from C
+            if level in (3, 4):  # warnings and errors (this build's levels): kept for our own error messages
+                _ERRORS.append(text.decode("utf-8", errors="replace").strip())
+                del _ERRORS[:-20]
+
+        _LOG_CALLBACK = llama_cpp.llama_log_callback(log)
+        llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+        _MODULE = llama_cpp
+    return _MODULE
+
+
+def clear_errors() -> None:
+    """Forget what llama.cpp logged so far (before a call whose failure ``last_error`` will explain)."""
+    _ERRORS.clear()
+
+
+def last_error() -> str:
+    """What llama.cpp logged since the last call that cleared the log, in one short line."""
+    parts = [e.split(": ", 1)[-1] for e in _ERRORS if e]
+    return "; ".join(dict.fromkeys(parts))[:240] or "no message"
+
+
+_ARRAY_TYPES: dict = {}  # element count -> ctypes array type (building one costs more than the copy)
+
+
+def copy_floats(ptr, rows: int, width: int) -> np.ndarray:
+    """A copy of a llama.cpp output buffer ``ptr`` (float [rows, width]), valid after the next pass."""
+    n = rows * width
+    kind = _ARRAY_TYPES.get(n) or _ARRAY_TYPES.setdefault(n, ctypes.c_float * n)
+    return (
+        np.frombuffer(kind.from_address(ctypes.addressof(ptr.contents)), dtype=np.float32, count=n)
+        .reshape(rows, width)
+        .copy()
+    )
+
+
+def scatter_rows(got: np.ndarray, wanted: list[bool]) -> np.ndarray:
+    """got [sum(wanted), W]: the rows of the wanted entries -> [len(wanted), W] with zeros for the others."""
+    if len(got) == len(wanted):
+        return got
+    out = np.zeros((len(wanted), got.shape[1]), dtype=got.dtype)
+    out[np.flatnonzero(wanted)] = got
+    return out
