@@ -12,6 +12,7 @@ import sys
 import threading
 
 from . import (
+    audit,
     bench,
     bench_backends,
     bench_draft,
@@ -51,6 +52,7 @@ COMMANDS = [
     step_sim,
     rho,
     candidates,
+    audit,
 ]
 
 

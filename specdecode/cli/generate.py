@@ -77,6 +77,13 @@ def add_args(ap) -> None:
     ap.add_argument("--no-chat", action="store_true", help="do not wrap prompts in the model's chat template")
     ap.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     ap.add_argument("--json", action="store_true", help="print one machine-readable JSON record")
+    ap.add_argument(
+        "--logprobs",
+        type=int,
+        metavar="N",
+        help="with --json: each token's log-probability (the distribution it was drawn from; greedy: the model's "
+        "softmax) and its N most probable alternatives, 0-20",
+    )
     add_constraint_args(ap)
     ap.add_argument(
         "--show-drafts",
@@ -131,6 +138,7 @@ def generation_config(args, builder: Builder, sampling: SamplingConfig) -> Gener
         stop_strings=tuple(args.stop),
         costs=args.costs,
         constraint=constraint_from(args),
+        logprobs=args.logprobs,
     )
 
 
@@ -162,6 +170,8 @@ def run(args) -> int:
         raise ValueError(f"-k must be in [0, {K_MAX}], got {args.k}")
     if not 0 <= args.seed <= SEED_MAX:
         raise ValueError(f"--seed must be in [0, {SEED_MAX}], got {args.seed}")
+    if args.logprobs is not None and not (args.json and 0 <= args.logprobs <= 20):
+        raise ValueError(f"--logprobs takes 0-20 alternatives and needs --json, got {args.logprobs}")
     sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     texts = prompts_from(args)
     check_specs(args.drafter, args.tree)
@@ -198,6 +208,10 @@ def _streamer(tok, show_drafts: bool):
     return on_tokens
 
 
+def _logprob(x) -> dict:
+    return {"token": x.token, "logprob": x.logprob, "top": [[t, lp] for t, lp in x.top]}
+
+
 def _report(
     args, tok, texts: list[str], out: GenerationOutput, sampling: SamplingConfig, method: str, stream: bool
 ) -> None:
@@ -219,7 +233,10 @@ def _report(
                     "seed": args.seed,
                     "outputs": [
                         {"prompt": t, "text": decode(ids), "tokens": ids, "kinds": kk, "finish_reason": r}
-                        for t, ids, kk, r in zip(texts, out.tokens, out.kinds, out.finish_reasons)
+                        | ({"logprobs": [_logprob(x) for x in lps]} if args.logprobs is not None else {})
+                        for t, ids, kk, r, lps in zip(
+                            texts, out.tokens, out.kinds, out.finish_reasons, out.logprobs or [[]] * len(texts)
+                        )
                     ],
                     "stats": out.stats.as_dict(),
                 }

@@ -49,6 +49,7 @@ class GenerationConfig:
     measure_overlap: bool = False  # record sum_x min(p, q) at every checked draft position (exact alpha)
     costs: str | None = None  # adaptive: a cost-table file to read (None: the session's table; see engine.costs)
     constraint: Constraint | None = None  # the output must match it (engine.constraint: JSON schema, regex, ...)
+    logprobs: int | None = None  # record each emitted token's log-probability and this many alternatives (0-20)
 
     def __post_init__(self):
         check_int("max_new_tokens", self.max_new_tokens, 1)
@@ -70,6 +71,8 @@ class GenerationConfig:
             raise ValueError("stop_strings must not contain an empty string")
         if self.costs is not None and (not isinstance(self.costs, str) or not self.costs):
             raise TypeError(f"costs must be the path of a cost-table file, got {self.costs!r}")
+        if self.logprobs is not None:
+            check_int("logprobs", self.logprobs, 0, 20)
         if self.constraint is not None and not isinstance(self.constraint, Constraint):
             raise TypeError(f"constraint must be a Constraint, got {type(self.constraint).__name__}")
 
@@ -81,3 +84,4 @@ class GenerationOutput:
     stats: GenerationStats
     finish_reasons: list  # "eos" | "stop" | "length"
     method: str = ""  # the verification method that ran (verify.METHODS)
+    logprobs: list = field(default_factory=list)  # B lists of logprobs.TokenLogprob (GenerationConfig.logprobs)

@@ -119,5 +119,10 @@ class SpeculativeGenerator:
         stats.total_time = time.perf_counter() - t_start
         stats.costs = reqs[0].stats.costs
         return GenerationOutput(
-            [r.new for r in reqs], [r.kinds for r in reqs], stats, [r.reason for r in reqs], reqs[0].method.name
+            [r.new for r in reqs],
+            [r.kinds for r in reqs],
+            stats,
+            [r.reason for r in reqs],
+            reqs[0].method.name,
+            [r.logprobs for r in reqs],
         )

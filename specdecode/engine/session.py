@@ -63,6 +63,7 @@ class Request:
     stats: GenerationStats = field(default_factory=GenerationStats)
     cancelled: threading.Event = field(default_factory=threading.Event)
     grammar: RowGrammar | None = None  # the matcher of a constrained request (its state: the tokens emitted)
+    logprobs: list = field(default_factory=list)  # a logprobs.TokenLogprob per emitted token (config.logprobs)
 
     def __post_init__(self):
         self.seq = list(self.prompt)

@@ -27,6 +27,7 @@ from .adaptive import DepthAsk, batch_depths
 from .config import RowFault
 from .constrained import constrain_drafts, mask_tree_logits, one_token_nodes
 from .drafts import Drafter, DraftTree
+from .logprobs import token_logprobs
 from .sampler import DraftSampler
 from .stats import GenerationStats
 from .verify_step import RowResult, overlap, verify_rows
@@ -67,8 +68,12 @@ def run_step(target, drafter: Drafter, requests: list, passes: GenerationStats) 
                 r.stats.overlap_sum, r.stats.overlap_count = r.stats.overlap_sum + ov[0], r.stats.overlap_count + ov[1]
     _commit(target, drafter, requests, results, chain_pass)
     passes.steps += 1
-    for r, tree, res in zip(requests, trees, results):
-        _emit(r, tree, res)
+    for b, (r, tree, res) in enumerate(zip(requests, trees, results)):
+        lp = None
+        if r.config.logprobs is not None:  # emitted token i was drawn at node path[i] of the accepted path
+            at = torch.tensor([0] + res.accepted[: len(res.tokens) - 1])
+            lp = token_logprobs(logits[b, at], res.tokens, r.policy.sampling, r.config.logprobs)
+        _emit(r, tree, res, lp)
 
 
 def _draft(target, drafter: Drafter, policies: list, seqs: list, caps: list[int], grammars) -> list[DraftTree]:
@@ -152,7 +157,7 @@ def _commit(target, drafter: Drafter, requests: list, results: list[RowResult], 
     drafter.observe(paths)
 
 
-def _emit(r, tree: DraftTree, res: RowResult) -> None:
+def _emit(r, tree: DraftTree, res: RowResult, logprobs: list | None = None) -> None:
     """Statistics, the adaptive controller, stops and streaming for one row's emitted tokens. The drafter is
     credited with its own nodes only (a chain's forced tail is counted apart)."""
     n, depth = len(res.accepted), tree.depth - tree.forced
@@ -177,6 +182,8 @@ def _emit(r, tree: DraftTree, res: RowResult) -> None:
         if end is not None and end <= keep:
             keep, reason = end, "eos"
     toks, kinds = res.tokens[:keep], kinds[:keep]
+    if logprobs is not None:
+        r.logprobs.extend(logprobs[:keep])
     r.seq.extend(toks)
     r.new.extend(toks)
     r.kinds.extend(kinds)

@@ -30,7 +30,7 @@ from starlette.routing import Route
 from ..engine import Refusal, SpeculativeGenerator
 from .guard import BearerAuth, Limits, read_json
 from .metrics import CONTENT_TYPE, exposition, registry_of
-from .openai_api import ApiError, Envelope, Rules, TextStream, finish_reason, parse, speculative, usage
+from .openai_api import ApiError, Envelope, Rules, TextStream, finish_reason, logprobs_json, parse, speculative, usage
 from .worker import Busy, EngineWorker, Job
 
 
@@ -152,13 +152,15 @@ class Server:
                 return JSONResponse(ApiError(event[1], None, status, "server_error").body(), status_code=status)
             else:
                 out.append(text.feed([], final=True))
-                return JSONResponse(env.whole("".join(out), job.request))
+                r = job.request
+                lps = None if r.config.logprobs is None else logprobs_json(r.logprobs, self.tok, env.chat)
+                return JSONResponse(env.whole("".join(out), r, lps))
 
     async def _events(self, job: Job, env: Envelope, include_usage: bool):
         """Server-sent events of one request; closing the stream (client gone) cancels the request."""
         text = TextStream(self.tok, job.request.config.stop_strings)
         r = job.request
-        first = True
+        first, sent = True, 0  # sent: characters streamed so far (completions' text_offset)
         try:
             while True:
                 event = await job.events.get()
@@ -172,8 +174,11 @@ class Server:
                     for t, k in ([(None, "plain")] if done else zip(event[1], event[2]))
                 ]
                 piece = "".join(p for p, _ in pieces)
+                lps = None if done else logprobs_json(event[3], self.tok, env.chat, sent)
+                sent += len(piece)
                 if piece or first or not done:
-                    yield _sse(env.chunk(piece, None, {"speculative": {**speculative(r), "pieces": pieces}}, first))
+                    extra = {"speculative": {**speculative(r), "pieces": pieces}}
+                    yield _sse(env.chunk(piece, None, extra, first, lps))
                     first = False
                 if done:
                     last = {"speculative": speculative(r), **({"usage": usage(r)} if include_usage else {})}

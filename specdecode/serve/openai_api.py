@@ -36,8 +36,6 @@ class ApiError(Exception):
 
 # fields OpenAI defines that would change the output distribution or its shape: refused unless at their default
 UNSUPPORTED = {
-    "logprobs": (None, False),
-    "top_logprobs": (None, 0),
     "tools": (None, []),
     "functions": (None, []),
     "tool_choice": (None, "none"),
@@ -173,8 +171,63 @@ def parse(body, chat: bool, rules: Rules):
         eos_token_ids=eos,
         stop_strings=_stops(body),
         constraint=_constraint(body),
+        logprobs=_logprobs(body, chat),
     )
     return prompt, config, seed, stream, bool(isinstance(opts, dict) and opts.get("include_usage"))
+
+
+def _logprobs(body: dict, chat: bool) -> int | None:
+    """Chat: ``logprobs`` (true/false) and ``top_logprobs`` (0-20); completions: ``logprobs`` (0-5 alternatives)
+    -> the alternatives to report per token, None for no logprobs."""
+    if not chat:
+        return _int(body, "logprobs", None, 0, 5)
+    on = body.get("logprobs", False)
+    if on is None:
+        on = False
+    if not isinstance(on, bool):
+        raise ApiError("logprobs must be true or false", "logprobs")
+    top = _int(body, "top_logprobs", None, 0, 20)
+    if top is not None and not on:
+        raise ApiError("top_logprobs needs logprobs: true", "top_logprobs")
+    return (top or 0) if on else None
+
+
+def logprobs_json(lps: list, tok, chat: bool, offset: int = 0) -> dict | None:
+    """engine.logprobs.TokenLogprob records -> OpenAI's ``logprobs`` object (chat: ``content``; completions:
+    ``tokens`` / ``token_logprobs`` / ``top_logprobs`` / ``text_offset`` from ``offset``)."""
+    if lps is None:
+        return None
+
+    def text(t: int) -> str:
+        return tok.decode([t])
+
+    def num(x: float):
+        return x if x != float("-inf") else -9999.0  # JSON has no -inf; OpenAI reports -9999.0 for impossible tokens
+
+    if chat:
+        return {
+            "content": [
+                {
+                    "token": text(r.token),
+                    "logprob": num(r.logprob),
+                    "bytes": list(text(r.token).encode()),
+                    "top_logprobs": [
+                        {"token": text(t), "logprob": num(lp), "bytes": list(text(t).encode())} for t, lp in r.top
+                    ],
+                }
+                for r in lps
+            ]
+        }
+    offsets, at = [], offset
+    for r in lps:
+        offsets.append(at)
+        at += len(text(r.token))
+    return {
+        "tokens": [text(r.token) for r in lps],
+        "token_logprobs": [num(r.logprob) for r in lps],
+        "top_logprobs": [{text(t): num(lp) for t, lp in r.top} for r in lps] if lps and lps[0].top else None,
+        "text_offset": offsets,
+    }
 
 
 def _constraint(body: dict) -> Constraint | None:
@@ -242,8 +295,8 @@ class Envelope:
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         self.created = int(time.time())
 
-    def whole(self, text: str, r: Request) -> dict:
-        choice = {"index": 0, "finish_reason": finish_reason(r), "logprobs": None}
+    def whole(self, text: str, r: Request, logprobs: dict | None = None) -> dict:
+        choice = {"index": 0, "finish_reason": finish_reason(r), "logprobs": logprobs}
         choice.update({"message": {"role": "assistant", "content": text}} if self.chat else {"text": text})
         return {
             "id": self.id,
@@ -255,12 +308,19 @@ class Envelope:
             "speculative": speculative(r),
         }
 
-    def chunk(self, text: str | None, finish: str | None, extra: dict | None = None, first: bool = False) -> dict:
+    def chunk(
+        self,
+        text: str | None,
+        finish: str | None,
+        extra: dict | None = None,
+        first: bool = False,
+        logprobs: dict | None = None,
+    ) -> dict:
         if self.chat:
             delta = {"role": "assistant", "content": text or ""} if first else ({"content": text} if text else {})
-            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
         else:
-            choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
+            choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": logprobs}
         out = {
             "id": self.id,
             "object": "chat.completion.chunk" if self.chat else "text_completion",

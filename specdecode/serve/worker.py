@@ -48,7 +48,9 @@ class Job:
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
     def tokens(self, toks: list[int], kinds: list[str]) -> None:
-        self.put(("tokens", toks, kinds))
+        """Called by the engine thread after each step that emitted tokens (their logprobs recorded just before)."""
+        lps = self.request.logprobs[-len(toks) :] if self.request.config.logprobs is not None else None
+        self.put(("tokens", toks, kinds, lps))
 
 
 class Metrics:

@@ -302,7 +302,7 @@ def _fine(field, v) -> bool:
         "stream": lambda v: isinstance(v, bool),
         "adaptive": lambda v: isinstance(v, bool),
         "n": lambda v: v == 1 and not isinstance(v, bool),
-        "logprobs": lambda v: v is False,
+        "logprobs": lambda v: isinstance(v, bool),
         "temperature": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 2,
         "top_p": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
         "top_k": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,

@@ -4,7 +4,6 @@ continuous batching under 16 concurrent streaming clients, a client killed mid-s
 
 import concurrent.futures
 import json
-import socket
 import threading
 import time
 
@@ -15,47 +14,14 @@ import torch
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
 
+from serving import start  # noqa: E402  (tests/serving.py)
+
 from specdecode.cli import main  # noqa: E402
 from specdecode.core.sampling import SamplingConfig  # noqa: E402
 from specdecode.engine import GenerationConfig  # noqa: E402
 from specdecode.models import Builder  # noqa: E402
-from specdecode.serve import Server  # noqa: E402
 
 MODEL = "tiny-llama"
-
-
-def start(builder: Builder, drafter: str, max_batch: int):
-    server = Server(
-        builder.generator(drafter),
-        builder.tokenizer,
-        builder.encode,
-        MODEL,
-        builder.eos,
-        max_batch=max_batch,
-        k=4,
-        max_tokens=32,
-        drafter=drafter,
-    )
-    uv, thread, url = run_app(server.app())
-    return uv, thread, url, server
-
-
-def run_app(app):
-    """Serve ``app`` with uvicorn in a daemon thread on a free 127.0.0.1 port -> (server, thread, url) once healthy."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    for _ in range(200):
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    return uv, thread, url
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +193,43 @@ def test_seeded_gumbel_is_the_same_whoever_shares_the_batch(served):
     assert crowd[3] == alone
 
 
+def test_logprobs_equal_plain_decoding_chat_and_completions_streamed_and_not(served):
+    """Each token's logprob and top alternatives, read from the speculative server's verification passes, equal the
+    ones plain decoding computes in-process (k = 0), greedy and seeded sampling (gumbel: the same tokens)."""
+    url, builder, _ = served
+    c = client(url)
+    for temperature, extra in ((0.0, {}), (0.8, {"method": "gumbel"})):
+        cfg = GenerationConfig(
+            max_new_tokens=16,
+            k=0,
+            method=extra.get("method"),
+            sampling=SamplingConfig(temperature),
+            eos_token_ids=builder.eos,
+            logprobs=3,
+        )
+        ids = builder.encode([{"role": "user", "content": "abc abc abc"}], True)
+        want = builder.generator("none").generate([ids], cfg, torch.Generator().manual_seed(4)).logprobs[0]
+        kw = dict(model=MODEL, messages=[{"role": "user", "content": "abc abc abc"}], max_tokens=16)
+        kw.update(temperature=temperature, seed=4, logprobs=True, top_logprobs=3, extra_body=extra)
+        whole = c.chat.completions.create(**kw).choices[0].logprobs.content
+        streamed = [
+            x
+            for ch in c.chat.completions.create(stream=True, **kw)
+            if ch.choices[0].logprobs  # the last chunk (finish_reason) has none
+            for x in ch.choices[0].logprobs.content
+        ]
+        for got in (whole, streamed):
+            assert [g.token for g in got] == [builder.tokenizer.decode([w.token]) for w in want]
+            assert max(abs(g.logprob - w.logprob) for g, w in zip(got, want)) < 1e-4
+            assert [len(g.top_logprobs) for g in got] == [3] * len(want)
+            assert all(abs(g.top_logprobs[0].logprob - w.top[0][1]) < 1e-4 for g, w in zip(got, want))
+    r = c.completions.create(model=MODEL, prompt="abc abc", max_tokens=8, temperature=0, logprobs=2)
+    lp = r.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == r.usage.completion_tokens
+    assert lp.text_offset[0] == 0 and all(len(t) == 2 for t in lp.top_logprobs)
+    assert r.choices[0].text == "".join(lp.tokens)
+
+
 @pytest.mark.parametrize(
     "body,field",
     [
@@ -236,7 +239,9 @@ def test_seeded_gumbel_is_the_same_whoever_shares_the_batch(served):
         ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, "max_tokens"),
         ({"messages": [{"role": "user", "content": "x"}], "model": "gpt-9"}, "model"),
         ({"messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
-        ({"messages": [{"role": "user", "content": "x"}], "logprobs": True}, "logprobs"),
+        ({"messages": [{"role": "user", "content": "x"}], "logprobs": "yes"}, "logprobs"),
+        ({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 3}, "top_logprobs"),
+        ({"messages": [{"role": "user", "content": "x"}], "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
         ({"messages": [{"role": "user", "content": "x"}], "method": "magic"}, "method"),
         ({"messages": [{"role": "user", "content": "x" * 600}]}, "messages"),  # the engine's Refusal, field "prompt"
         ({"messages": [{"role": "user", "content": "x"}], "method": "greedy"}, "method"),  # greedy at temperature 1

@@ -13,7 +13,7 @@ import torch
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
 
-from test_server import run_app  # noqa: E402  (tests/serve is on sys.path)
+from serving import run_app  # noqa: E402  (tests/serving.py)
 
 from specdecode.core.sampling import SamplingConfig  # noqa: E402
 from specdecode.engine import CausalLM, Constraint, GenerationConfig, SpeculativeGenerator, SuffixDrafter  # noqa: E402
