@@ -12,7 +12,13 @@ PY=${PY:-.venv/bin/python}
 SD=${SD:-.venv/bin/specdecode}
 GGUF=$($PY -c "from specdecode.models.gguf import gguf_path; print(gguf_path('smollm2-135m', 'q8_0'))")
 LLAMA_SERVER=${SPECDECODE_LLAMA_SERVER:-$HOME/.cache/specdecode/llama-server/bin/llama-server}
-PROMPT="Continue the pattern: red blue red blue red blue red blue"
+# a user turn that quotes an earlier exchange: the prompt's "assistant\n" recurs, so a prompt-lookup server drafts
+# ("blue") from the very first token, where an M = 1 outcome can show what its verification does
+PROMPT=${PROMPT:-'Name a colour.<|im_end|>
+<|im_start|>assistant
+blue<|im_end|>
+<|im_start|>user
+Name a colour.'}
 mkdir -p "$OUT"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; }
