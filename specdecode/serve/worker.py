@@ -49,7 +49,12 @@ class Job:
 
     def tokens(self, toks: list[int], kinds: list[str]) -> None:
         """Called by the engine thread after each step that emitted tokens (their logprobs recorded just before)."""
-        lps = self.request.logprobs[-len(toks) :] if self.request.config.logprobs is not None else None
+        for _ in range(1000):  # ``admit`` sets ``request`` as the session returns it: at most microseconds away
+            if self.request is not None:
+                break
+            time.sleep(0.001)
+        r = self.request
+        lps = r.logprobs[-len(toks) :] if r is not None and r.config.logprobs is not None else None
         self.put(("tokens", toks, kinds, lps))
 
 
