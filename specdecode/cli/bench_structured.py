@@ -12,6 +12,7 @@ import os
 from ..bench import structured
 from ..bench.backends import pass_costs
 from ..models.build import BACKENDS, Builder
+from .common import add_prefix_args, prefix_cache
 
 NAME = "bench-structured"
 HELP = "constrained (JSON schema) plain vs speculative decoding, forced-token drafts, mask cost"
@@ -34,13 +35,7 @@ def add_args(ap) -> None:
         default=",".join(structured.CONFIGS),
         help=f"comma-separated configurations among: {'; '.join(structured.CONFIGS)}",
     )
-    ap.add_argument(
-        "--prefix-cache",
-        type=int,
-        default=8,
-        metavar="N",
-        help="llama.cpp: prompts kept for the requests that follow (as `serve --prefix-cache`; 0 = off; default 8)",
-    )
+    add_prefix_args(ap, 8)
     ap.add_argument("--json", metavar="FILE", help="also write the table as JSON lines to FILE")
 
 
@@ -51,9 +46,7 @@ def run(args) -> int:
     bad = [n for n in names if n not in structured.CONFIGS]
     if bad or not names:
         raise ValueError(f"--configs: unknown {bad or args.configs!r}; choose from {', '.join(structured.CONFIGS)}")
-    if not 0 <= args.prefix_cache <= 64:
-        raise ValueError(f"--prefix-cache must be in [0, 64], got {args.prefix_cache}")
-    builder = Builder(args.model, "fp32", backend=args.backend, prefix_cache=args.prefix_cache)
+    builder = Builder(args.model, "fp32", backend=args.backend, prefix_cache=prefix_cache(args))
     load0 = os.getloadavg()[0]
     t1 = pass_costs(builder.target, n_max=1)[1]
     print(

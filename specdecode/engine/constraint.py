@@ -97,10 +97,6 @@ class Constraint:
         layout = {} if self.any_whitespace else {"item_separator": ", ", "key_separator": ": "}
         return {"lenient": not self.strict, "whitespace_flexible": self.any_whitespace, **layout}
 
-    def describe(self) -> str:
-        text = self.source if len(self.source) <= 40 else self.source[:37] + "..."
-        return f"{self.kind} {text}"
-
 
 def _first_line(message: str) -> str:
     lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
@@ -175,11 +171,9 @@ class RowGrammar:
 
     def __init__(self, matcher, vocab_size: int, eos: int, forced: bool):
         self.matcher, self.vocab_size, self.eos, self.forced = matcher, vocab_size, eos, forced
-        self.consumed = 0  # tokens consumed: the row's emitted tokens (tests check it)
         self.mask_seconds = 0.0  # time spent computing masks
         self.masks_computed = 0
         self._masks: dict[tuple, torch.Tensor | None] = {}
-        self._single: dict[tuple, bool] = {}  # paths after which the grammar allows exactly one token
 
     def blocked(self, path: tuple) -> torch.Tensor | None:
         """bool [V]: the tokens NOT allowed after the verified tokens and ``path`` (draft tokens), ready for
@@ -191,10 +185,7 @@ class RowGrammar:
         n = m.try_consume_tokens(list(path)) if path else 0
         out = None
         if n == len(path):
-            bits = np.invert(np.frombuffer(m.compute_bitmask(), dtype=np.uint8))
-            unpacked = np.unpackbits(bits, bitorder="little")[: self.vocab_size]
-            out = torch.from_numpy(unpacked.view(bool))
-            self._single[path] = self.vocab_size - int(np.count_nonzero(unpacked)) == 1
+            out = torch.from_numpy(self._allowed() == 0)
         if n:
             m.rollback(n)
         self._masks[path] = out
@@ -204,7 +195,8 @@ class RowGrammar:
 
     def single(self, path: tuple) -> bool:
         """The grammar allows exactly one token after ``path`` (p_c is one-hot there, whatever the logits)."""
-        return self.blocked(path) is not None and self._single[path]
+        blocked = self.blocked(path)
+        return blocked is not None and blocked.numel() - int(np.count_nonzero(blocked.numpy())) == 1
 
     def forced_run(self, path: tuple, limit: int) -> list[int]:
         """Up to ``limit`` tokens after ``path`` that the grammar forces or fast-forwards (each one allowed where it
@@ -228,20 +220,22 @@ class RowGrammar:
         m.rollback(n + len(run))
         return run
 
+    def _allowed(self) -> np.ndarray:
+        """uint8 [V]: 1 where the matcher's current state allows the token."""
+        bits = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
+        return np.unpackbits(bits, bitorder="little")[: self.vocab_size]
+
     def _only_token(self) -> int | None:
-        bits = np.unpackbits(np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
-        allowed = np.flatnonzero(bits[: self.vocab_size])
+        allowed = np.flatnonzero(self._allowed())
         return int(allowed[0]) if len(allowed) == 1 else None
 
     def advance(self, tokens: list[int]) -> int | None:
         """Consume the tokens a step emitted (all allowed: they were drawn from p_c) -> the count up to and with an
         end of sequence when one was among them (the row stops there), else None."""
         self._masks.clear()
-        self._single.clear()
         for i, t in enumerate(tokens):
             if not self.matcher.consume_token(int(t)):
                 raise RuntimeError(f"the grammar refused emitted token {t}: {_first_line(self.matcher.get_error())}")
-            self.consumed += 1
             if int(t) == self.eos:
                 return i + 1
         return None

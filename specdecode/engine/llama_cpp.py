@@ -259,6 +259,13 @@ class LlamaCppLM(Backend):
 
     def extend(self, rows: list[list[int]], *, need_logits: bool = True) -> torch.Tensor | None:
         """rows: B lists of new tokens (ragged, may be empty) -> float32 logits [B, n_max, V] (None when not needed)."""
+        return self._extend(rows, need_logits, None)
+
+    def extend_skipping(self, rows: list[list[int]], skip: list[set[int]]) -> torch.Tensor:
+        """``extend(rows)`` without the logits (the output head) at positions ``skip[b]`` of row b: zeros there."""
+        return self._extend(rows, True, None if self.record_features else skip)
+
+    def _extend(self, rows: list[list[int]], need_logits: bool, skip: list[set[int]] | None) -> torch.Tensor | None:
         self.check_rows(len(rows))
         if self._tree is not None:
             raise ValueError("draft-tree nodes are pending: call keep_paths or rollback before extend")
@@ -266,7 +273,11 @@ class LlamaCppLM(Backend):
         if max(n) == 0:
             return torch.zeros(len(rows), 0, self.vocab_size) if need_logits else None
         self.check_context(max(length + k for length, k in zip(self.lengths, n)))
-        entries = [(t, self.lengths[b] + i, (self._seq[b],)) for b, r in enumerate(rows) for i, t in enumerate(r)]
+        entries = [
+            (t, self.lengths[b] + i, (self._seq[b],), skip is None or i not in skip[b])
+            for b, r in enumerate(rows)
+            for i, t in enumerate(r)
+        ]
         self._make_room(len(entries))
         logits, feats = self._decode(entries, need_logits or self.record_features)
         if feats is not None:
@@ -276,23 +287,6 @@ class LlamaCppLM(Backend):
                 at += k
         self.lengths = [length + k for length, k in zip(self.lengths, n)]
         return self._rows_out(logits, n) if need_logits else None
-
-    def extend_skipping(self, rows: list[list[int]], skip: list[set[int]]) -> torch.Tensor:
-        """``extend(rows)`` without the logits (the output head) at positions ``skip[b]`` of row b: zeros there."""
-        if self.record_features or self._tree is not None or not any(skip) or max(map(len, rows)) == 0:
-            return self.extend(rows)
-        self.check_rows(len(rows))
-        n = [len(r) for r in rows]
-        self.check_context(max(length + k for length, k in zip(self.lengths, n)))
-        entries = [
-            (t, self.lengths[b] + i, (self._seq[b],), i not in skip[b])
-            for b, r in enumerate(rows)
-            for i, t in enumerate(r)
-        ]
-        self._make_room(len(entries))
-        logits, _ = self._decode(entries, True)
-        self.lengths = [length + k for length, k in zip(self.lengths, n)]
-        return self._rows_out(logits, n)
 
     def extend_tree(self, tokens: list[list[int]], parents: list[list[int]]) -> torch.Tensor:
         """Append draft-tree nodes to every row in ONE pass (see the module docstring) -> logits [B, n_max, V]."""

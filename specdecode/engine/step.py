@@ -179,7 +179,7 @@ def _emit(r, tree: DraftTree, res: RowResult, logprobs: list | None = None) -> N
     if r.grammar is not None:
         r.stats.masks, r.stats.mask_time = r.grammar.masks_computed, r.grammar.mask_seconds
         end = r.grammar.advance(res.tokens[:keep])
-        if end is not None and end <= keep:
+        if end is not None:  # the grammar's end of sequence (it consumed only the kept tokens)
             keep, reason = end, "eos"
     toks, kinds = res.tokens[:keep], kinds[:keep]
     if logprobs is not None:

@@ -160,7 +160,7 @@ class Server:
         """Server-sent events of one request; closing the stream (client gone) cancels the request."""
         text = TextStream(self.tok, job.request.config.stop_strings)
         r = job.request
-        first, sent = True, 0  # sent: characters streamed so far (completions' text_offset)
+        first, sent, got = True, 0, 0  # characters streamed (completions' text_offset), tokens with logprobs
         try:
             while True:
                 event = await job.events.get()
@@ -174,7 +174,10 @@ class Server:
                     for t, k in ([(None, "plain")] if done else zip(event[1], event[2]))
                 ]
                 piece = "".join(p for p, _ in pieces)
-                lps = None if done else logprobs_json(event[3], self.tok, env.chat, sent)
+                lps = None
+                if not done and r.config.logprobs is not None:  # the engine records them before it hands out tokens
+                    lps = logprobs_json(r.logprobs[got : got + len(event[1])], self.tok, env.chat, sent)
+                    got += len(event[1])
                 sent += len(piece)
                 if piece or first or not done:
                     extra = {"speculative": {**speculative(r), "pieces": pieces}}

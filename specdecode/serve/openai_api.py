@@ -198,34 +198,24 @@ def logprobs_json(lps: list, tok, chat: bool, offset: int = 0) -> dict | None:
     if lps is None:
         return None
 
-    def text(t: int) -> str:
-        return tok.decode([t])
+    texts = {t: tok.decode([t]) for r in lps for t in (r.token, *(t for t, _ in r.top))}  # each token decoded once
 
     def num(x: float):
         return x if x != float("-inf") else -9999.0  # JSON has no -inf; OpenAI reports -9999.0 for impossible tokens
 
+    def entry(t: int, lp: float) -> dict:
+        return {"token": texts[t], "logprob": num(lp), "bytes": list(texts[t].encode())}
+
     if chat:
-        return {
-            "content": [
-                {
-                    "token": text(r.token),
-                    "logprob": num(r.logprob),
-                    "bytes": list(text(r.token).encode()),
-                    "top_logprobs": [
-                        {"token": text(t), "logprob": num(lp), "bytes": list(text(t).encode())} for t, lp in r.top
-                    ],
-                }
-                for r in lps
-            ]
-        }
+        return {"content": [entry(r.token, r.logprob) | {"top_logprobs": [entry(*x) for x in r.top]} for r in lps]}
     offsets, at = [], offset
     for r in lps:
         offsets.append(at)
-        at += len(text(r.token))
+        at += len(texts[r.token])
     return {
-        "tokens": [text(r.token) for r in lps],
+        "tokens": [texts[r.token] for r in lps],
         "token_logprobs": [num(r.logprob) for r in lps],
-        "top_logprobs": [{text(t): num(lp) for t, lp in r.top} for r in lps] if lps and lps[0].top else None,
+        "top_logprobs": [{texts[t]: num(lp) for t, lp in r.top} for r in lps] if lps and lps[0].top else None,
         "text_offset": offsets,
     }
 

@@ -48,14 +48,7 @@ class Job:
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
     def tokens(self, toks: list[int], kinds: list[str]) -> None:
-        """Called by the engine thread after each step that emitted tokens (their logprobs recorded just before)."""
-        for _ in range(1000):  # ``admit`` sets ``request`` as the session returns it: at most microseconds away
-            if self.request is not None:
-                break
-            time.sleep(0.001)
-        r = self.request
-        lps = r.logprobs[-len(toks) :] if r is not None and r.config.logprobs is not None else None
-        self.put(("tokens", toks, kinds, lps))
+        self.put(("tokens", toks, kinds))
 
 
 class Metrics:

@@ -167,7 +167,6 @@ def test_a_matcher_advanced_on_drafts_is_caught(target, monkeypatch):
 
 def _leaky_blocked(self, path):
     self.matcher.try_consume_tokens(list(path))  # never rolled back
-    self._single[path] = False
     bits = np.unpackbits(np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
     return torch.from_numpy(bits[: self.vocab_size] == 0)
 
