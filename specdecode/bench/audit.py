@@ -96,7 +96,9 @@ class PromptVerdict:
     one_ref: TestResult | None = None  # the same for the reference (is the check meaningful for this server?)
     greedy_diverges_at: int | None = None  # characters into the text (greedy mode; None: identical)
     detectable: float = 1.0  # TV this N detects with 90% probability
-    counts: dict = field(default_factory=dict)  # side -> Counter of outcomes
+    counts: dict = field(
+        default_factory=dict
+    )  # "test" / "reference": Counter of outcomes; "first": test's first tokens
     reported: dict | None = None
 
 
@@ -216,19 +218,21 @@ def _verdict(pi: int, prompt: str, recs: list[dict], greedy: bool, alpha: float)
     v.counts = {s: Counter(tuple(r["outcome"]) for r in rs) for s, rs in side.items()}
     v.two = two_sample(v.counts["test"], v.counts["reference"], seed=pi)
     v.detectable = detectable_tv(effective_n(v.n_test, v.n_ref), max(1, v.two.df), alpha)
-    v.one, v.reported = _one_sample(side["test"])
-    v.one_ref, _ = _one_sample(side["reference"])
+    v.one, v.reported, v.counts["first"] = _one_sample(side["test"])
+    v.one_ref = _one_sample(side["reference"])[0]
     return v
 
 
-def _one_sample(recs: list[dict]) -> tuple[TestResult | None, dict | None]:
-    """First tokens of ``recs`` against the probabilities their endpoint reported (None: it reported none). The
-    reports may differ from request to request (batching moves logits in the last bits, and a token near the
-    K-th place enters or leaves the top K): the cells are the tokens every reply reported, with their mean
-    reported probability (the expected count of a sum of independent draws), the rest one cell."""
+def _one_sample(recs: list[dict]) -> tuple[TestResult | None, dict | None, Counter]:
+    """First tokens of ``recs`` against the probabilities their endpoint reported -> (the test (None: it reported
+    none), the reported probabilities tested, the first-token counts). The reports may differ from request to
+    request (batching moves logits in the last bits, and a token near the K-th place enters or leaves the top K):
+    the cells are the tokens every reply reported, with their mean reported probability (the expected count of a
+    sum of independent draws), the rest one cell."""
     recs = [r for r in recs if r["top"] and r["outcome"]]
+    firsts = Counter(r["outcome"][0] for r in recs)
     if not recs:
-        return None, None
+        return None, None, firsts
     core = set.intersection(*(set(r["top"]) for r in recs))
-    reported = {k: sum(r["top"][k] for r in recs) / len(recs) for k in sorted(core)}
-    return one_sample(Counter(r["outcome"][0] for r in recs), reported), reported
+    reported = {k: sum(r["top"][k] for r in recs) / len(recs) for k in sorted(core, key=lambda k: -recs[0]["top"][k])}
+    return one_sample(firsts, reported), reported, firsts

@@ -1,7 +1,7 @@
 """The audit's report: ``report.md`` (the verdict, every prompt's test with its p-value and the power statement,
 N and the wall time) and ``outcomes.png`` (observed frequencies of the endpoint under test against the reference
-or the reported probabilities, per outcome, and the standardized residuals), for the prompt with the smallest
-p-value.
+per outcome, and the standardized residuals) for the prompt with the smallest p-value, and ``reported.png``
+(the tested endpoint's first tokens against the probabilities it reported) where it reports them.
 
 Not here: sampling or the statistics (``audit``, ``analysis.homogeneity``).
 """
@@ -68,6 +68,10 @@ def write(a: Audit, out_dir: Path, header: str) -> Path:
         worst = min((v for v in a.verdicts if v.two), key=lambda v: v.two.p_value)
         plot(worst, out_dir / "outcomes.png")
         lines.append("\n![outcomes](outcomes.png)")
+        reported = [v for v in a.verdicts if v.one is not None and v.reported]
+        if reported:
+            plot_reported(min(reported, key=lambda v: v.one.p_value), out_dir / "reported.png")
+            lines.append("\n![first token: reported vs sampled](reported.png)")
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -84,19 +88,36 @@ def plot(v: PromptVerdict, path: Path) -> None:
         (a - b) / max(1e-12, (p * (1 - p) * (1 / max(1, v.n_test) + 1 / max(1, v.n_ref))) ** 0.5)
         for a, b, p in zip(ft, fr, pooled)
     ]
+    title = f"prompt: {_short(v.prompt, 60)} (p = {v.two.p_value:.3g})"
+    _figure(path, title, ["".join(k) for k in keys], ("endpoint under test", ft), ("reference", fr), resid)
+
+
+def plot_reported(v: PromptVerdict, path: Path) -> None:
+    """The tested endpoint's first tokens: observed frequency vs the probability it reported, and residuals."""
+    firsts = v.counts["first"]
+    keys = list(v.reported)[:TOP_OUTCOMES]
+    observed = [firsts[k] / max(1, v.n_test) for k in keys]
+    expected = [v.reported[k] for k in keys]
+    resid = [(o - e) * v.n_test / max(1e-12, (e * v.n_test) ** 0.5) for o, e in zip(observed, expected)]
+    title = f"first token, reported vs sampled: {_short(v.prompt, 40)} (p = {v.one.p_value:.3g})"
+    _figure(path, title, keys, ("observed", observed), ("reported", expected), resid)
+
+
+def _figure(path: Path, title: str, names: list[str], left: tuple, right: tuple, resid: list[float]) -> None:
+    """Two bar series per outcome (label, values) above their standardized residuals."""
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    xs = range(len(keys))
-    ax1.bar([x - 0.2 for x in xs], ft, 0.4, label="endpoint under test")
-    ax1.bar([x + 0.2 for x in xs], fr, 0.4, label="reference")
+    xs = range(len(names))
+    ax1.bar([x - 0.2 for x in xs], left[1], 0.4, label=left[0])
+    ax1.bar([x + 0.2 for x in xs], right[1], 0.4, label=right[0])
     ax1.set_ylabel("frequency")
     ax1.legend()
-    ax1.set_title(f"prompt: {_short(v.prompt, 60)} (p = {v.two.p_value:.3g})")
+    ax1.set_title(title)
     ax2.bar(xs, resid, 0.6, color="grey")
     ax2.axhline(2, ls="--", c="r", lw=0.8)
     ax2.axhline(-2, ls="--", c="r", lw=0.8)
     ax2.set_ylabel("standardized residual")
-    names = [_short("".join(k).encode("unicode_escape").decode("ascii"), 14) for k in keys]  # control bytes shown
-    ax2.set_xticks(list(xs), names, rotation=45, ha="right", fontsize=7)
+    shown = [_short(n.encode("unicode_escape").decode("ascii"), 14) for n in names]  # control bytes shown
+    ax2.set_xticks(list(xs), shown, rotation=45, ha="right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

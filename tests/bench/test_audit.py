@@ -140,6 +140,7 @@ def test_our_server_passes_and_typical_acceptance_is_caught(ours, tmp_path, caps
     assert out.startswith("CONSISTENT") and "detects TV" in out
     report = (tmp_path / "spec" / "report.md").read_text()
     assert "G-test" in report and (tmp_path / "spec" / "outcomes.png").exists()
+    assert (tmp_path / "spec" / "reported.png").exists()
     assert "(no top_logprobs)" not in report  # our server reports them: the one-sample check ran too
     assert _audit(ours, tmp_path / "typical", "--params", '{"k": 4, "method": "typical"}', *ref) == 1
     assert capsys.readouterr().out.startswith("NOT CONSISTENT")
