@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from ..bench import backends
+from ..bench import backends, parity
 from ..engine.llama_cpp import LlamaCppLM
 from ..models.build import Builder
 from ..models.gguf import FORMATS, gguf_path
@@ -40,6 +40,12 @@ def add_args(ap) -> None:
         default="q4_1,q8_0,f16,q4_0",
         help="GGUF formats whose T(n) is measured (comma-separated; '' = none; default q4_1,q8_0,f16,q4_0)",
     )
+    ap.add_argument(
+        "--prompt-lengths",
+        metavar="LIST",
+        help="instead of the task sets: plain parity by prompt length (comma-separated token counts, e.g. "
+        "16,250,1000,2000): ours plain and adaptive vs llama-cpp-python plain on the same GGUF",
+    )
     ap.add_argument("--json", metavar="FILE", help="also write every record as JSON lines to FILE")
 
 
@@ -53,7 +59,10 @@ def run(args) -> int:
     formats = [f for f in args.costs.split(",") if f]
     if any(f not in FORMATS for f in formats):
         raise ValueError(f"--costs takes formats among {', '.join(FORMATS)}, got {args.costs!r}")
+    lengths = _lengths(args.prompt_lengths)
     lc = Builder(args.model, backend="llama.cpp", gguf_format=args.gguf_format)
+    if lengths:
+        return _parity(args, lc, lengths)
     hf = None if args.no_hf else Builder(args.model, "fp32")
     load0 = os.getloadavg()[0]
     print(
@@ -63,10 +72,7 @@ def run(args) -> int:
     )
     cfgs = backends.configurations(lc, hf, args.max_new_tokens, args.k)
     records = backends.run(cfgs, {t: [lc.encode(p) for p in backends.TASKS[t]] for t in tasks}, args.repeats)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            for r in records:
-                fh.write(json.dumps(r) + "\n")
+    _write_json(args.json, records)
     print(backends.format_table(records, tasks, list(cfgs)))
     print(
         f"\nload average (1 min) before {load0:.2f}, max seen during the run {max(r['load1'] for r in records):.2f} "
@@ -80,3 +86,41 @@ def run(args) -> int:
         print()
         print(backends.format_costs(costs))
     return 0
+
+
+def _lengths(spec: str | None) -> list[int]:
+    if not spec:
+        return []
+    try:
+        lengths = [int(x) for x in spec.split(",") if x]
+    except ValueError:
+        lengths = []
+    if not lengths or any(n < 2 for n in lengths):
+        raise ValueError(f"--prompt-lengths takes comma-separated token counts >= 2, got {spec!r}")
+    return lengths
+
+
+def _parity(args, lc: Builder, lengths: list[int]) -> int:
+    load0 = os.getloadavg()[0]
+    print(
+        f"model {args.model}: llama.cpp {os.path.basename(lc.target.path)}; greedy, {args.max_new_tokens} new tokens "
+        f"max, prompts of {', '.join(map(str, lengths))} tokens, {args.repeats} repeats; "
+        f"load average before {load0:.2f}",
+        file=sys.stderr,
+    )
+    cfgs = parity.configurations(lc, args.max_new_tokens)
+    records = parity.run(lc, cfgs, lengths, args.repeats)
+    _write_json(args.json, records)
+    print(parity.format_table(records, lengths, list(cfgs)))
+    print(
+        f"\nload average (1 min) before {load0:.2f}, max seen during the run {max(r['load1'] for r in records):.2f} "
+        f"({os.cpu_count()} cores)"
+    )
+    return 0
+
+
+def _write_json(path: str | None, records: list[dict]) -> None:
+    if path:
+        with open(path, "w", encoding="utf-8") as fh:
+            for r in records:
+                fh.write(json.dumps(r) + "\n")

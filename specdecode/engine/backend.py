@@ -7,6 +7,8 @@ tokens. The engine calls, per step:
 * ``extend_tree(tokens, parents)`` -> logits of draft-tree nodes appended after each row's prefix, pending
   until ``keep_paths(paths)`` keeps one root-to-node path per row;
 * ``rollback(lengths)`` to forget everything after ``lengths[b]`` tokens of row b;
+* ``prefill(rows)`` -> logits [B, V] at each row's last new token, where ``prefill_gives_logits`` says that costs
+  no pass of its own (a new row's first step then needs no pass over its last prompt token);
 * ``add_rows(n)`` / ``remove_rows(keep)`` between steps (requests join and leave a running batch).
 
 With ``record_features`` a backend also keeps the last hidden state of every cached position in
@@ -63,6 +65,23 @@ class Backend:
 
     def keep_paths(self, paths: list[list[int]]) -> None:
         raise NotImplementedError
+
+    @property
+    def prefill_gives_logits(self) -> bool:
+        """``prefill`` computes the last token's logits inside the prefill's own pass (this backend: no, it runs a
+        second pass, so the engine prefills all but the last token and lets the first step feed it)."""
+        return False
+
+    def prefill(self, rows: list[list[int]]) -> torch.Tensor:
+        """rows: B lists of new tokens (ragged, may be empty) -> float32 logits [B, V] at each row's last new token
+        (zeros for an empty row). Here: a pass without the head, then one over the last tokens."""
+        self.extend([r[:-1] for r in rows], need_logits=False)
+        logits = self.extend([r[-1:] for r in rows])
+        out = torch.zeros(len(rows), self.vocab_size, device=self.device)
+        for b, r in enumerate(rows):
+            if r:
+                out[b] = logits[b, 0]
+        return out
 
     def rollback(self, lengths: list[int]) -> None:
         raise NotImplementedError

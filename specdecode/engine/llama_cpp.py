@@ -2,9 +2,9 @@
 engine's backend interface (``backend.Backend``).
 
 One llama_context with a unified KV cache. Row b of a batch is sequence id b; a step feeds every row's new
-tokens in ONE ``llama_decode`` (long prefills in chunks of ``n_batch`` tokens) and asks for logits only at
-the positions the engine reads (none for a prefill). Rollback removes a row's cells past its length
-(``llama_memory_seq_rm``).
+tokens in ONE ``llama_decode`` (long prefills in chunks of ``n_batch`` tokens) and asks for logits only at the
+positions the engine reads (a prefill: each row's last token, or none). Rollback removes a row's cells past its
+length (``llama_memory_seq_rm``).
 
 Draft trees use sequence ids: every root-to-leaf path of a tree is a sequence of its own and a node's cell
 belongs to every path through it (a token may carry several sequence ids; a path that branches off a node
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .backend import Backend
-from .llama_lib import clear_errors, copy_floats, last_error, require_llama_cpp, scatter_rows
+from .llama_lib import clear_errors, copy_floats, last_error, ragged_rows, require_llama_cpp, scatter_rows
 from .prefix_cache import MIN_REUSE, PrefixCache
 
 L = None  # the llama_cpp module, imported on first use (llama_lib.require_llama_cpp)
@@ -205,10 +205,10 @@ class LlamaCppLM(Backend):
             self._drop(self.prefix.evict())
 
     # ------------------------------------------------------------------ passes
-    def _decode(self, entries: list[tuple], outputs: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _decode(self, entries: list[tuple], outputs: bool, scatter: bool = True) -> tuple:
         """entries: (token, position, [sequence ids][, wanted]) in batch order -> (logits [n, V], hidden states
         [n, H]) of every entry when ``outputs`` (else None; an entry whose ``wanted`` is False: zeros, its head
-        not computed), decoded in chunks of n_batch."""
+        not computed; without ``scatter`` only the wanted entries' rows), decoded in chunks of n_batch."""
         logits, feats = [], []
         want_h = outputs and self.record_features
         t0 = time.perf_counter()
@@ -230,28 +230,18 @@ class LlamaCppLM(Backend):
                 )
             if rc != 0:
                 raise RuntimeError(f"llama_decode failed ({rc}): {last_error()}")
-            if outputs:
-                logits.append(
-                    scatter_rows(copy_floats(L.llama_get_logits(self.ctx), sum(wanted), self.vocab_size), wanted)
-                )
+            if outputs and (scatter or any(wanted)):
+                got = copy_floats(L.llama_get_logits(self.ctx), sum(wanted), self.vocab_size)
+                logits.append(scatter_rows(got, wanted) if scatter else got)
             if want_h:
                 feats.append(copy_floats(L.llama_get_embeddings(self.ctx), len(chunk), self.n_embd))
         self.forward_time += time.perf_counter() - t0
         self.forward_calls += 1
         if not outputs:
             return None, None
+        if not logits:
+            return np.zeros((0, self.vocab_size), dtype=np.float32), None
         return np.concatenate(logits) if len(logits) > 1 else logits[0], (np.concatenate(feats) if want_h else None)
-
-    def _rows_out(self, flat: np.ndarray, n: list[int]) -> torch.Tensor:
-        """Logits of the flattened rows [sum n, V] -> [B, n_max, V] (zeros after a row's own tokens)."""
-        if len(n) == 1:
-            return torch.from_numpy(flat).view(1, n[0], self.vocab_size)
-        out = torch.zeros(len(n), max(n), self.vocab_size)
-        at = 0
-        for b, k in enumerate(n):
-            out[b, :k] = torch.from_numpy(flat[at : at + k])
-            at += k
-        return out
 
     def batch_tokens(self, fed: list[int]) -> int:
         """Rows are separate sequences of one llama_batch: a pass computes every fed token, no padding."""
@@ -263,9 +253,24 @@ class LlamaCppLM(Backend):
 
     def extend_skipping(self, rows: list[list[int]], skip: list[set[int]]) -> torch.Tensor:
         """``extend(rows)`` without the logits (the output head) at positions ``skip[b]`` of row b: zeros there."""
-        return self._extend(rows, True, None if self.record_features else skip)
+        return self._extend(rows, True, None if self.embeddings else skip)  # embeddings: llama.cpp outputs every entry
 
-    def _extend(self, rows: list[list[int]], need_logits: bool, skip: list[set[int]] | None) -> torch.Tensor | None:
+    @property
+    def prefill_gives_logits(self) -> bool:
+        return not self.embeddings  # a context with embeddings outputs every entry: every head is computed then
+
+    def prefill(self, rows: list[list[int]]) -> torch.Tensor:
+        """rows: B lists of new tokens -> logits [B, V] at each row's last new token (zeros for an empty row), in
+        the prefill's own pass: the output head runs at those entries only."""
+        if self.embeddings or not any(rows):
+            return super().prefill(rows)
+        logits = self._extend(rows, True, [set(range(len(r) - 1)) for r in rows], scatter=False)
+        fed = torch.tensor([b for b, r in enumerate(rows) if r])
+        return torch.zeros(len(rows), self.vocab_size).index_copy_(0, fed, logits)
+
+    def _extend(
+        self, rows: list[list[int]], need_logits: bool, skip: list[set[int]] | None, scatter: bool = True
+    ) -> torch.Tensor | None:
         self.check_rows(len(rows))
         if self._tree is not None:
             raise ValueError("draft-tree nodes are pending: call keep_paths or rollback before extend")
@@ -279,14 +284,16 @@ class LlamaCppLM(Backend):
             for i, t in enumerate(r)
         ]
         self._make_room(len(entries))
-        logits, feats = self._decode(entries, need_logits or self.record_features)
+        logits, feats = self._decode(entries, need_logits or self.record_features, scatter)
         if feats is not None:
             at = 0
             for b, k in enumerate(n):
                 self.store_features(b, self.lengths[b], torch.from_numpy(feats[at : at + k]))
                 at += k
         self.lengths = [length + k for length, k in zip(self.lengths, n)]
-        return self._rows_out(logits, n) if need_logits else None
+        if not need_logits:
+            return None
+        return ragged_rows(logits, n) if scatter else torch.from_numpy(logits)
 
     def extend_tree(self, tokens: list[list[int]], parents: list[list[int]]) -> torch.Tensor:
         """Append draft-tree nodes to every row in ONE pass (see the module docstring) -> logits [B, n_max, V]."""
@@ -306,7 +313,7 @@ class LlamaCppLM(Backend):
             for row, k in zip(self._tree, n):
                 row.features.append(torch.from_numpy(feats[at : at + k]))
                 at += k
-        return self._rows_out(logits, n)
+        return ragged_rows(logits, n)
 
     def _tree_entries(self, b: int, row: _RowTree, toks: list[int], pars: list[int]) -> list[tuple]:
         """Row b's new nodes -> batch entries; each node carries the path sequences of the new leaves below it."""

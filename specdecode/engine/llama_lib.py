@@ -1,5 +1,5 @@
 """llama-cpp-python loaded once: its module, llama.cpp's log routed into a short buffer of recent errors (kept off
-the terminal) and its backend initialised; copies out of llama.cpp's output buffers.
+the terminal) and its backend initialised; copies out of llama.cpp's output buffers and their shapes for the engine.
 
 Not here: the backend itself (``llama_cpp.LlamaCppLM``).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 
 import numpy as np
+import torch
 
 _MODULE = None  # the llama_cpp module, imported on first use (require_llama_cpp)
 INSTALL_HINT = "the llama.cpp backend needs llama-cpp-python: pip install 'specdecode[llama]'"
@@ -68,4 +69,16 @@ def scatter_rows(got: np.ndarray, wanted: list[bool]) -> np.ndarray:
         return got
     out = np.zeros((len(wanted), got.shape[1]), dtype=got.dtype)
     out[np.flatnonzero(wanted)] = got
+    return out
+
+
+def ragged_rows(flat: np.ndarray, n: list[int]) -> torch.Tensor:
+    """Logits of the flattened rows [sum n, V] -> [B, max n, V] (zeros after a row's own tokens)."""
+    if len(n) == 1:
+        return torch.from_numpy(flat).view(1, n[0], flat.shape[1])
+    out = torch.zeros(len(n), max(n), flat.shape[1])
+    at = 0
+    for b, k in enumerate(n):
+        out[b, :k] = torch.from_numpy(flat[at : at + k])
+        at += k
     return out

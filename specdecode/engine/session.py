@@ -64,6 +64,7 @@ class Request:
     cancelled: threading.Event = field(default_factory=threading.Event)
     grammar: RowGrammar | None = None  # the matcher of a constrained request (its state: the tokens emitted)
     logprobs: list = field(default_factory=list)  # a logprobs.TokenLogprob per emitted token (config.logprobs)
+    pending: torch.Tensor | None = None  # [V] logits of the prompt's last token, prefilled (the first step's root)
 
     def __post_init__(self):
         self.seq = list(self.prompt)
@@ -351,27 +352,33 @@ class Session:
         return gone
 
     def _prefill(self, joining: list[Request]) -> None:
-        """Prefill ``joining`` into the batch (all but each prompt's last token; its first step feeds it)."""
+        """Prefill ``joining`` into the batch: all but each prompt's last token, which its first step feeds; or,
+        where the backend computes its logits in the same pass, the whole prompt (the logits kept as ``pending``).
+        A failed prefill leaves the running rows as they were (the new rows leave target and drafter)."""
         t0 = time.perf_counter()
-        prompts = [r.prompt for r in joining]
-        if not self.requests:
+        prompts, old = [r.prompt for r in joining], len(self.requests)
+        if old:
+            self.target.add_rows(len(joining))
+        else:
             self.target.reset(len(joining))
             self.target.record_features = self.drafter.needs_target_features
-            starts = [self.target.reuse_prefix(b, p[:-1]) for b, p in enumerate(prompts)]
-            self.target.extend([p[s:-1] for p, s in zip(prompts, starts)], need_logits=False)
-            self.drafter.begin(prompts)
-        else:
-            old = len(self.requests)
-            self.target.add_rows(len(joining))
-            try:
-                starts = [self.target.reuse_prefix(old + i, p[:-1]) for i, p in enumerate(prompts)]
-                rows = [[] for _ in range(old)] + [p[s:-1] for p, s in zip(prompts, starts)]
-                self.target.extend(rows, need_logits=False)
+        try:
+            starts = [self.target.reuse_prefix(old + i, p[:-1]) for i, p in enumerate(prompts)]
+            rows = [[] for _ in range(old)] + [p[s:] for p, s in zip(prompts, starts)]
+            if self.target.prefill_gives_logits:
+                for r, row_logits in zip(joining, self.target.prefill(rows)[old:]):
+                    r.pending = row_logits
+            else:
+                self.target.extend([row[:-1] for row in rows], need_logits=False)
+            if old:
                 self.drafter.add_rows(prompts)
-            except Exception:  # the running rows go on as they were: the new rows leave target and drafter
+            else:
+                self.drafter.begin(prompts)
+        except Exception:
+            if old:
                 self.target.remove_rows(list(range(old)))
                 self.drafter.remove_rows(list(range(old)))
-                raise
+            raise
         self.requests += joining
         self.passes.prefill_time += time.perf_counter() - t0
 

@@ -49,14 +49,15 @@ def run_step(target, drafter: Drafter, requests: list, passes: GenerationStats) 
         trees = constrain_drafts(trees, grammars, rooms)
     draft_dt = time.perf_counter() - t0
     passes.draft_time += draft_dt
-    logits, chain_pass, pass_dt = _score(target, trees, passes, grammars if constrained else None)
+    pending = _take_pending(target, requests, trees)
+    logits, computed, pass_dt = _score(target, trees, passes, grammars if constrained else None, pending)
+    chain_pass = all(t.is_chain for t in trees)
     _check_finite(target, drafter, requests, trees, logits, chain_pass, passes.steps + 1)
     if constrained:
         mask_tree_logits(logits, trees, grammars)
     drafted = sum(t.size for t in trees)
-    computed = target.batch_tokens([len(t.tokens) for t in trees])
     for pol in policies:
-        if pol.adaptive:
+        if pol.adaptive and computed:
             pol.adaptive.observe_pass(computed, pass_dt)
             if drafted:
                 pol.adaptive.observe_draft(draft_dt / drafted)
@@ -104,23 +105,61 @@ def _ask(ctrl, tree: DraftTree, cap: int) -> DepthAsk:
     return DepthAsk(ctrl, min(depth, cap), tree.match, list(accumulate(counts)))
 
 
-def _score(target, trees: list[DraftTree], passes: GenerationStats, grammars):
-    """ONE target pass over every row's nodes -> (logits [B, n_max, V], whether it was a plain chain pass, seconds).
-    grammars: each row's (None: no row is constrained): the logits a grammar makes one-hot are not asked for."""
-    feed = [t.tokens for t in trees]
+def _take_pending(target, requests: list, trees: list[DraftTree]) -> list:
+    """Each row's prefilled root logits [V] (None: the row feeds its root this step), taken from the requests. A
+    tree pass feeds every row's root (the tree attention starts after the verified prefix): a row holding its
+    root's cell gives it back first, and computes its logits again."""
+    pending = [r.pending for r in requests]
+    if all(p is None for p in pending):
+        return pending
+    for r in requests:
+        r.pending = None
+    if all(t.is_chain for t in trees):
+        return pending
+    target.rollback([len(r.seq) - 1 for r in requests])
+    return [None] * len(requests)
+
+
+def _score(target, trees: list[DraftTree], passes: GenerationStats, grammars, pending: list):
+    """ONE target pass over every row's nodes -> (logits [B, n_max, V], tokens the pass computed, seconds).
+    grammars: each row's (None: no row is constrained): the logits a grammar makes one-hot are not asked for.
+    pending: each row's prefilled root logits (None: the root is fed); such a row feeds its drafts only."""
+    feed = [t.tokens[1:] if p is not None else t.tokens for t, p in zip(trees, pending)]
     chain_pass = all(t.is_chain for t in trees)
     skip = one_token_nodes(trees, grammars) if grammars is not None and chain_pass else None
+    if skip is not None:
+        skip = [{i - 1 for i in s if i} if p is not None else s for s, p in zip(skip, pending)]
     t0 = time.perf_counter()
-    if skip is not None and any(skip):
+    if not any(feed):  # every row's root was prefilled and none drafts: no pass
+        logits = torch.zeros(len(trees), 0, target.vocab_size)
+    elif skip is not None and any(skip):
         logits = target.extend_skipping(feed, skip)
     elif chain_pass:  # the fast path: no tree mask, the cache compacted right away
         logits = target.extend(feed)
     else:
         logits = target.extend_tree(feed, [t.parents for t in trees])
     dt = time.perf_counter() - t0
-    passes.target_time += dt
-    passes.target_calls += 1
-    return logits, chain_pass, dt
+    if any(feed):
+        passes.target_time += dt
+        passes.target_calls += 1
+    if any(p is not None for p in pending):
+        logits = _with_pending(logits, pending, [len(t.tokens) for t in trees])
+    return logits, target.batch_tokens([len(f) for f in feed]), dt
+
+
+def _with_pending(logits: torch.Tensor, pending: list, sizes: list[int]) -> torch.Tensor:
+    """logits [B, m, V] of the fed tokens, pending[b] [V] or None, sizes[b] row b's nodes -> logits [B, n_max, V]
+    of every row's nodes (a row with pending logits fed its nodes after the root: they come first)."""
+    if len(sizes) == 1 and sizes[0] == 1:
+        return pending[0].view(1, 1, -1)
+    out = torch.zeros(len(sizes), max(sizes), logits.shape[-1], dtype=logits.dtype)
+    for b, (root, n) in enumerate(zip(pending, sizes)):
+        if root is None:
+            out[b, :n] = logits[b, :n]
+        else:
+            out[b, 0] = root
+            out[b, 1:n] = logits[b, : n - 1]
+    return out
 
 
 def _check_finite(target, drafter: Drafter, requests: list, trees, logits, chain_pass: bool, step: int) -> None:

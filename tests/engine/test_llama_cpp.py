@@ -269,3 +269,39 @@ def test_monte_carlo_catches_tree_nodes_that_do_not_see_their_prefix(tmp_path, m
     monkeypatch.setattr(LlamaCppLM, "_path_seq", no_copy)
     with pytest.raises(AssertionError):
         test_sampled_speculation_through_llama_cpp_follows_its_own_distribution(tmp_path)
+
+
+def test_prefill_gives_each_rows_last_logits_in_its_own_pass(pair):
+    lc, hf = pair
+    lc.reset(3)
+    hf.reset(3)
+    calls = lc.forward_calls
+    got = lc.prefill([[1, 2, 3, 4], [], [5, 6]])
+    assert lc.forward_calls == calls + 1 and lc.lengths == [4, 0, 2] and lc.prefill_gives_logits
+    hf.extend([[1, 2, 3], [], [5]], need_logits=False)
+    want = hf.extend([[4], [], [6]])
+    assert got.shape == (3, lc.vocab_size) and _close(got[0], want[0, 0]) and _close(got[2], want[2, 0])
+    assert not got[1].any()
+    assert _close(lc.extend([[7], [8], [9]]), hf.extend([[7], [8], [9]]))  # the rows go on from the prefill
+
+
+def test_plain_decoding_runs_one_pass_per_token_after_the_prefill(builder):
+    """The prompt's last token is prefilled with its logits: n new tokens cost the prefill and n - 1 passes."""
+    gen = builder.generator("none")
+    before = builder.target.forward_calls
+    out = gen.generate([[1, 2, 3, 4, 5]], GenerationConfig(max_new_tokens=6, k=0, sampling=GREEDY), torch.Generator())
+    assert len(out.tokens[0]) == 6 and builder.target.forward_calls - before == 1 + 5
+    assert out.stats.target_calls == 5  # passes after the prefill: the first step read the prefill's logits
+
+
+def test_a_context_with_embeddings_reads_the_right_rows_when_heads_are_skipped():
+    """A context made for hidden states (after an EAGLE head ran) outputs every entry: skipped heads and the
+    prefill's last-token logits must still come from the right rows."""
+    rows, skip = [[7, 8, 9], [10, 11]], [{0, 1}, {1}]
+    got = []
+    for embeddings in (True, False):
+        lm = LlamaCppLM(str(gguf_path("tiny-llama:1")), embeddings=embeddings)
+        lm.reset(2)
+        got.append((lm.prefill([[1, 2, 3, 4], [5, 6]]), lm.extend_skipping(rows, skip)))
+    (pre_e, ext_e), (pre, ext) = got
+    assert _close(pre_e, pre) and _close(ext_e[0, 2], ext[0, 2]) and _close(ext_e[1, 0], ext[1, 0])

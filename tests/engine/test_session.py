@@ -282,3 +282,28 @@ def test_nan_logits_in_one_row_fail_that_row_only(backend, drafter, monkeypatch)
         session.step()
     assert reqs[1].reason == "error" and "NaN" in str(reqs[1].error)
     assert reqs[0].new == want[0] and reqs[2].new == want[2]
+
+
+def test_nan_in_a_prefilled_root_fails_that_row_only(monkeypatch):
+    """llama.cpp prefills a joining prompt's last token with its logits (the row's first step reads them): bad
+    values there fail that row alone, and the other rows' first steps feed their roots again."""
+    if "llama.cpp" not in _backends():
+        pytest.skip("llama-cpp-python is not installed")
+    target = _backends()["llama.cpp"]()
+    gen = SpeculativeGenerator(target, PromptLookupDrafter())
+    cfg = _greedy(n=10)
+    want = [_solo(gen, p, cfg, 0) for p in PROMPTS[:3]]
+    real = target.prefill
+
+    def poisoned(rows):
+        logits = real(rows).clone()
+        logits[1, 3] = float("nan")
+        return logits
+
+    monkeypatch.setattr(target, "prefill", poisoned)
+    session = gen.open()
+    reqs = [session.admit(p, cfg, torch.Generator()) for p in PROMPTS[:3]]
+    while session.busy:
+        session.step()
+    assert reqs[1].reason == "error" and "NaN" in str(reqs[1].error)
+    assert reqs[0].new == want[0] and reqs[2].new == want[2]

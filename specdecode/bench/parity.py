@@ -1,0 +1,88 @@
+"""``specdecode bench-backends --prompt-lengths``: our decoding on llama.cpp against llama-cpp-python's own plain
+decoding of the same GGUF, by prompt length (the plain-parity check: the prefill and the per-step cost both count).
+
+A prompt of n tokens is the first n tokens of a text made of the whole task prompt set (``prompts.tasks``: varied
+passages, code, stories, chats; no chat template), continued greedily. Each repeat runs every configuration on every
+length back to back in a rotating order; a ratio is the median over repeats of the ratio within each repeat.
+Not here: the task sets and their table (``bench.backends``), argument parsing (``cli.bench_backends``).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+
+from ..models.build import Builder
+from ..prompts.tasks import TASKS as PROMPT_SET
+from .backends import Config, llama_cpp_python_config, ours_config
+
+BASE = "llama-cpp-python plain"
+
+
+def text() -> str:
+    """Every message of the prompt set, one after another (~2600 SmolLM2 tokens)."""
+    return "\n\n".join(m["content"] for prompts in PROMPT_SET.values() for p in prompts for m in p)
+
+
+def configurations(lc: Builder, max_new: int) -> dict[str, Config]:
+    return {
+        BASE: llama_cpp_python_config(lc.target.path, max_new, lc.eos),
+        "ours llama.cpp plain": ours_config(lc, "none", None, 0, False, max_new),
+        "ours llama.cpp prompt lookup adaptive": ours_config(lc, "prompt-lookup", None, 16, True, max_new),
+        "ours llama.cpp suffix adaptive": ours_config(lc, "suffix", None, 16, True, max_new),
+    }
+
+
+def run(lc: Builder, cfgs: dict[str, Config], lengths: list[int], repeats: int) -> list[dict]:
+    """Every configuration at every prompt length, ``repeats`` times -> records (length, config, repeat, seconds,
+    tokens, ids, load1)."""
+    ids = lc.encode(text(), chat=False)
+    if max(lengths) > len(ids):
+        raise ValueError(f"--prompt-lengths must be at most {len(ids)} tokens (the prompt set's text), got {lengths}")
+    names, records = list(cfgs), []
+    for cfg in cfgs.values():  # warm-up, not timed
+        cfg.run(ids[:16])
+    for rep in range(repeats):
+        for li, n in enumerate(lengths):
+            shift = (rep + li) % len(names)
+            for name in names[shift:] + names[:shift]:
+                cfgs[name].fresh()
+                seconds, toks, _ = cfgs[name].run(ids[:n])
+                records.append(
+                    {"length": n, "config": name, "repeat": rep, "seconds": seconds, "tokens": len(toks), "ids": toks}
+                )
+                records[-1]["load1"] = os.getloadavg()[0]
+                print(
+                    f"  rep {rep + 1}/{repeats} {n:>5} tokens {name:<40} {len(toks) / seconds:6.1f} tok/s",
+                    file=sys.stderr,
+                )
+    return records
+
+
+def format_table(records: list[dict], lengths: list[int], names: list[str]) -> str:
+    """Per prompt length: median tok/s (new tokens over the whole request, prefill included), the median and range
+    of the ratio to llama-cpp-python plain within a repeat, the ratio of the best runs (the least disturbed on a
+    shared machine), and whether the greedy tokens equal llama-cpp-python's."""
+    lines = [
+        f"{'prompt':>6} {'configuration':<40} {'tokens':>6} {'tok/s':>7} {'vs lcp':>7} {'range':>13} "
+        f"{'best vs best':>12} {'same as lcp':>11}"
+    ]
+    for n in lengths:
+        recs = [r for r in records if r["length"] == n]
+        base = {r["repeat"]: r for r in recs if r["config"] == BASE}
+        best_base = max(_rate(r) for r in base.values())
+        for name in names:
+            rs = [r for r in recs if r["config"] == name]
+            ratios = [_rate(r) / _rate(base[r["repeat"]]) for r in rs]
+            same = all(r["ids"] == base[r["repeat"]]["ids"] for r in rs)
+            lines.append(
+                f"{n:>6} {name:<40} {rs[0]['tokens']:>6} {statistics.median(map(_rate, rs)):>7.1f} "
+                f"{statistics.median(ratios):>6.3f}x {min(ratios):>6.3f}-{max(ratios):<6.3f} "
+                f"{max(map(_rate, rs)) / best_base:>11.3f}x {str(same):>11}"
+            )
+    return "\n".join(lines)
+
+
+def _rate(record: dict) -> float:
+    return record["tokens"] / record["seconds"]
