@@ -3,7 +3,8 @@ decoding of the same GGUF, by prompt length (the plain-parity check: the prefill
 
 A prompt of n tokens is the first n tokens of a text made of the whole task prompt set (``prompts.tasks``: varied
 passages, code, stories, chats; no chat template), continued greedily. Each repeat runs every configuration on every
-length back to back in a rotating order; a ratio is the median over repeats of the ratio within each repeat.
+length back to back in a rotating order; a ratio is the median over repeats of the ratio within each repeat. The
+CPU seconds of each run are kept too: on a shared machine they move less than the wall time.
 Not here: the task sets and their table (``bench.backends``), argument parsing (``cli.bench_backends``).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import statistics
 import sys
+import time
 
 from ..models.build import Builder
 from ..prompts.tasks import TASKS as PROMPT_SET
@@ -48,10 +50,10 @@ def run(lc: Builder, cfgs: dict[str, Config], lengths: list[int], repeats: int) 
             shift = (rep + li) % len(names)
             for name in names[shift:] + names[:shift]:
                 cfgs[name].fresh()
+                cpu0 = time.process_time()
                 seconds, toks, _ = cfgs[name].run(ids[:n])
-                records.append(
-                    {"length": n, "config": name, "repeat": rep, "seconds": seconds, "tokens": len(toks), "ids": toks}
-                )
+                rec = {"length": n, "config": name, "repeat": rep, "seconds": seconds, "tokens": len(toks), "ids": toks}
+                records.append(rec | {"cpu_seconds": time.process_time() - cpu0})
                 records[-1]["load1"] = os.getloadavg()[0]
                 print(
                     f"  rep {rep + 1}/{repeats} {n:>5} tokens {name:<40} {len(toks) / seconds:6.1f} tok/s",
@@ -63,10 +65,11 @@ def run(lc: Builder, cfgs: dict[str, Config], lengths: list[int], repeats: int) 
 def format_table(records: list[dict], lengths: list[int], names: list[str]) -> str:
     """Per prompt length: median tok/s (new tokens over the whole request, prefill included), the median and range
     of the ratio to llama-cpp-python plain within a repeat, the ratio of the best runs (the least disturbed on a
-    shared machine), and whether the greedy tokens equal llama-cpp-python's."""
+    shared machine), the median ratio of CPU seconds a token (this process's threads: time other tenants take
+    from it is not counted), and whether the greedy tokens equal llama-cpp-python's."""
     lines = [
         f"{'prompt':>6} {'configuration':<40} {'tokens':>6} {'tok/s':>7} {'vs lcp':>7} {'range':>13} "
-        f"{'best vs best':>12} {'same as lcp':>11}"
+        f"{'best vs best':>12} {'cpu vs lcp':>10} {'same as lcp':>11}"
     ]
     for n in lengths:
         recs = [r for r in records if r["length"] == n]
@@ -76,13 +79,20 @@ def format_table(records: list[dict], lengths: list[int], names: list[str]) -> s
             rs = [r for r in recs if r["config"] == name]
             ratios = [_rate(r) / _rate(base[r["repeat"]]) for r in rs]
             same = all(r["ids"] == base[r["repeat"]]["ids"] for r in rs)
+            cpu = [_cpu(base[r["repeat"]]) / _cpu(r) for r in rs]
             lines.append(
                 f"{n:>6} {name:<40} {rs[0]['tokens']:>6} {statistics.median(map(_rate, rs)):>7.1f} "
                 f"{statistics.median(ratios):>6.3f}x {min(ratios):>6.3f}-{max(ratios):<6.3f} "
-                f"{max(map(_rate, rs)) / best_base:>11.3f}x {str(same):>11}"
+                f"{max(map(_rate, rs)) / best_base:>11.3f}x {statistics.median(cpu):>9.3f}x {str(same):>11}"
             )
     return "\n".join(lines)
 
 
 def _rate(record: dict) -> float:
     return record["tokens"] / record["seconds"]
+
+
+def _cpu(record: dict) -> float:
+    """CPU seconds a token (the whole request's; ``nan`` where none was measured)."""
+    cpu = record.get("cpu_seconds", 0.0)
+    return cpu / record["tokens"] if cpu > 0 and record["tokens"] else float("nan")

@@ -6,7 +6,8 @@ row's nodes in ONE forward pass (chains: a plain ragged pass; trees: a tree atte
 from the registry accepts a path and emits one recovered or bonus token, target and drafter keep the accepted
 path (rollback), and the tokens are cut where plain decoding would stop (end of sequence, budget, stop strings)
 and streamed. Rows are ragged: each keeps its own length and policy. k = 0 is plain decoding through the very
-same code (the baseline).
+same code (the baseline). A row whose prefill already computed its root's logits (``Request.pending``, llama.cpp)
+feeds only its drafts in its first step, and nothing at all when it drafts none.
 
 Words as in vLLM: *accepted* draft tokens, a *recovered* token (drawn from the residual after a rejection),
 a *bonus* token (drawn from p after a leaf), *plain* tokens (steps that drafted nothing).
@@ -131,7 +132,7 @@ def _score(target, trees: list[DraftTree], passes: GenerationStats, grammars, pe
         skip = [{i - 1 for i in s if i} if p is not None else s for s, p in zip(skip, pending)]
     t0 = time.perf_counter()
     if not any(feed):  # every row's root was prefilled and none drafts: no pass
-        logits = torch.zeros(len(trees), 0, target.vocab_size)
+        logits = torch.zeros(len(trees), 0, target.vocab_size, device=target.device)
     elif skip is not None and any(skip):
         logits = target.extend_skipping(feed, skip)
     elif chain_pass:  # the fast path: no tree mask, the cache compacted right away
@@ -152,7 +153,7 @@ def _with_pending(logits: torch.Tensor, pending: list, sizes: list[int]) -> torc
     of every row's nodes (a row with pending logits fed its nodes after the root: they come first)."""
     if len(sizes) == 1 and sizes[0] == 1:
         return pending[0].view(1, 1, -1)
-    out = torch.zeros(len(sizes), max(sizes), logits.shape[-1], dtype=logits.dtype)
+    out = torch.zeros(len(sizes), max(sizes), logits.shape[-1], dtype=logits.dtype, device=logits.device)
     for b, (root, n) in enumerate(zip(pending, sizes)):
         if root is None:
             out[b, :n] = logits[b, :n]
