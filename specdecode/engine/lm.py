@@ -68,10 +68,34 @@ class CausalLM(Backend):
             return torch.zeros(len(rows), 0, self.vocab_size, device=self.device) if need_logits else None
         self.check_context(max(length + k for length, k in zip(self.lengths, n)))
         t0 = time.perf_counter()
-        logits = self._extend_hf(rows, n, n_max, need_logits) if self.is_hf else self._extend_full(rows, n_max)
+        logits = (
+            self._extend_hf(rows, n, n_max, 0 if need_logits else 1) if self.is_hf else self._extend_full(rows, n_max)
+        )
         self.forward_time += time.perf_counter() - t0
         self.forward_calls += 1
         return logits if need_logits else None
+
+    @property
+    def prefill_gives_logits(self) -> bool:
+        return self.is_hf and not self.record_features  # transformers' logits_to_keep: the head at the last tokens
+
+    @torch.inference_mode()
+    def prefill(self, rows: list[list[int]]) -> torch.Tensor:
+        """rows: B lists of new tokens -> float32 logits [B, V] at each row's last new token (zeros for an empty row);
+        on a Hugging Face model in one pass, the head computed at those positions only."""
+        if not self.prefill_gives_logits or not any(rows):
+            return super().prefill(rows)
+        self.check_rows(len(rows))
+        if self._tree is not None:
+            raise ValueError("draft-tree nodes are pending: call keep_paths or rollback before extend")
+        n = [len(r) for r in rows]
+        self.check_context(max(length + k for length, k in zip(self.lengths, n)))
+        keep = torch.tensor([[max(k - 1, 0)] for k in n], device=self.device)  # [B, 1]: each row's last position
+        t0 = time.perf_counter()
+        logits = self._extend_hf(rows, n, max(n), keep)[:, 0]  # [B, V]
+        self.forward_time += time.perf_counter() - t0
+        self.forward_calls += 1
+        return logits * torch.tensor([float(k > 0) for k in n], device=self.device)[:, None]
 
     def _extend_full(self, rows, n_max):
         out = torch.zeros(len(rows), n_max, self.vocab_size, device=self.device)
@@ -83,7 +107,8 @@ class CausalLM(Backend):
                 out[b, : len(r)] = logits[0, -len(r) :].float()
         return out
 
-    def _extend_hf(self, rows, n, n_max, need_logits=True):
+    def _extend_hf(self, rows, n, n_max, keep: int | torch.Tensor = 0):
+        """keep: transformers' ``logits_to_keep`` (0: every position, 1: the last, [B, 1]: a position per row)."""
         B, P = len(rows), self.physical
         ids = torch.tensor([r + [0] * (n_max - len(r)) for r in rows], dtype=torch.long, device=self.device)
         mask = pos = None
@@ -103,7 +128,7 @@ class CausalLM(Backend):
             cache=self.cache,
             use_cache=True,
             output_hidden_states=self.record_features,
-            logits_to_keep=0 if need_logits else 1,
+            logits_to_keep=keep,
         )
         if self.record_features:
             h = out.hidden_states[-1].detach().float()  # [B, n_max, H]: the input of the head

@@ -6,8 +6,8 @@ row's nodes in ONE forward pass (chains: a plain ragged pass; trees: a tree atte
 from the registry accepts a path and emits one recovered or bonus token, target and drafter keep the accepted
 path (rollback), and the tokens are cut where plain decoding would stop (end of sequence, budget, stop strings)
 and streamed. Rows are ragged: each keeps its own length and policy. k = 0 is plain decoding through the very
-same code (the baseline). A row whose prefill already computed its root's logits (``Request.pending``, llama.cpp)
-feeds only its drafts in its first step, and nothing at all when it drafts none.
+same code (the baseline). A row whose prefill already computed its root's logits (``Request.pending``) feeds only
+its drafts in its first step, and nothing at all when it drafts none.
 
 Words as in vLLM: *accepted* draft tokens, a *recovered* token (drawn from the residual after a rejection),
 a *bonus* token (drawn from p after a leaf), *plain* tokens (steps that drafted nothing).

@@ -375,3 +375,23 @@ def test_recorded_hidden_states_follow_extend_and_rollback():
         assert lm.features[b].shape[0] == len(rows[b]) > 64
         assert torch.allclose(lm.features[b], want, atol=1e-4)
     lm.record_features = False
+
+
+def test_hf_prefill_gives_each_rows_last_logits_in_one_pass():
+    """transformers' logits_to_keep with a position per row: the head at each row's last prompt token only, the
+    same logits as a pass over that token; plain decoding of n tokens then costs the prefill and n - 1 passes."""
+    lm, ref = CausalLM(_tiny_llama(1)), CausalLM(_tiny_llama(1))
+    lm.reset(3)
+    ref.reset(3)
+    got = lm.prefill([[1, 2, 3, 4], [], [5, 6]])
+    assert lm.forward_calls == 1 and lm.lengths == [4, 0, 2] and lm.prefill_gives_logits
+    ref.extend([[1, 2, 3], [], [5]], need_logits=False)
+    want = ref.extend([[4], [], [6]])
+    assert torch.allclose(got[0], want[0, 0], atol=1e-5) and torch.allclose(got[2], want[2, 0], atol=1e-5)
+    assert not got[1].any()
+    assert torch.allclose(lm.extend([[7], [8], [9]]), ref.extend([[7], [8], [9]]), atol=1e-5)
+    gen = SpeculativeGenerator(lm, None)
+    before = lm.forward_calls
+    cfg = GenerationConfig(max_new_tokens=6, k=0, sampling=SamplingConfig(0.0))
+    out = gen.generate([[1, 2, 3, 4, 5]], cfg, torch.Generator())
+    assert len(out.tokens[0]) == 6 and lm.forward_calls - before == 6 and out.stats.target_calls == 5
