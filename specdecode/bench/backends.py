@@ -226,6 +226,7 @@ def run_task(cfg: Config, task: str, name: str, rep: int, requests: list[list[in
     """One run of a task's requests in order -> its record (total seconds and tokens; pass stats of the last)."""
     cfg.fresh()
     seconds, ids, stats, calls = 0.0, [], None, 0.0
+    cpu0 = time.process_time()  # this process's threads (a server in a process of its own is not counted)
     for prompt in requests:
         dt, toks, st = cfg.run(prompt)
         seconds += dt
@@ -233,7 +234,7 @@ def run_task(cfg: Config, task: str, name: str, rep: int, requests: list[list[in
         if st is not None:
             stats, calls = st, calls + st.target_calls
     rec = {"task": task, "config": name, "repeat": rep, "seconds": seconds, "tokens": sum(map(len, ids)), "ids": ids}
-    rec["load1"] = os.getloadavg()[0]
+    rec.update(cpu_seconds=time.process_time() - cpu0, load1=os.getloadavg()[0])
     if stats is not None:
         rec.update(tokens_per_call=rec["tokens"] / max(calls, 1), overhead_fraction=stats.overhead_fraction)
     return rec

@@ -10,13 +10,11 @@ Not here: the task sets and their table (``bench.backends``), argument parsing (
 
 from __future__ import annotations
 
-import os
 import statistics
-import sys
-import time
 
 from ..models.build import Builder
 from ..prompts.tasks import TASKS as PROMPT_SET
+from . import backends
 from .backends import Config, llama_cpp_python_config, ours_config
 
 BASE = "llama-cpp-python plain"
@@ -37,28 +35,14 @@ def configurations(lc: Builder, max_new: int) -> dict[str, Config]:
 
 
 def run(lc: Builder, cfgs: dict[str, Config], lengths: list[int], repeats: int) -> list[dict]:
-    """Every configuration at every prompt length, ``repeats`` times -> records (length, config, repeat, seconds,
-    tokens, ids, load1)."""
+    """Every configuration at every prompt length, ``repeats`` times (``backends.run``: one task a length, in a
+    rotating order) -> its records, each with its prompt ``length``."""
     ids = lc.encode(text(), chat=False)
     if max(lengths) > len(ids):
         raise ValueError(f"--prompt-lengths must be at most {len(ids)} tokens (the prompt set's text), got {lengths}")
-    names, records = list(cfgs), []
-    for cfg in cfgs.values():  # warm-up, not timed
-        cfg.run(ids[:16])
-    for rep in range(repeats):
-        for li, n in enumerate(lengths):
-            shift = (rep + li) % len(names)
-            for name in names[shift:] + names[:shift]:
-                cfgs[name].fresh()
-                cpu0 = time.process_time()
-                seconds, toks, _ = cfgs[name].run(ids[:n])
-                rec = {"length": n, "config": name, "repeat": rep, "seconds": seconds, "tokens": len(toks), "ids": toks}
-                records.append(rec | {"cpu_seconds": time.process_time() - cpu0})
-                records[-1]["load1"] = os.getloadavg()[0]
-                print(
-                    f"  rep {rep + 1}/{repeats} {n:>5} tokens {name:<40} {len(toks) / seconds:6.1f} tok/s",
-                    file=sys.stderr,
-                )
+    records = backends.run(cfgs, {f"{n} tokens": [ids[:n]] for n in lengths}, repeats)
+    for r in records:
+        r["length"], r["ids"] = int(r["task"].split()[0]), r["ids"][0]
     return records
 
 

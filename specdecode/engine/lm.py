@@ -59,20 +59,10 @@ class CausalLM(Backend):
     def extend(self, rows: list[list[int]], *, need_logits: bool = True) -> torch.Tensor | None:
         """rows: B lists of new tokens (ragged, may be empty) -> float32 logits [B, n_max, V] (None when not
         ``need_logits``: a prefill computes the head at one position only)."""
-        self.check_rows(len(rows))
-        if self._tree is not None:
-            raise ValueError("draft-tree nodes are pending: call keep_paths or rollback before extend")
-        n = [len(r) for r in rows]
-        n_max = max(n)
-        if n_max == 0:
+        self._check_chain(rows)
+        if max(map(len, rows), default=0) == 0:
             return torch.zeros(len(rows), 0, self.vocab_size, device=self.device) if need_logits else None
-        self.check_context(max(length + k for length, k in zip(self.lengths, n)))
-        t0 = time.perf_counter()
-        logits = (
-            self._extend_hf(rows, n, n_max, 0 if need_logits else 1) if self.is_hf else self._extend_full(rows, n_max)
-        )
-        self.forward_time += time.perf_counter() - t0
-        self.forward_calls += 1
+        logits = self._chain(rows, 0 if need_logits else 1)
         return logits if need_logits else None
 
     @property
@@ -85,17 +75,27 @@ class CausalLM(Backend):
         on a Hugging Face model in one pass, the head computed at those positions only."""
         if not self.prefill_gives_logits or not any(rows):
             return super().prefill(rows)
+        self._check_chain(rows)
+        n = [len(r) for r in rows]
+        keep = torch.tensor([[max(k - 1, 0)] for k in n], device=self.device)  # [B, 1]: each row's last position
+        logits = self._chain(rows, keep)[:, 0]  # [B, V]
+        return logits * torch.tensor([float(k > 0) for k in n], device=self.device)[:, None]
+
+    def _chain(self, rows: list[list[int]], keep: int | torch.Tensor) -> torch.Tensor:
+        """One pass appending ``rows`` (at least one token in all) -> logits at the positions ``keep`` names
+        (transformers' ``logits_to_keep``; the cache-less models give every position)."""
+        n = [len(r) for r in rows]
+        self.check_context(max(length + k for length, k in zip(self.lengths, n)))
+        t0 = time.perf_counter()
+        logits = self._extend_hf(rows, n, max(n), keep) if self.is_hf else self._extend_full(rows, max(n))
+        self.forward_time += time.perf_counter() - t0
+        self.forward_calls += 1
+        return logits
+
+    def _check_chain(self, rows: list[list[int]]) -> None:
         self.check_rows(len(rows))
         if self._tree is not None:
             raise ValueError("draft-tree nodes are pending: call keep_paths or rollback before extend")
-        n = [len(r) for r in rows]
-        self.check_context(max(length + k for length, k in zip(self.lengths, n)))
-        keep = torch.tensor([[max(k - 1, 0)] for k in n], device=self.device)  # [B, 1]: each row's last position
-        t0 = time.perf_counter()
-        logits = self._extend_hf(rows, n, max(n), keep)[:, 0]  # [B, V]
-        self.forward_time += time.perf_counter() - t0
-        self.forward_calls += 1
-        return logits * torch.tensor([float(k > 0) for k in n], device=self.device)[:, None]
 
     def _extend_full(self, rows, n_max):
         out = torch.zeros(len(rows), n_max, self.vocab_size, device=self.device)

@@ -50,9 +50,9 @@ def run_step(target, drafter: Drafter, requests: list, passes: GenerationStats) 
         trees = constrain_drafts(trees, grammars, rooms)
     draft_dt = time.perf_counter() - t0
     passes.draft_time += draft_dt
-    pending = _take_pending(target, requests, trees)
-    logits, computed, pass_dt = _score(target, trees, passes, grammars if constrained else None, pending)
     chain_pass = all(t.is_chain for t in trees)
+    pending = _take_pending(target, requests, chain_pass)
+    logits, computed, pass_dt = _score(target, trees, chain_pass, passes, grammars if constrained else None, pending)
     _check_finite(target, drafter, requests, trees, logits, chain_pass, passes.steps + 1)
     if constrained:
         mask_tree_logits(logits, trees, grammars)
@@ -106,7 +106,7 @@ def _ask(ctrl, tree: DraftTree, cap: int) -> DepthAsk:
     return DepthAsk(ctrl, min(depth, cap), tree.match, list(accumulate(counts)))
 
 
-def _take_pending(target, requests: list, trees: list[DraftTree]) -> list:
+def _take_pending(target, requests: list, chain_pass: bool) -> list:
     """Each row's prefilled root logits [V] (None: the row feeds its root this step), taken from the requests. A
     tree pass feeds every row's root (the tree attention starts after the verified prefix): a row holding its
     root's cell gives it back first, and computes its logits again."""
@@ -115,23 +115,23 @@ def _take_pending(target, requests: list, trees: list[DraftTree]) -> list:
         return pending
     for r in requests:
         r.pending = None
-    if all(t.is_chain for t in trees):
+    if chain_pass:
         return pending
     target.rollback([len(r.seq) - 1 for r in requests])
     return [None] * len(requests)
 
 
-def _score(target, trees: list[DraftTree], passes: GenerationStats, grammars, pending: list):
+def _score(target, trees: list[DraftTree], chain_pass: bool, passes: GenerationStats, grammars, pending: list):
     """ONE target pass over every row's nodes -> (logits [B, n_max, V], tokens the pass computed, seconds).
     grammars: each row's (None: no row is constrained): the logits a grammar makes one-hot are not asked for.
     pending: each row's prefilled root logits (None: the root is fed); such a row feeds its drafts only."""
     feed = [t.tokens[1:] if p is not None else t.tokens for t, p in zip(trees, pending)]
-    chain_pass = all(t.is_chain for t in trees)
+    fed = any(feed)
     skip = one_token_nodes(trees, grammars) if grammars is not None and chain_pass else None
     if skip is not None:
         skip = [{i - 1 for i in s if i} if p is not None else s for s, p in zip(skip, pending)]
     t0 = time.perf_counter()
-    if not any(feed):  # every row's root was prefilled and none drafts: no pass
+    if not fed:  # every row's root was prefilled and none drafts: no pass
         logits = torch.zeros(len(trees), 0, target.vocab_size, device=target.device)
     elif skip is not None and any(skip):
         logits = target.extend_skipping(feed, skip)
@@ -140,7 +140,7 @@ def _score(target, trees: list[DraftTree], passes: GenerationStats, grammars, pe
     else:
         logits = target.extend_tree(feed, [t.parents for t in trees])
     dt = time.perf_counter() - t0
-    if any(feed):
+    if fed:
         passes.target_time += dt
         passes.target_calls += 1
     if any(p is not None for p in pending):
