@@ -75,7 +75,7 @@ def scatter_rows(got: np.ndarray, wanted: list[bool]) -> np.ndarray:
 def ragged_rows(flat: np.ndarray, n: list[int]) -> torch.Tensor:
     """Logits of the flattened rows [sum n, V] -> [B, max n, V] (zeros after a row's own tokens)."""
     if len(n) == 1:
-        return torch.from_numpy(flat).view(1, n[0], flat.shape[1])
+        return torch.from_numpy(flat.reshape(1, n[0], flat.shape[1]))  # one torch call (each costs, see step)
     out = torch.zeros(len(n), max(n), flat.shape[1])
     at = 0
     for b, k in enumerate(n):

@@ -326,6 +326,8 @@ class Session:
     def _join(self) -> list[Request]:
         """Queued requests join while rows and cache cells allow -> the ones that left the queue without joining
         (cancelled, or failed in their prefill)."""
+        if not self._queue:  # the common step: nothing queued (a request queued meanwhile joins at the next step)
+            return []
         gone, joining = [], []
         used = sum(r.cells for r in self.requests)
         cap = self.target.capacity

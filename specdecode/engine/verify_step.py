@@ -2,9 +2,10 @@
 emitted tokens of each row, with each row's method from the registry, its sampling settings and its randomness.
 
 Rows sharing all of these are verified together: chain methods check rows with the same draft length in one
-batched call; tree methods, and greedy trees, walk each row's tree. Rows that drafted nothing are plain
-decoding through the same rules. Also here: the exact overlap sum_x min(p, q) at the checked draft positions
-(``GenerationConfig.measure_overlap``).
+batched call; tree methods walk each row's tree; greedy rows (chains and trees) fetch the argmax of every node
+once and walk their drafts in Python (the registry's greedy methods are the reference it is tested against).
+Rows that drafted nothing are plain decoding through the same rules. Also here: the exact overlap sum_x min(p, q)
+at the checked draft positions (``GenerationConfig.measure_overlap``).
 
 Not here: the algorithms (``verify``), caches, or what happens to the tokens afterwards (``loop``).
 """
@@ -15,8 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.sampling import greedy, logits_to_probs
+from ..core.sampling import greedy_ids, logits_to_probs
 from ..verify import gumbel_sample
+from ..verify.multidraft import greedy_path
 from .drafts import DraftTree
 from .policy import RowPolicy
 
@@ -44,22 +46,35 @@ def verify_rows(
 ) -> list[RowResult]:
     """logits: [B, n_max, V] of every row's tree (node order); policies[b] / seqs[b]: how row b is verified and
     its sequence before this step. -> a result per row."""
-    rows = [Row(pol, seq) for pol, seq in zip(policies, seqs)]
     groups: dict = {}
     for b, pol in enumerate(policies):
         groups.setdefault(pol.verify_key(), []).append(b)
     out: list[RowResult] = [None] * len(trees)  # type: ignore[list-item]
     for idx in groups.values():
-        r = rows[idx[0]]
-        lg = logits if len(idx) == logits.shape[0] else logits[idx]  # [G, n_max, V]
-        p = lg if r.method.greedy else logits_to_probs(lg, r.policy.sampling)
-        for j, res in enumerate(_verify_group(r, p, [trees[b] for b in idx], [rows[b] for b in idx])):
+        pol = policies[idx[0]]
+        lg = logits if len(idx) == len(trees) else logits[idx]  # [G, n_max, V]
+        group = [trees[b] for b in idx]
+        if pol.method.greedy:
+            results = _verify_greedy(lg, group)
+        else:
+            rows = [Row(policies[b], seqs[b]) for b in idx]
+            results = _verify_group(rows[0], logits_to_probs(lg, pol.sampling), group, rows)
+        for j, res in enumerate(results):
             out[idx[j]] = res
     return out
 
 
+def _verify_greedy(logits: torch.Tensor, trees: list[DraftTree]) -> list[RowResult]:
+    """Greedy rows (chains, trees or none drafted): logits [G, n_max, V] -> their results, from the argmax of
+    every node fetched once (``greedy_ids``) and walked in Python (``verify.greedy_path``): the fast path beside
+    the registry's torch ``greedy_verify`` / ``greedy_tree_verify``, tested against them."""
+    best = greedy_ids(logits)  # [G][n_max]
+    walks = [greedy_path(t.parents, t.tokens, b) for t, b in zip(trees, best)]
+    return [RowResult(w.path, w.tokens) for w in walks]
+
+
 def _verify_group(r: Row, p: torch.Tensor, trees: list[DraftTree], rows: list[Row]) -> list[RowResult]:
-    """Rows sharing method, sampling and randomness: p [G, n_max, V] (logits for greedy) -> their results."""
+    """Rows sharing method, sampling and randomness (not greedy): p [G, n_max, V] -> their results."""
     out: list[RowResult | None] = [None] * len(trees)
     plain = [j for j, t in enumerate(trees) if t.size == 0]
     if plain:
@@ -86,9 +101,7 @@ def _verify_group(r: Row, p: torch.Tensor, trees: list[DraftTree], rows: list[Ro
 
 
 def _plain_tokens(r: Row, p0: torch.Tensor, rows: list[Row]) -> list[int]:
-    """p0: [R, V] the next-token distributions (logits for greedy) of rows that drafted nothing -> R tokens."""
-    if r.method.greedy:
-        return greedy(p0).tolist()
+    """p0: [R, V] the next-token distributions of rows that drafted nothing -> R tokens."""
     if r.method.noise:
         return gumbel_sample(p0, _noise(rows, 1, p0.shape[-1], p0.device)[:, 0]).tolist()
     return r.policy.rng.categorical(p0).tolist()

@@ -232,14 +232,19 @@ def greedy_tree_verify(p, q, parents, tokens, rng=None, *, validate: bool = True
     Deterministic: with distinct sibling tokens (top-m children) the output is plain greedy decoding."""
     if validate:
         check_tree(parents, tokens, p, p, probs=False)
-    kids = children_lists([int(x) for x in parents])
-    tok = [int(t) for t in tokens]
-    best = greedy(p).tolist()  # [N]
+    return greedy_path([int(x) for x in parents], [int(t) for t in tokens], greedy(p).tolist())
+
+
+def greedy_path(parents: list[int], tokens: list[int], best: list[int]) -> TreeVerifyResult:
+    """Greedy tree verification on the target's argmax at each node (``best[n]``, node order; lowest index on
+    ties): from the root, follow the child whose token is the argmax, then emit the argmax after the path. A chain
+    is the tree with parents [-1, 0, 1, ...]. The engine's greedy steps call it on argmax ids computed once."""
+    kids = children_lists(parents)
     node, out, path = 0, [], []
     while True:
         y = best[node]
         out.append(y)
-        node = next((c for c in kids[node] if tok[c] == y), None)
+        node = next((c for c in kids[node] if tokens[c] == y), None)
         if node is None:
             return TreeVerifyResult(tokens=out, path=path)
         path.append(node)

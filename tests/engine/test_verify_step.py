@@ -1,0 +1,66 @@
+"""The engine's greedy fast path (argmax ids fetched once, drafts walked in Python) against the registry's torch
+greedy methods, its reference; and which logits fail a row (``step._bad_rows``)."""
+
+import pytest
+import torch
+
+from specdecode.core.rng import TorchRNG
+from specdecode.core.sampling import SamplingConfig, greedy_ids
+from specdecode.engine.drafts import DraftTree
+from specdecode.engine.policy import RowPolicy
+from specdecode.engine.step import _bad_rows
+from specdecode.engine.verify_step import verify_rows
+from specdecode.verify import greedy_tree_verify, greedy_verify
+from specdecode.verify.registry import METHODS
+
+V = 6
+
+
+def _policy() -> RowPolicy:
+    return RowPolicy.for_method(METHODS["greedy"], SamplingConfig(0.0), TorchRNG(torch.Generator()))
+
+
+def _tree(gen: torch.Generator) -> DraftTree:
+    """A random tree of 1-7 nodes (a chain about half the time) with small tokens, so drafts often match."""
+    n = int(torch.randint(1, 8, (1,), generator=gen))
+    if torch.rand(1, generator=gen) < 0.5:
+        return DraftTree.chain(0, torch.randint(0, 3, (n - 1,), generator=gen).tolist())
+    parents = [-1] + [int(torch.randint(0, i, (1,), generator=gen)) for i in range(1, n)]
+    return DraftTree([0] + torch.randint(0, 3, (n - 1,), generator=gen).tolist(), parents)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_greedy_fast_path_equals_the_registry_methods(seed):
+    gen = torch.Generator().manual_seed(seed)
+    trees = [_tree(gen) for _ in range(3)]
+    n_max = max(len(t.tokens) for t in trees)
+    logits = torch.randint(0, 3, (3, n_max, V), generator=gen).float()  # many ties: the lowest index wins
+    got = verify_rows(logits, trees, [_policy()] * 3, [[1, 2]] * 3)
+    for b, (tree, res) in enumerate(zip(trees, got)):
+        n = len(tree.tokens)
+        if tree.size == 0:  # plain decoding: the argmax (torch's, lowest index on ties)
+            want_tokens, want_path = [int(logits[b, 0].argmax())], []
+        elif tree.is_chain:
+            ref = greedy_verify(logits[b : b + 1, :n], None, torch.tensor([tree.tokens[1:]]))
+            want_tokens, want_path = ref.emitted(0), list(range(1, int(ref.num_accepted[0]) + 1))
+        else:
+            ref = greedy_tree_verify(logits[b, :n], None, torch.tensor(tree.parents), torch.tensor(tree.tokens))
+            want_tokens, want_path = ref.tokens, ref.path
+        assert (res.tokens, res.accepted) == (want_tokens, want_path)
+
+
+def test_greedy_ids_take_the_lowest_index_on_ties_on_every_dtype():
+    x = torch.tensor([[0.5, 2.0, 2.0, 1.0], [3.0, 3.0, 0.0, 0.0]])
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        assert greedy_ids(x.to(dtype)) == [1, 0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bad_rows_are_nan_positive_inf_or_all_minus_inf(dtype):
+    logits = torch.zeros(5, 2, V, dtype=dtype)
+    logits[0, 0, 1] = float("-inf")  # some -inf: probability 0, fine
+    logits[1, 1, 2] = float("nan")
+    logits[2, 0, 3] = float("inf")
+    logits[3, 1] = float("-inf")  # nothing left to choose
+    logits[4, 1, 0] = float("nan")  # past the row's fed positions: not read
+    assert _bad_rows(logits, [2, 2, 2, 2, 1]) == [1, 2, 3]
