@@ -122,6 +122,6 @@ def greedy_ids(logits_or_probs: torch.Tensor) -> list:
     straight through numpy: a greedy step right after a llama.cpp pass finds the caches cold, and each torch call
     then costs ~20-40 us here (``greedy(x).tolist()`` made four)."""
     x = logits_or_probs
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad:
+    if x.is_cpu and x.dtype in (torch.float32, torch.float64) and not x.requires_grad:
         return x.numpy().argmax(-1).tolist()
     return x.argmax(-1).tolist()

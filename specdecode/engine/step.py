@@ -34,10 +34,13 @@ from .stats import GenerationStats
 from .verify_step import RowResult, overlap, verify_rows
 
 
-@torch.inference_mode()
 def run_step(target, drafter: Drafter, requests: list, passes: GenerationStats) -> None:
     """One step for every request (``session.Request``, in cache-row order); the batch's pass counts and times go
-    to ``passes``, each row's own counts to its request's stats."""
+    to ``passes``, each row's own counts to its request's stats. Runs in inference mode (``generate`` and the
+    server's engine thread hold it already: checking costs ~7 us a step, entering it again ~22)."""
+    if not torch.is_inference_mode_enabled():
+        with torch.inference_mode():
+            return run_step(target, drafter, requests, passes)
     policies = [r.policy for r in requests]
     seqs = [r.seq for r in requests]
     rooms = [max(0, r.config.max_new_tokens - len(r.new) - 1) if pol.limit else 0 for pol, r in zip(policies, requests)]
@@ -53,7 +56,8 @@ def run_step(target, drafter: Drafter, requests: list, passes: GenerationStats) 
     chain_pass = all(t.is_chain for t in trees)
     pending = _take_pending(target, requests, chain_pass)
     logits, computed, pass_dt = _score(target, trees, chain_pass, passes, grammars if constrained else None, pending)
-    _check_finite(target, drafter, requests, trees, logits, chain_pass, passes.steps + 1)
+    greedy = not constrained and all(pol.method.greedy for pol in policies)
+    best = _check_finite(target, drafter, requests, trees, logits, chain_pass, passes.steps + 1, greedy)
     if constrained:
         mask_tree_logits(logits, trees, grammars)
     drafted = sum(t.size for t in trees)
@@ -62,7 +66,7 @@ def run_step(target, drafter: Drafter, requests: list, passes: GenerationStats) 
             pol.adaptive.observe_pass(computed, pass_dt)
             if drafted:
                 pol.adaptive.observe_draft(draft_dt / drafted)
-    results = verify_rows(logits, trees, policies, seqs)
+    results = verify_rows(logits, trees, policies, seqs, best)
     for b, (r, tree, res) in enumerate(zip(requests, trees, results)):
         if r.config.measure_overlap:
             ov = overlap(logits[b], tree, res, r.policy)
@@ -163,12 +167,20 @@ def _with_pending(logits: torch.Tensor, pending: list, sizes: list[int]) -> torc
     return out
 
 
-def _check_finite(target, drafter: Drafter, requests: list, trees, logits, chain_pass: bool, step: int) -> None:
+def _check_finite(
+    target, drafter: Drafter, requests: list, trees, logits, chain_pass: bool, step: int, greedy: bool
+) -> list | None:
     """Rows whose logits hold NaN or inf fail alone: the pass is undone for every row (target and drafter back to
-    where the step began: the other rows run the step again) and ``RowFault`` names the bad rows."""
-    bad = _bad_rows(logits, [len(t.tokens) for t in trees])
+    where the step began: the other rows run the step again) and ``RowFault`` names the bad rows. -> every node's
+    argmax id [B][n_max] when ``greedy`` (every row greedy and unconstrained: the largest logit, which the check
+    reads, is the one at the argmax; verification takes the ids), else None."""
+    lengths = [len(t.tokens) for t in trees]
+    if greedy:
+        best, bad = _greedy_checked(logits, lengths)
+    else:
+        best, bad = None, _bad_rows(logits, lengths)
     if not bad:
-        return
+        return best
     if chain_pass:
         target.rollback([len(r.seq) - 1 for r in requests])
     else:
@@ -177,11 +189,27 @@ def _check_finite(target, drafter: Drafter, requests: list, trees, logits, chain
     raise RowFault(f"the target model produced NaN/inf logits at step {step}", bad)
 
 
+def _greedy_checked(logits: torch.Tensor, lengths: list[int]) -> tuple[list, list[int]]:
+    """logits [B, n_max, V], lengths[b] the positions row b fed -> (every node's argmax id [B][n_max], the rows whose
+    largest logit at a fed position is not finite, as ``_bad_rows``): the largest logit is the one at the argmax,
+    NaN where any is (both libraries' argmax picks a NaN first). On the CPU one numpy argmax and a scalar read a
+    position: right after a pass the caches are cold and each library call costs 15-80 us here."""
+    if logits.is_cpu and logits.dtype == torch.float32:  # is_cpu: a third of device.type's cost, cold
+        arr = logits.numpy()
+        best = arr.argmax(-1).tolist()
+        return best, [
+            b for b, n in enumerate(lengths) if not all(math.isfinite(arr[b, i, best[b][i]]) for i in range(n))
+        ]
+    ids = logits.argmax(-1)
+    top = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1).tolist()  # [B, n_max]
+    return ids.tolist(), [b for b, n in enumerate(lengths) if not all(map(math.isfinite, top[b][:n]))]
+
+
 def _bad_rows(logits: torch.Tensor, lengths: list[int]) -> list[int]:
     """logits [B, n_max, V], lengths[b] the positions row b fed -> the rows with a position whose largest logit is
     not finite: a NaN or +inf anywhere, or every logit -inf (some -inf logits are fine: probability 0). On the CPU
     through numpy, one max a row (torch's parallel reduction cost ~150 us a step here)."""
-    if logits.device.type == "cpu" and logits.dtype == torch.float32:
+    if logits.is_cpu and logits.dtype == torch.float32:  # is_cpu: a third of device.type's cost, cold
         arr = logits.numpy()
         return [b for b, n in enumerate(lengths) if not np.isfinite(arr[b, :n].max(-1)).all()]
     top = logits.amax(-1).tolist()  # [B, n_max]: one reduction, one transfer

@@ -42,10 +42,15 @@ class Row:
 
 
 def verify_rows(
-    logits: torch.Tensor, trees: list[DraftTree], policies: list[RowPolicy], seqs: list[list[int]]
+    logits: torch.Tensor,
+    trees: list[DraftTree],
+    policies: list[RowPolicy],
+    seqs: list[list[int]],
+    best: list | None = None,
 ) -> list[RowResult]:
     """logits: [B, n_max, V] of every row's tree (node order); policies[b] / seqs[b]: how row b is verified and
-    its sequence before this step. -> a result per row."""
+    its sequence before this step; best: [B][n_max] the argmax ids of those logits when the caller has them (for
+    greedy rows). -> a result per row."""
     groups: dict = {}
     for b, pol in enumerate(policies):
         groups.setdefault(pol.verify_key(), []).append(b)
@@ -55,7 +60,7 @@ def verify_rows(
         lg = logits if len(idx) == len(trees) else logits[idx]  # [G, n_max, V]
         group = [trees[b] for b in idx]
         if pol.method.greedy:
-            results = _verify_greedy(lg, group)
+            results = _verify_greedy(greedy_ids(lg) if best is None else [best[b] for b in idx], group)
         else:
             rows = [Row(policies[b], seqs[b]) for b in idx]
             results = _verify_group(rows[0], logits_to_probs(lg, pol.sampling), group, rows)
@@ -64,11 +69,10 @@ def verify_rows(
     return out
 
 
-def _verify_greedy(logits: torch.Tensor, trees: list[DraftTree]) -> list[RowResult]:
-    """Greedy rows (chains, trees or none drafted): logits [G, n_max, V] -> their results, from the argmax of
-    every node fetched once (``greedy_ids``) and walked in Python (``verify.greedy_path``): the fast path beside
-    the registry's torch ``greedy_verify`` / ``greedy_tree_verify``, tested against them."""
-    best = greedy_ids(logits)  # [G][n_max]
+def _verify_greedy(best: list[list[int]], trees: list[DraftTree]) -> list[RowResult]:
+    """Greedy rows (chains, trees or none drafted): best [G][n_max] the argmax id of every node, fetched once
+    (``greedy_ids``) -> their results, walked in Python (``verify.greedy_path``): the fast path beside the
+    registry's torch ``greedy_verify`` / ``greedy_tree_verify``, tested against them."""
     walks = [greedy_path(t.parents, t.tokens, b) for t, b in zip(trees, best)]
     return [RowResult(w.path, w.tokens) for w in walks]
 

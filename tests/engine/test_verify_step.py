@@ -8,7 +8,7 @@ from specdecode.core.rng import TorchRNG
 from specdecode.core.sampling import SamplingConfig, greedy_ids
 from specdecode.engine.drafts import DraftTree
 from specdecode.engine.policy import RowPolicy
-from specdecode.engine.step import _bad_rows
+from specdecode.engine.step import _bad_rows, _greedy_checked
 from specdecode.engine.verify_step import verify_rows
 from specdecode.verify import greedy_tree_verify, greedy_verify
 from specdecode.verify.registry import METHODS
@@ -36,6 +36,7 @@ def test_greedy_fast_path_equals_the_registry_methods(seed):
     n_max = max(len(t.tokens) for t in trees)
     logits = torch.randint(0, 3, (3, n_max, V), generator=gen).float()  # many ties: the lowest index wins
     got = verify_rows(logits, trees, [_policy()] * 3, [[1, 2]] * 3)
+    assert got == verify_rows(logits, trees, [_policy()] * 3, [[1, 2]] * 3, greedy_ids(logits))  # ids passed in
     for b, (tree, res) in enumerate(zip(trees, got)):
         n = len(tree.tokens)
         if tree.size == 0:  # plain decoding: the argmax (torch's, lowest index on ties)
@@ -55,7 +56,7 @@ def test_greedy_ids_take_the_lowest_index_on_ties_on_every_dtype():
         assert greedy_ids(x.to(dtype)) == [1, 0]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # numpy, torch
 def test_bad_rows_are_nan_positive_inf_or_all_minus_inf(dtype):
     logits = torch.zeros(5, 2, V, dtype=dtype)
     logits[0, 0, 1] = float("-inf")  # some -inf: probability 0, fine
@@ -64,3 +65,4 @@ def test_bad_rows_are_nan_positive_inf_or_all_minus_inf(dtype):
     logits[3, 1] = float("-inf")  # nothing left to choose
     logits[4, 1, 0] = float("nan")  # past the row's fed positions: not read
     assert _bad_rows(logits, [2, 2, 2, 2, 1]) == [1, 2, 3]
+    assert _greedy_checked(logits, [2, 2, 2, 2, 1]) == (greedy_ids(logits), [1, 2, 3])  # the greedy step's check
