@@ -197,12 +197,10 @@ def _greedy_checked(logits: torch.Tensor, lengths: list[int]) -> tuple[list, lis
     if logits.is_cpu and logits.dtype == torch.float32:  # is_cpu: a third of device.type's cost, cold
         arr = logits.numpy()
         best = arr.argmax(-1).tolist()
-        return best, [
-            b for b, n in enumerate(lengths) if not all(math.isfinite(arr[b, i, best[b][i]]) for i in range(n))
-        ]
+        top = [[arr[b, i, best[b][i]] for i in range(n)] for b, n in enumerate(lengths)]
+        return best, _not_finite(top, lengths)
     ids = logits.argmax(-1)
-    top = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1).tolist()  # [B, n_max]
-    return ids.tolist(), [b for b, n in enumerate(lengths) if not all(map(math.isfinite, top[b][:n]))]
+    return ids.tolist(), _not_finite(logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1).tolist(), lengths)
 
 
 def _bad_rows(logits: torch.Tensor, lengths: list[int]) -> list[int]:
@@ -212,8 +210,13 @@ def _bad_rows(logits: torch.Tensor, lengths: list[int]) -> list[int]:
     if logits.is_cpu and logits.dtype == torch.float32:  # is_cpu: a third of device.type's cost, cold
         arr = logits.numpy()
         return [b for b, n in enumerate(lengths) if not np.isfinite(arr[b, :n].max(-1)).all()]
-    top = logits.amax(-1).tolist()  # [B, n_max]: one reduction, one transfer
-    return [b for b, n in enumerate(lengths) if not all(math.isfinite(x) for x in top[b][:n])]
+    return _not_finite(logits.amax(-1).tolist(), lengths)  # [B, n_max]: one reduction, one transfer
+
+
+def _not_finite(top: list, lengths: list[int]) -> list[int]:
+    """top[b][i]: the largest logit at node i of row b -> the rows with one that is not finite among their first
+    lengths[b] nodes."""
+    return [b for b, n in enumerate(lengths) if not all(map(math.isfinite, top[b][:n]))]
 
 
 def _commit(target, drafter: Drafter, requests: list, results: list[RowResult], chain_pass: bool) -> None:
