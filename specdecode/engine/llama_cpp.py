@@ -30,7 +30,16 @@ import numpy as np
 import torch
 
 from .backend import Backend
-from .llama_lib import clear_errors, copy_floats, last_error, ragged_rows, require_llama_cpp, scatter_rows
+from .llama_lib import (
+    clear_errors,
+    copy_floats,
+    last_error,
+    ragged_rows,
+    require_llama_cpp,
+    restore_sequence,
+    save_sequence,
+    scatter_rows,
+)
 from .prefix_cache import MIN_REUSE, PrefixCache
 
 L = None  # the llama_cpp module, imported on first use (llama_lib.require_llama_cpp)
@@ -76,7 +85,7 @@ class LlamaCppLM(Backend):
         self.threads = n_threads or os.cpu_count() or 1
         self.n_batch, self.max_seqs = n_batch, max_seqs
         self.ctx = None
-        self.prefix = PrefixCache(prefix_slots)  # prompts kept after their rows leave (0: none; see prefix_cache)
+        self.prefix = PrefixCache(prefix_slots, n_ctx)  # prompts kept after their rows leave (0: none; prefix_cache)
         self._leaving: dict[int, list[int]] = {}
         self._open_context(n_ctx, embeddings)
         self.vocab_size = int(L.llama_vocab_n_tokens(L.llama_model_get_vocab(self.model)))
@@ -101,7 +110,7 @@ class LlamaCppLM(Backend):
             L.llama_free(self.ctx)
         self.ctx, self.embeddings = ctx, embeddings
         self.mem = L.llama_get_memory(self.ctx)
-        self.prefix.entries.clear()
+        self.prefix.clear()
         self.n_ctx = int(L.llama_n_ctx(self.ctx))
 
     @property
@@ -133,26 +142,15 @@ class LlamaCppLM(Backend):
         if batch_size >= self.max_seqs:
             raise ValueError(f"the llama.cpp backend runs at most {self.max_seqs - 1} rows at once, got {batch_size}")
         super().reset(batch_size)
-        if self.prefix.entries and getattr(self, "_seq", None) is not None:  # the kept prompts stay
-            for s in self._seq + [s for row in getattr(self, "_tree", None) or [] for s in row.borrowed]:
-                L.llama_memory_seq_rm(self.mem, s, -1, -1)
-        else:
-            L.llama_memory_clear(self.mem, False)  # cell metadata only: zeroing the KV data (~190 MB) took ~7 ms
-            self.prefix.entries.clear()
-        self._tree: list[_RowTree] | None = None
+        L.llama_memory_clear(self.mem, False)  # cell metadata only (zeroing ~190 MB took ~7 ms); kept prompts are
+        self._tree: list[_RowTree] | None = None  # in host memory
         self._leaving = {}
-        while len(self.prefix.entries) > self.max_seqs - 1 - batch_size:
-            self._drop(self.prefix.evict())
-        parked = self.prefix.seqs()
-        free = [s for s in range(self.max_seqs - 1, -1, -1) if s not in parked]
-        self._seq = [free.pop() for _ in range(batch_size)]  # the sequence id of each row
-        self._free = free  # sequence ids for new rows and tree paths
+        self._seq = list(range(batch_size))  # the sequence id of each row
+        self._free = list(range(self.max_seqs - 1, batch_size - 1, -1))  # ids for new rows and tree paths, pop()
 
     def add_rows(self, n: int) -> None:
         if self._tree is not None:
             raise ValueError("draft-tree nodes are pending: rows join between steps")
-        while len(self._free) < n and self.prefix.entries:
-            self._drop(self.prefix.evict())
         if len(self._free) < n:
             raise ValueError(f"the llama.cpp backend runs at most {self.max_seqs - 1} rows at once")
         super().add_rows(n)
@@ -162,13 +160,12 @@ class LlamaCppLM(Backend):
         if self._tree is not None:
             raise ValueError("draft-tree nodes are pending: rows leave between steps")
         for b in set(range(self.batch_size)) - set(keep):
-            tokens = self._leaving.get(b)
-            if tokens is None:
-                L.llama_memory_seq_rm(self.mem, self._seq[b], -1, -1)
-                self._free.append(self._seq[b])
-            else:  # the prompt's cells stay under the row's sequence id, for a later row
-                L.llama_memory_seq_rm(self.mem, self._seq[b], len(tokens), -1)
-                self._drop(self.prefix.add(self._seq[b], tokens))
+            tokens, seq = self._leaving.get(b), self._seq[b]
+            if tokens is not None:  # the prompt's cells go to host memory, for a later row
+                L.llama_memory_seq_rm(self.mem, seq, len(tokens), -1)
+                self.prefix.add(tokens, save_sequence(self.ctx, seq))
+            L.llama_memory_seq_rm(self.mem, seq, -1, -1)
+            self._free.append(seq)
         self._leaving = {}
         super().remove_rows(keep)
         self._seq = [self._seq[b] for b in keep]
@@ -180,29 +177,24 @@ class LlamaCppLM(Backend):
             self._leaving[b] = list(tokens)
 
     def reuse_prefix(self, b: int, tokens: list[int]) -> int:
-        """Row b, empty, is about to prefill ``tokens``: the longest kept prefix of them is copied into its
-        sequence (no compute) -> how many tokens it now holds."""
+        """Row b, empty, is about to prefill ``tokens``: the longest kept prefix of them is copied back into its
+        sequence (no compute) -> how many tokens it now holds (0 when none is kept or the cache has no room)."""
         if self.record_features or self.lengths[b]:
             return 0
         entry, n = self.prefix.best(tokens)
-        if entry is not None:
-            L.llama_memory_seq_cp(self.mem, entry.seq, self._seq[b], 0, n)
-            self.lengths[b] = n
+        if entry is None:
+            return 0
+        seq = self._seq[b]
+        if not restore_sequence(self.ctx, entry.state, seq):
+            L.llama_memory_seq_rm(self.mem, seq, -1, -1)
+            return 0
+        L.llama_memory_seq_rm(self.mem, seq, n, -1)
+        self.lengths[b] = n
+        self.prefix.reused += n
         return n
 
     def forget_prefixes(self) -> None:
-        self._drop(self.prefix.evict(len(self.prefix.entries)))
-
-    def _drop(self, seqs: list[int]) -> None:
-        for s in seqs:
-            L.llama_memory_seq_rm(self.mem, s, -1, -1)
-            self._free.append(s)
-
-    def _make_room(self, new: int) -> None:
-        """Kept prompts leave while the cache could run short of cells for ``new`` tokens."""
-        used = sum(self.lengths) + new + sum(len(row.parents) for row in self._tree or [])
-        while self.prefix.entries and used + self.prefix.cells > self.n_ctx:
-            self._drop(self.prefix.evict())
+        self.prefix.clear()
 
     # ------------------------------------------------------------------ passes
     def _decode(self, entries: list[tuple], outputs: bool, scatter: bool = True) -> tuple:
@@ -283,7 +275,6 @@ class LlamaCppLM(Backend):
             for b, r in enumerate(rows)
             for i, t in enumerate(r)
         ]
-        self._make_room(len(entries))
         logits, feats = self._decode(entries, need_logits or self.record_features, scatter)
         if feats is not None:
             at = 0
@@ -306,7 +297,6 @@ class LlamaCppLM(Backend):
         if not entries:
             return torch.zeros(len(tokens), 0, self.vocab_size)
         self.check_context(max(e[1] for e in entries) + 1)
-        self._make_room(0)  # the nodes are counted in the pending tree already
         logits, feats = self._decode(entries, True)
         if feats is not None:
             at = 0
@@ -350,8 +340,6 @@ class LlamaCppLM(Backend):
         if parent >= 0 and parent not in reused and parent not in row.parents[:first]:
             reused.add(parent)
             return row.seq[parent]
-        if not self._free and self.prefix.entries:
-            self._drop(self.prefix.evict())
         if not self._free:
             raise ValueError(
                 f"the draft tree has more paths than llama.cpp sequences ({self.max_seqs - self.batch_size})"

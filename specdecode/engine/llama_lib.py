@@ -1,5 +1,6 @@
 """llama-cpp-python loaded once: its module, llama.cpp's log routed into a short buffer of recent errors (kept off
-the terminal) and its backend initialised; copies out of llama.cpp's output buffers and their shapes for the engine.
+the terminal) and its backend initialised; copies out of llama.cpp's output buffers and their shapes for the engine;
+a sequence's cells copied to host memory and back (the prefix cache).
 
 Not here: the backend itself (``llama_cpp.LlamaCppLM``).
 """
@@ -82,3 +83,19 @@ def ragged_rows(flat: np.ndarray, n: list[int]) -> torch.Tensor:
         out[b, :k] = torch.from_numpy(flat[at : at + k])
         at += k
     return out
+
+
+def save_sequence(ctx, seq: int) -> np.ndarray:
+    """The cells of sequence ``seq`` (positions, K and V) copied into host memory -> uint8 bytes."""
+    lib = require_llama_cpp()
+    size = lib.llama_state_seq_get_size(ctx, seq)
+    blob = np.empty(size, dtype=np.uint8)
+    got = lib.llama_state_seq_get_data(ctx, blob.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), size, seq)
+    return blob[:got]
+
+
+def restore_sequence(ctx, blob: np.ndarray, seq: int) -> bool:
+    """Cells saved by ``save_sequence`` written back as sequence ``seq`` (wherever the cache has room) -> whether
+    they fit."""
+    lib = require_llama_cpp()
+    return lib.llama_state_seq_set_data(ctx, blob.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), blob.size, seq) > 0

@@ -1,16 +1,18 @@
-"""Prompt prefixes kept after their requests leave, for the llama.cpp backend's unified cache: a row that leaves
-may keep its prompt's cells under a spare sequence id (``park``); a joining row whose prompt starts the same way
-gets those cells copied to its own sequence (``llama_memory_seq_cp`` adds a sequence id to the shared cells, no
-compute) and prefills only the rest. What llama-server's prompt cache does; here only prompt cells are kept (they
-were computed by a prefill, as the joining row's would be), never a row's generated tokens.
+"""Prompt prefixes kept after their requests leave, for the llama.cpp backend: a row that leaves may keep its
+prompt's cells (``park``), copied out of the KV cache into host memory (``llama_state_seq_get_data``: positions
+and K/V, ~23 KB a token for SmolLM2-135M); a joining row whose prompt starts the same way gets them copied back
+into its own sequence (``llama_state_seq_set_data``, ~1 ms for 400 tokens), the cells past the common prefix
+dropped, and prefills only the rest. What llama-server's prompt cache (``--cache-ram``) does; here only prompt
+cells are kept (they were computed by a prefill, as the joining row's would be), never a row's generated tokens.
 
-Off by default (``LlamaCppLM(prefix_slots=0)``; ``serve`` keeps 8): a reused prefix leaves the joining row's cells
-out of position order more often, which changes llama.cpp's attention sums in the last bits (logits move by up to
-~5e-3 here), so greedy near-ties may break differently than in a fresh run (docs/backends.md).
+Why host memory and not cells left in the unified cache under a spare sequence id (stop 31 and before): llama.cpp
+attends over every used cell of a unified cache, masked, so kept cells slowed every later pass of every row:
+8 kept 400-token prompts made a one-row pass 9.1 -> 11.6 ms and a four-row pass 24.8 -> 30.8 ms (docs/backends.md).
 
-Entries are few (``slots``), the least recently used is dropped first, and every entry is dropped as soon as the
-cache needs its cells or its sequence id for running rows or tree paths (``PrefixCache.evict`` is the backend's
-to call before it decodes).
+Off by default (``LlamaCppLM(prefix_slots=0)``; ``serve`` keeps 8): a restored prefix may sit in cells out of
+position order (wherever llama.cpp finds room), which changes llama.cpp's attention sums in the last bits (logits
+move by up to ~5e-3 here), so greedy near-ties may break differently than in a fresh run (docs/backends.md).
+Entries are few (``slots``) and hold at most ``max_tokens`` tokens together; the least recently used goes first.
 
 Not here: the cache edits themselves (``llama_cpp.LlamaCppLM``).
 """
@@ -19,36 +21,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MIN_REUSE = 8  # a shorter common prefix is prefilled again (a copy is not worth a sequence id)
+import numpy as np
+
+MIN_REUSE = 8  # a shorter common prefix is prefilled again (a copy is not worth it)
 
 
 @dataclass
 class Parked:
-    seq: int  # the sequence id holding the cells
-    tokens: tuple  # the tokens in those cells, positions 0..len-1
+    tokens: tuple  # the prompt, positions 0..len-1
+    state: np.ndarray  # uint8: its cells as llama_state_seq_get_data wrote them
 
 
 class PrefixCache:
-    def __init__(self, slots: int):
-        self.slots = slots
+    def __init__(self, slots: int, max_tokens: int = 1 << 20):
+        self.slots, self.max_tokens = slots, max_tokens
         self.entries: list[Parked] = []  # least recently used first
-        self.reused = 0  # prompt tokens copied instead of prefilled (statistics)
+        self.reused = 0  # prompt tokens copied back instead of prefilled (statistics; the backend counts)
 
     @property
-    def cells(self) -> int:
-        """Cells the entries hold at most (shared cells are counted once per entry: an upper bound)."""
+    def tokens(self) -> int:
+        """Tokens the entries hold together."""
         return sum(len(e.tokens) for e in self.entries)
 
-    def seqs(self) -> set[int]:
-        return {e.seq for e in self.entries}
+    @property
+    def nbytes(self) -> int:
+        """Host memory the entries' cells take."""
+        return sum(e.state.nbytes for e in self.entries)
 
-    def add(self, seq: int, tokens: list[int]) -> list[int]:
-        """Keep ``tokens`` under ``seq`` -> the sequence ids of entries dropped to make room (to be freed)."""
-        self.entries.append(Parked(seq, tuple(tokens)))
-        dropped = []
-        while len(self.entries) > self.slots:
-            dropped.append(self.entries.pop(0).seq)
-        return dropped
+    def add(self, tokens: list[int], state: np.ndarray) -> None:
+        """Keep ``tokens`` and their cells ``state``; the least recently used entries leave past the caps."""
+        self.entries.append(Parked(tuple(tokens), state))
+        while len(self.entries) > self.slots or (len(self.entries) > 1 and self.tokens > self.max_tokens):
+            self.entries.pop(0)
 
     def best(self, tokens: list[int]) -> tuple[Parked | None, int]:
         """The entry sharing the longest prefix with ``tokens`` and its length (0 and None below ``MIN_REUSE``);
@@ -62,14 +66,10 @@ class PrefixCache:
             return None, 0
         self.entries.remove(best)
         self.entries.append(best)
-        self.reused += length
         return best, length
 
-    def evict(self, count: int = 1) -> list[int]:
-        """Drop the ``count`` least recently used entries -> their sequence ids."""
-        out = [e.seq for e in self.entries[:count]]
-        del self.entries[:count]
-        return out
+    def clear(self) -> None:
+        self.entries.clear()
 
 
 def _common(a: tuple, b: list[int]) -> int:

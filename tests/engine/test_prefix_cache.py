@@ -1,11 +1,12 @@
 """The llama.cpp backend's prompt-prefix cache (engine.prefix_cache): greedy output equal to a backend without it,
-prompts reused across requests and batches, entries dropped when cells or sequence ids run short (small contexts,
-wide trees), a failed backend forgets them."""
+prompts reused across requests and batches, kept prompts hold no cells of the KV cache (they live in host memory),
+a full cache falls back to prefilling, a failed backend forgets them."""
 
+import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("llama_cpp")
+llama_cpp = pytest.importorskip("llama_cpp")
 
 from specdecode.core.sampling import SamplingConfig  # noqa: E402
 from specdecode.engine import GenerationConfig, ModelDrafter, SpeculativeGenerator, TreeShape  # noqa: E402
@@ -19,6 +20,12 @@ PROMPTS = [SHARED + [1, 2, 3], SHARED + [4, 5], SHARED + [6, 7, 8, 9], [3, 2, 1]
 
 def lm(prefix_slots=8, **kw):
     return LlamaCppLM(str(gguf_path("tiny-llama:1")), prefix_slots=prefix_slots, **kw)
+
+
+def held(target) -> dict[int, int]:
+    """Sequence id -> its last position in the KV cache, for every sequence holding cells."""
+    seqs = {s: llama_cpp.llama_memory_seq_pos_max(target.mem, s) for s in range(target.max_seqs)}
+    return {s: p for s, p in seqs.items() if p >= 0}
 
 
 def run(target, prompts, drafter=None, tree=None, n=12, batch=False):
@@ -37,21 +44,34 @@ def test_greedy_output_is_the_same_with_and_without_the_cache():
     assert run(cached, PROMPTS[:3], batch=True) == run(bare, PROMPTS[:3], batch=True)  # rows of one batch
 
 
-def test_entries_leave_when_the_cache_runs_short_of_cells():
+def test_kept_prompts_hold_no_cells_and_a_small_cache_still_reuses_them():
     small = lm(n_ctx=256)
-    prompts = [[7 + i] + SHARED * 2 for i in range(6)]  # 101-token prompts: two fit next to one running row
+    prompts = [[7 + i] + SHARED * 2 for i in range(6)]  # 101-token prompts: two would not fit beside a running row
     assert run(small, prompts, n=20) == run(lm(prefix_slots=0, n_ctx=256), prompts, n=20)
-    assert len(small.prefix.entries) <= 2 and small.prefix.cells <= small.n_ctx  # 6 prompts of 101 tokens left
+    assert len(small.prefix.entries) == 2 and 200 <= small.prefix.tokens <= small.n_ctx  # at most n_ctx kept
+    assert small.prefix.reused == 0  # each prompt starts with another token: nothing shared at position 0
+    same = [SHARED * 2 + [7 + i] for i in range(3)]
+    assert run(small, same, n=20) == run(lm(prefix_slots=0, n_ctx=256), same, n=20)
+    assert small.prefix.reused == 2 * 100
+    small.reset(1)
+    assert held(small) == {}  # nothing kept in the KV cache
 
 
-def test_entries_leave_when_tree_paths_need_their_sequence_ids():
-    """Evictions leave holes that later tokens fill, below a reused prefix: llama.cpp then sums the row's cells in
-    another order and its logits move (~1e-3; a tiny random model's near-ties may break differently). Checked
-    here: the trees run, kept prompts give way to their paths, and the first pass equals a bare backend's."""
+def test_a_cache_without_room_prefills_instead():
+    target = lm(n_ctx=256)
+    run(target, [SHARED * 4])  # a 200-token prompt kept
+    target.reset(1)
+    target.extend([[3] * 100], need_logits=False)  # 100 cells taken: the kept 200 do not fit beside them
+    target.add_rows(1)
+    assert target.reuse_prefix(1, SHARED * 4 + [1]) == 0 and target.lengths[1] == 0
+    assert held(target) == {0: 99}
+
+
+def test_tree_paths_take_sequence_ids_kept_prompts_do_not():
     few = lm(max_seqs=8)  # 7 rows or tree paths at once
     want = run(lm(prefix_slots=0, max_seqs=8), PROMPTS, tree="static:3,2")
     assert run(few, PROMPTS, tree="static:3,2") == want
-    again = run(few, PROMPTS, tree="static:3,2")  # with prompts kept from the first pass, evicted as paths need ids
+    again = run(few, PROMPTS, tree="static:3,2")  # prompts kept from the first pass, restored into fresh cells
     assert [len(t) for t in again] == [len(t) for t in want] and few.prefix.reused > 3 * len(SHARED)
 
 
@@ -80,12 +100,17 @@ def test_a_backend_error_forgets_the_kept_prompts():
 
 
 def test_prefix_cache_bookkeeping():
-    cache = PrefixCache(2)
-    assert cache.add(5, list(range(20))) == []
-    assert cache.add(6, [1] * 20) == []
-    assert cache.add(7, list(range(30))) == [5]  # least recently used first
+    cache = PrefixCache(2, max_tokens=60)
+    state = np.zeros(4, dtype=np.uint8)
+    cache.add(list(range(20)), state)
+    cache.add([1] * 20, state)
+    cache.add(list(range(30)), state)  # three entries, two slots: the least recently used leaves
+    assert [len(e.tokens) for e in cache.entries] == [20, 30]
     entry, n = cache.best(list(range(25)) + [99])
-    assert entry.seq == 7 and n == 25 and cache.entries[-1] is entry
+    assert entry.tokens == tuple(range(30)) and n == 25 and cache.entries[-1] is entry
     assert cache.best([2] * 30) == (None, 0)
     assert cache.best([1] * (MIN_REUSE - 1)) == (None, 0)  # too short to be worth a copy
-    assert cache.evict() == [6] and cache.cells == 30
+    cache.add([5] * 40, state)  # 30 + 40 tokens > 60: the older leaves
+    assert cache.tokens == 40 and cache.nbytes == 4
+    cache.clear()
+    assert not cache.entries
