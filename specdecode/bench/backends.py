@@ -42,6 +42,7 @@ SETS = {
     },
     "repetitive": WORKLOADS,
 }
+BASE = "llama-cpp-python plain"  # the configuration every ratio is to
 TASKS = {name: prompts for tasks in SETS.values() for name, prompts in tasks.items()}  # name -> requests in order
 GREEDY = SamplingConfig(0.0)
 
@@ -166,7 +167,7 @@ def llama_server_config(exe, gguf: str, max_new: int, spec_type: str | None, eos
 def configurations(lc: Builder, hf: Builder | None, max_new: int, k: int) -> dict[str, Config]:
     """name -> Config. llama-server's rows only where it is built (``llama_server.binary``)."""
     cfgs = {
-        "llama-cpp-python plain": llama_cpp_python_config(lc.target.path, max_new, lc.eos),
+        BASE: llama_cpp_python_config(lc.target.path, max_new, lc.eos),
         "llama-cpp-python prompt lookup (10)": llama_cpp_python_config(lc.target.path, max_new, lc.eos, pld=10),
         "ours llama.cpp plain": ours_config(lc, "none", None, 0, False, max_new),
         f"ours llama.cpp prompt lookup k={k}": ours_config(lc, "prompt-lookup", None, k, False, max_new),
@@ -255,7 +256,7 @@ def format_table(records: list[dict], tasks: list[str], names: list[str]) -> str
             for n in names
             if any(r["config"] == n for r in recs)
         }
-        base, pld = rate["llama-cpp-python plain"], rate["llama-cpp-python prompt lookup (10)"]
+        base, pld = rate[BASE], rate.get("llama-cpp-python prompt lookup (10)", float("nan"))
         best_ls = max((v for n, v in rate.items() if n.startswith("llama-server")), default=float("nan"))
         for name in rate:
             rs = [r for r in recs if r["config"] == name]
@@ -281,7 +282,7 @@ def _reference(name: str) -> str:
     ):
         if name.startswith(prefix):
             return ref
-    return "llama-cpp-python plain"
+    return BASE
 
 
 def format_costs(costs: dict[str, dict[int, float]]) -> str:

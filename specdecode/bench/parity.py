@@ -15,9 +15,7 @@ import statistics
 from ..models.build import Builder
 from ..prompts.tasks import TASKS as PROMPT_SET
 from . import backends
-from .backends import Config, llama_cpp_python_config, ours_config
-
-BASE = "llama-cpp-python plain"
+from .backends import BASE, Config, llama_cpp_python_config, ours_config
 
 
 def text() -> str:

@@ -10,6 +10,7 @@ from ..bench import backends, parity
 from ..engine.llama_cpp import LlamaCppLM
 from ..models.build import Builder
 from ..models.gguf import FORMATS, gguf_path
+from .common import prompt_lines
 
 NAME = "bench-backends"
 HELP = "ours on llama.cpp / HF vs llama-cpp-python (plain, prompt lookup) and HF generate; T(n) per backend and format"
@@ -46,14 +47,23 @@ def add_args(ap) -> None:
         help="instead of the task sets: plain parity by prompt length (comma-separated token counts, e.g. "
         "16,250,1000,2000): ours plain and adaptive vs llama-cpp-python plain on the same GGUF",
     )
+    ap.add_argument(
+        "--prompts-file",
+        metavar="FILE",
+        help="instead of the task sets: your own prompts, one per line, run in order as one workload (each "
+        "configuration sees the requests one after another, as a batch job would; the chat template is applied)",
+    )
+    ap.add_argument(
+        "--configs",
+        metavar="LIST",
+        help="only the configurations whose names contain one of these comma-separated words, e.g. "
+        "'ours llama.cpp,llama-server plain' (llama-cpp-python plain, the base of the ratios, always runs)",
+    )
     ap.add_argument("--json", metavar="FILE", help="also write every record as JSON lines to FILE")
 
 
 def run(args) -> int:
-    tasks = [n for t in args.tasks.split(",") if t for n in (backends.SETS[t] if t in backends.SETS else [t])]
-    bad = [t for t in tasks if t not in backends.TASKS]
-    if bad or not tasks:
-        raise ValueError(f"unknown task(s) {', '.join(bad) or args.tasks!r}; choose from {', '.join(backends.TASKS)}")
+    tasks = workloads(args)
     if args.repeats < 1 or not 0 <= args.k <= 64:
         raise ValueError(f"--repeats must be >= 1 and -k in [0, 64], got {args.repeats} and {args.k}")
     formats = [f for f in args.costs.split(",") if f]
@@ -70,10 +80,10 @@ def run(args) -> int:
         f"{args.max_new_tokens} new tokens max, {args.repeats} repeats; load average before {load0:.2f}",
         file=sys.stderr,
     )
-    cfgs = backends.configurations(lc, hf, args.max_new_tokens, args.k)
-    records = backends.run(cfgs, {t: [lc.encode(p) for p in backends.TASKS[t]] for t in tasks}, args.repeats)
+    cfgs = choose(backends.configurations(lc, hf, args.max_new_tokens, args.k), args.configs)
+    records = backends.run(cfgs, {t: [lc.encode(p) for p in ps] for t, ps in tasks.items()}, args.repeats)
     _write_json(args.json, records)
-    print(backends.format_table(records, tasks, list(cfgs)))
+    print(backends.format_table(records, list(tasks), list(cfgs)))
     print(
         f"\nload average (1 min) before {load0:.2f}, max seen during the run {max(r['load1'] for r in records):.2f} "
         f"({os.cpu_count()} cores)"
@@ -86,6 +96,32 @@ def run(args) -> int:
         print()
         print(backends.format_costs(costs))
     return 0
+
+
+def workloads(args) -> dict[str, list[str]]:
+    """task name -> its requests' prompt texts, in order: the named tasks and sets, or the --prompts-file."""
+    if args.prompts_file:
+        return {os.path.basename(args.prompts_file)[:16]: prompt_lines(args.prompts_file, "--prompts-file")}
+    tasks = [n for t in args.tasks.split(",") if t for n in (backends.SETS[t] if t in backends.SETS else [t])]
+    bad = [t for t in tasks if t not in backends.TASKS]
+    if bad or not tasks:
+        raise ValueError(f"unknown task(s) {', '.join(bad) or args.tasks!r}; choose from {', '.join(backends.TASKS)}")
+    return {t: backends.TASKS[t] for t in tasks}
+
+
+def _words(spec: str | None) -> list[str] | None:
+    return None if spec is None else [w.strip() for w in spec.split(",") if w.strip()]
+
+
+def choose(cfgs: dict, spec: str | None) -> dict:
+    """The configurations --configs names (all without it; llama-cpp-python plain always)."""
+    words = _words(spec)
+    if words is None:
+        return cfgs
+    chosen = {n: c for n, c in cfgs.items() if n == backends.BASE or any(w in n for w in words)}
+    if len(chosen) == 1:
+        raise ValueError(f"--configs {spec!r} names no configuration; they are: {', '.join(cfgs)}")
+    return chosen
 
 
 def _lengths(spec: str | None) -> list[int]:

@@ -53,9 +53,9 @@ def add_prefix_args(ap, default: int) -> None:
         type=int,
         default=default,
         metavar="N",
-        help="--backend llama.cpp: keep the prompts of the last N requests in the KV cache after they finish and "
-        "reuse them for requests that start the same way (no prefill for the shared part; 0 = off; default "
-        f"{default}). Reused cells sit out of position order, which moves llama.cpp's logits slightly (~1e-3): "
+        help="--backend llama.cpp: keep the prompts of the last N requests (their KV cells, in host memory) after "
+        "they finish and reuse them for requests that start the same way (no prefill for the shared part; 0 = off; "
+        f"default {default}). Reused cells sit out of position order, which moves llama.cpp's logits slightly (~1e-3): "
         "greedy near-ties may then break differently than in a fresh run",
     )
 
@@ -112,3 +112,17 @@ def corpus_tokens(args) -> int:
     if not 0 <= args.corpus_tokens <= 2**24:
         raise ValueError(f"--corpus-tokens must be in [0, {2**24}], got {args.corpus_tokens}")
     return 0 if args.no_shared_corpus else args.corpus_tokens
+
+
+def prompt_lines(path: str, flag: str) -> list[str]:
+    """The non-empty lines of the UTF-8 text file ``path`` (one prompt each), or one clear error naming ``flag``."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = [ln.rstrip("\n") for ln in fh if ln.strip()]
+    except OSError as exc:
+        raise ValueError(f"cannot read {flag} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{flag} {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not lines:
+        raise ValueError(f"{flag} {path} has no prompts")
+    return lines

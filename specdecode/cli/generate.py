@@ -14,7 +14,7 @@ from ..core.sampling import SamplingConfig
 from ..engine import K_MAX, Constraint, GenerationConfig, GenerationOutput, format_stats
 from ..models.build import DRAFTER_HELP, Builder, check_specs
 from ..verify import METHODS
-from .common import add_corpus_args, add_model_args, builder_from, corpus_tokens
+from .common import add_corpus_args, add_model_args, builder_from, corpus_tokens, prompt_lines
 
 NAME = "generate"
 HELP = "speculative generation on a real model (streams text, prints stats)"
@@ -110,18 +110,7 @@ def prompts_from(args) -> list[str]:
     if args.batch_file:
         if args.prompt is not None:
             raise ValueError("give either a prompt or --batch-file, not both")
-        try:
-            with open(args.batch_file, encoding="utf-8") as fh:
-                lines = [ln.rstrip("\n") for ln in fh if ln.strip()]
-        except OSError as exc:
-            raise ValueError(f"cannot read --batch-file {args.batch_file}: {exc.strerror}") from None
-        except UnicodeDecodeError as exc:
-            raise ValueError(
-                f"--batch-file {args.batch_file} is not UTF-8 text ({exc.reason} at byte {exc.start})"
-            ) from None
-        if not lines:
-            raise ValueError(f"--batch-file {args.batch_file} has no prompts")
-        return lines
+        return prompt_lines(args.batch_file, "--batch-file")
     if args.prompt is None:
         raise ValueError("give a prompt, or --batch-file")
     return [args.prompt]

@@ -53,3 +53,40 @@ def test_bad_prompt_lengths_one_line(lengths, capsys):
     assert main(["bench-backends", "--prompt-lengths", lengths]) == 2
     err = capsys.readouterr().err.strip()
     assert "--prompt-lengths" in err and len(err.splitlines()) == 1
+
+
+def test_a_prompts_file_is_one_workload_of_its_lines(tmp_path):
+    from specdecode.cli.bench_backends import add_args, workloads
+
+    path = tmp_path / "mine.txt"
+    path.write_text("First request\n\n  \nSecond request\n", encoding="utf-8")
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    add_args(ap)
+    assert workloads(ap.parse_args(["--prompts-file", str(path)])) == {"mine.txt": ["First request", "Second request"]}
+    assert list(workloads(ap.parse_args(["--tasks", "open"]))) == ["story", "chat"]
+
+
+@pytest.mark.parametrize("content", [None, "", "\n \n"])
+def test_a_missing_or_empty_prompts_file_one_line(tmp_path, content, capsys):
+    path = tmp_path / "prompts.txt"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    assert main(["bench-backends", "--prompts-file", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--prompts-file" in err and len(err.splitlines()) == 1
+
+
+def test_configs_keeps_the_named_ones_and_the_base():
+    from specdecode.cli.bench_backends import choose
+
+    cfgs = {parity.BASE: 1, "ours llama.cpp plain": 2, "ours llama.cpp suffix adaptive": 3, "llama-server plain": 4}
+    assert list(choose(cfgs, None)) == list(cfgs)
+    assert list(choose(cfgs, "suffix, llama-server")) == [
+        parity.BASE,
+        "ours llama.cpp suffix adaptive",
+        "llama-server plain",
+    ]
+    with pytest.raises(ValueError, match="names no configuration; they are: llama-cpp-python plain, ours"):
+        choose(cfgs, "hf")
