@@ -86,7 +86,13 @@ def ours_config(builder: Builder, drafter: str, tree: str | None, k: int, adapti
         return time.perf_counter() - t0, toks[:-1] if toks and toks[-1] in cfg.eos_token_ids else toks, out.stats
 
     forget = getattr(gen.drafter, "forget", None)
-    return Config(run, fresh=forget or (lambda: None), single=single)
+
+    def fresh():  # a task starts from nothing: no corpus of earlier outputs, no kept prompts (the target is shared)
+        if forget is not None:
+            forget()
+        builder.target.forget_prefixes()
+
+    return Config(run, fresh=fresh, single=single)
 
 
 def llama_cpp_python_config(path: str, max_new: int, eos: tuple, pld: int = 0):
@@ -107,8 +113,7 @@ def llama_cpp_python_config(path: str, max_new: int, eos: tuple, pld: int = 0):
         flash_attn=True,
     )
 
-    def run(ids):
-        llm.reset()  # no prompt reuse between runs: every configuration pays its prefill
+    def run(ids):  # Llama.generate reuses the longest common prefix with the previous request, its default
         t0 = time.perf_counter()
         toks = []
         for t in llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0):
@@ -119,7 +124,7 @@ def llama_cpp_python_config(path: str, max_new: int, eos: tuple, pld: int = 0):
                 break
         return time.perf_counter() - t0, toks, None
 
-    return Config(run)
+    return Config(run, fresh=llm.reset)  # a task starts from an empty cache
 
 
 def hf_generate_config(builder: Builder, max_new: int, pld: int = 0):

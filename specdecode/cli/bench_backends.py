@@ -10,7 +10,7 @@ from ..bench import backends, parity
 from ..engine.llama_cpp import LlamaCppLM
 from ..models.build import Builder
 from ..models.gguf import FORMATS, gguf_path
-from .common import prompt_lines
+from .common import add_prefix_args, prefix_cache, prompt_lines
 
 NAME = "bench-backends"
 HELP = "ours on llama.cpp / HF vs llama-cpp-python (plain, prompt lookup) and HF generate; T(n) per backend and format"
@@ -59,6 +59,7 @@ def add_args(ap) -> None:
         help="only the configurations whose names contain one of these comma-separated words, e.g. "
         "'ours llama.cpp,llama-server plain' (llama-cpp-python plain, the base of the ratios, always runs)",
     )
+    add_prefix_args(ap, 8)
     ap.add_argument("--json", metavar="FILE", help="also write every record as JSON lines to FILE")
 
 
@@ -70,7 +71,7 @@ def run(args) -> int:
     if any(f not in FORMATS for f in formats):
         raise ValueError(f"--costs takes formats among {', '.join(FORMATS)}, got {args.costs!r}")
     lengths = _lengths(args.prompt_lengths)
-    lc = Builder(args.model, backend="llama.cpp", gguf_format=args.gguf_format)
+    lc = Builder(args.model, backend="llama.cpp", gguf_format=args.gguf_format, prefix_cache=prefix_cache(args))
     if lengths:
         return _parity(args, lc, lengths)
     hf = None if args.no_hf else Builder(args.model, "fp32")

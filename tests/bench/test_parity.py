@@ -90,3 +90,20 @@ def test_configs_keeps_the_named_ones_and_the_base():
     ]
     with pytest.raises(ValueError, match="names no configuration; they are: llama-cpp-python plain, ours"):
         choose(cfgs, "hf")
+
+
+def test_a_task_starts_with_no_kept_prompts_and_no_corpus():
+    """Our configurations share one target: each task's first request must not find another configuration's
+    prompts in its prefix cache (within a task, the cache and the corpus carry over, as in a batch job)."""
+    pytest.importorskip("llama_cpp")
+    from specdecode.bench.backends import ours_config
+    from specdecode.models.build import Builder
+
+    builder = Builder("tiny-llama:1", backend="llama.cpp", prefix_cache=8)
+    cfg = ours_config(builder, "suffix", None, 4, True, 8)
+    prompt = list(range(10, 60))
+    cfg.run(prompt)
+    cfg.run(prompt + [3])
+    assert builder.target.prefix.reused >= 40 and builder.target.prefix.entries
+    cfg.fresh()
+    assert not builder.target.prefix.entries
