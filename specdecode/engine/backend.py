@@ -99,8 +99,8 @@ class Backend:
         self._feature_buf = [self._feature_buf[b] for b in keep]
 
     def park(self, b: int, tokens: list[int]) -> None:
-        """Row b is about to leave and holds ``tokens`` (its prefilled prompt) first: a backend with a prefix cache
-        may keep them for a later row (this one keeps nothing)."""
+        """Row b is about to leave; ``tokens`` is its prompt and output, of which it holds the first ``lengths[b]``
+        in its cache: a backend with a prefix cache may keep those for a later row (this one keeps nothing)."""
 
     def reuse_prefix(self, b: int, tokens: list[int]) -> int:
         """Row b is empty and about to prefill ``tokens`` -> how many of them it now holds from a kept prefix

@@ -171,10 +171,11 @@ class LlamaCppLM(Backend):
         self._seq = [self._seq[b] for b in keep]
 
     def park(self, b: int, tokens: list[int]) -> None:
-        """Row b, about to leave (``remove_rows``), holds ``tokens`` (its prompt, prefilled) in its first cells:
-        keep them for a later row (``prefix_cache``)."""
-        if self.prefix.slots and not self.record_features and MIN_REUSE <= len(tokens) <= self.lengths[b]:
-            self._leaving[b] = list(tokens)
+        """Row b, about to leave (``remove_rows``), holds the first ``lengths[b]`` of ``tokens`` (its prompt and
+        output) in its cells: keep them for a later row (``prefix_cache``)."""
+        held = tokens[: self.lengths[b]]
+        if self.prefix.slots and not self.record_features and len(held) >= MIN_REUSE:
+            self._leaving[b] = list(held)
 
     def reuse_prefix(self, b: int, tokens: list[int]) -> int:
         """Row b, empty, is about to prefill ``tokens``: the longest kept prefix of them is copied back into its

@@ -1,9 +1,10 @@
 """Prompt prefixes kept after their requests leave, for the llama.cpp backend: a row that leaves may keep its
-prompt's cells (``park``), copied out of the KV cache into host memory (``llama_state_seq_get_data``: positions
+cells (``park``), copied out of the KV cache into host memory (``llama_state_seq_get_data``: positions
 and K/V, ~23 KB a token for SmolLM2-135M); a joining row whose prompt starts the same way gets them copied back
 into its own sequence (``llama_state_seq_set_data``, ~1 ms for 400 tokens), the cells past the common prefix
-dropped, and prefills only the rest. What llama-server's prompt cache (``--cache-ram``) does; here only prompt
-cells are kept (they were computed by a prefill, as the joining row's would be), never a row's generated tokens.
+dropped, and prefills only the rest. What llama-server's slots and prompt cache (``--cache-ram``) do: the cells
+of the prompt and of the tokens the row generated (a chat's next turn starts with both). Until stop 32 only prompt
+cells were kept.
 
 Why host memory and not cells left in the unified cache under a spare sequence id (stop 31 and before): llama.cpp
 attends over every used cell of a unified cache, masked, so kept cells slowed every later pass of every row:

@@ -310,7 +310,7 @@ class Session:
         try:
             for b, r in enumerate(self.requests):
                 if r in gone and r.reason != "error":
-                    self.target.park(b, r.prompt[:-1])  # a backend with a prefix cache keeps the prompt's cells
+                    self.target.park(b, r.seq)  # a backend with a prefix cache keeps the row's cells
             self.target.remove_rows(keep)
             self.drafter.remove_rows(keep)
             self.requests = kept

@@ -114,3 +114,13 @@ def test_prefix_cache_bookkeeping():
     assert cache.tokens == 40 and cache.nbytes == 4
     cache.clear()
     assert not cache.entries
+
+
+def test_a_next_turn_reuses_the_prompt_and_the_output():
+    cached, bare = lm(), lm(prefix_slots=0)
+    first = run(cached, [PROMPTS[0]])[0]
+    assert first == run(bare, [PROMPTS[0]])[0]
+    turn = PROMPTS[0] + first + [5, 6, 7]
+    before = cached.prefix.reused
+    assert run(cached, [turn]) == run(bare, [turn])
+    assert cached.prefix.reused - before >= len(PROMPTS[0]) + len(first) - 1  # all but the last output token
