@@ -16,6 +16,7 @@ Not here: argument parsing (``cli.bench_backends``).
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import sys
@@ -271,9 +272,13 @@ def format_table(records: list[dict], tasks: list[str], names: list[str]) -> str
             same = "-" if ref is None else f"{all(r['ids'] == ref for r in rs)}"
             lines.append(
                 f"{task:<16} {name:<44} {rs[0]['tokens']:>6} {rate[name]:>7.1f} {rate[name] / base:>6.2f}x "
-                f"{rate[name] / pld:>9.2f}x {rate[name] / best_ls:>10.2f}x {tpc:>8.2f} {ovh:>7.1%} {same:>13}"
+                f"{_ratio(rate[name], pld):>10} {_ratio(rate[name], best_ls):>11} {tpc:>8.2f} {ovh:>7.1%} {same:>13}"
             )
     return "\n".join(lines)
+
+
+def _ratio(rate: float, anchor: float) -> str:
+    return "-" if math.isnan(anchor) else f"{rate / anchor:.2f}x"  # "-": that anchor did not run
 
 
 def _reference(name: str) -> str:

@@ -65,6 +65,7 @@ class Request:
     grammar: RowGrammar | None = None  # the matcher of a constrained request (its state: the tokens emitted)
     logprobs: list = field(default_factory=list)  # a logprobs.TokenLogprob per emitted token (config.logprobs)
     pending: torch.Tensor | None = None  # [V] logits of the prompt's last token, prefilled (the first step's root)
+    cached: int = 0  # prompt tokens the backend's prefix cache restored instead of prefilling them
 
     def __post_init__(self):
         self.seq = list(self.prompt)
@@ -366,6 +367,8 @@ class Session:
             self.target.record_features = self.drafter.needs_target_features
         try:
             starts = [self.target.reuse_prefix(old + i, p[:-1]) for i, p in enumerate(prompts)]
+            for r, start in zip(joining, starts):
+                r.cached = start
             rows = [[] for _ in range(old)] + [p[s:] for p, s in zip(prompts, starts)]
             if self.target.prefill_gives_logits:
                 for r, row_logits in zip(joining, self.target.prefill(rows)[old:]):

@@ -2,12 +2,12 @@
 exposition format, collected at scrape time into a registry of the server's own (no global state).
 
 Names and meanings: ``specdecode_requests_total{reason}``, ``..._prompt_tokens_total``,
-``..._generated_tokens_total``, ``..._target_calls_total`` (target passes per request, summed),
-``..._draft_tokens_proposed_total``, ``..._draft_tokens_accepted_total``, ``..._recovered_tokens_total``,
-``..._bonus_tokens_total``, ``..._engine_steps_total``; gauges ``..._tokens_per_target_call``,
-``..._acceptance_rate``, ``..._queue_length``, ``..._batch_size``, ``..._tokens_per_second`` (last 10 s) and
-``..._position_acceptance{position}`` (the fraction of drafts of length >= i whose first i tokens were all
-accepted).
+``..._prompt_tokens_cached_total`` (restored from the llama.cpp prefix cache), ``..._generated_tokens_total``,
+``..._target_calls_total`` (target passes per request, summed), ``..._draft_tokens_proposed_total``,
+``..._draft_tokens_accepted_total``, ``..._recovered_tokens_total``, ``..._bonus_tokens_total``,
+``..._engine_steps_total``; gauges ``..._tokens_per_target_call``, ``..._acceptance_rate``, ``..._queue_length``,
+``..._batch_size``, ``..._tokens_per_second`` (last 10 s) and ``..._position_acceptance{position}`` (the fraction
+of drafts of length >= i whose first i tokens were all accepted).
 
 Not here: the counters themselves (``worker.Metrics``).
 """
@@ -34,6 +34,11 @@ class _Collector:
             reasons = sorted(m.requests.items())
             counters = [
                 ("prompt_tokens", "Prompt tokens of finished requests.", m.prompt_tokens),
+                (
+                    "prompt_tokens_cached",
+                    "Prompt tokens restored from the prefix cache instead of prefilled (finished requests).",
+                    m.cached_tokens,
+                ),
                 ("generated_tokens", "Tokens generated for finished requests.", t.new_tokens),
                 ("target_calls", "Target passes per request, summed over finished requests.", t.row_steps),
                 ("draft_tokens_proposed", "Draft tokens proposed.", t.proposed),

@@ -274,7 +274,13 @@ def finish_reason(r: Request) -> str:
 
 
 def usage(r: Request) -> dict:
-    return {"prompt_tokens": len(r.prompt), "completion_tokens": len(r.new), "total_tokens": len(r.prompt) + len(r.new)}
+    """OpenAI's usage record; ``cached_tokens``: prompt tokens restored from the prefix cache (llama.cpp)."""
+    return {
+        "prompt_tokens": len(r.prompt),
+        "completion_tokens": len(r.new),
+        "total_tokens": len(r.prompt) + len(r.new),
+        "prompt_tokens_details": {"cached_tokens": r.cached},
+    }
 
 
 class Envelope:

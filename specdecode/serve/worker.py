@@ -57,7 +57,7 @@ class Metrics:
     def __init__(self):
         self.lock = threading.Lock()
         self.requests = collections.Counter()  # finish reason -> count
-        self.prompt_tokens = self.steps = 0
+        self.prompt_tokens = self.cached_tokens = self.steps = 0
         self.model_seconds = 0.0  # seconds the engine spent in target passes (prefills included)
         self.totals = GenerationStats()  # the merged statistics of finished requests
         self.queue = self.batch = 0
@@ -74,6 +74,7 @@ class Metrics:
         with self.lock:
             self.requests[r.reason] += 1
             self.prompt_tokens += len(r.prompt)
+            self.cached_tokens += r.cached
             self.totals = GenerationStats.merged([self.totals, r.stats])
 
     def tokens_per_second(self, window: float = 10.0) -> float:

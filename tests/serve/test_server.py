@@ -282,3 +282,24 @@ def test_malformed_json_and_the_server_keeps_serving(served):
     assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
     ok = client(url).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], max_tokens=2)
     assert ok.usage.completion_tokens == 2
+
+
+def test_cached_prompt_tokens_in_usage_and_metrics():
+    """On llama.cpp with the prefix cache, a request that repeats an earlier prompt reports the restored tokens as
+    OpenAI's ``usage.prompt_tokens_details.cached_tokens`` and in ``specdecode_prompt_tokens_cached_total``."""
+    pytest.importorskip("llama_cpp")
+    builder = Builder("tiny-llama:1", backend="llama.cpp", prefix_cache=8)
+    uv, thread, url, _ = start(builder, "prompt-lookup", max_batch=4, model="tiny-llama:1")
+    try:
+        c = client(url)
+        msgs = [{"role": "user", "content": "the same long question about the same long text, twice over"}]
+        first = c.chat.completions.create(model="tiny-llama:1", messages=msgs, temperature=0, max_tokens=8)
+        again = c.chat.completions.create(model="tiny-llama:1", messages=msgs, temperature=0, max_tokens=8)
+        assert first.usage.prompt_tokens_details.cached_tokens == 0
+        assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens - 1  # all but the last
+        assert again.choices[0].message.content == first.choices[0].message.content
+        metrics = httpx.get(url + "/metrics").text
+        assert f"specdecode_prompt_tokens_cached_total {float(again.usage.prompt_tokens - 1)}" in metrics
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
