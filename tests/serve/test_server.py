@@ -299,7 +299,8 @@ def test_cached_prompt_tokens_in_usage_and_metrics():
         assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens - 1  # all but the last
         assert again.choices[0].message.content == first.choices[0].message.content
         metrics = httpx.get(url + "/metrics").text
-        assert f"specdecode_prompt_tokens_cached_total {float(again.usage.prompt_tokens - 1)}" in metrics
+        want = f'specdecode_prompt_tokens_cached_total{{model="tiny-llama:1"}} {float(again.usage.prompt_tokens - 1)}'
+        assert want in metrics
     finally:
         uv.should_exit = True
         thread.join(timeout=10)
