@@ -163,7 +163,7 @@ class LlamaCppLM(Backend):
             tokens, seq = self._leaving.get(b), self._seq[b]
             if tokens is not None:  # the prompt's cells go to host memory, for a later row
                 L.llama_memory_seq_rm(self.mem, seq, len(tokens), -1)
-                self.prefix.add(tokens, save_sequence(self.ctx, seq))
+                self.prefix.add(tokens, save_sequence(self.ctx, seq, self.prefix.buffer))
             L.llama_memory_seq_rm(self.mem, seq, -1, -1)
             self._free.append(seq)
         self._leaving = {}

@@ -85,11 +85,12 @@ def ragged_rows(flat: np.ndarray, n: list[int]) -> torch.Tensor:
     return out
 
 
-def save_sequence(ctx, seq: int) -> np.ndarray:
-    """The cells of sequence ``seq`` (positions, K and V) copied into host memory -> uint8 bytes."""
+def save_sequence(ctx, seq: int, buffer) -> np.ndarray:
+    """The cells of sequence ``seq`` (positions, K and V) copied into host memory -> uint8 bytes, a view of
+    ``buffer(nbytes)`` (a uint8 array of at least that size)."""
     lib = require_llama_cpp()
     size = lib.llama_state_seq_get_size(ctx, seq)
-    blob = np.empty(size, dtype=np.uint8)
+    blob = buffer(size)
     got = lib.llama_state_seq_get_data(ctx, blob.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), size, seq)
     return blob[:got]
 

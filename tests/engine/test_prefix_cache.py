@@ -124,3 +124,12 @@ def test_a_next_turn_reuses_the_prompt_and_the_output():
     before = cached.prefix.reused
     assert run(cached, [turn]) == run(bare, [turn])
     assert cached.prefix.reused - before >= len(PROMPTS[0]) + len(first) - 1  # all but the last output token
+
+
+def test_dropped_entries_lend_their_buffers():
+    cache = PrefixCache(1)
+    big = cache.buffer(100)
+    cache.add([1] * 20, big[:90])
+    cache.add([2] * 20, cache.buffer(10))  # one slot: the first entry leaves, its whole buffer is kept
+    assert cache.buffer(50) is big  # reused, not allocated again
+    assert cache.buffer(50) is not big and cache.buffer(500).nbytes == 500
