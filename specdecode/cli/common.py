@@ -53,7 +53,7 @@ def add_prefix_args(ap, default: int) -> None:
         type=int,
         default=default,
         metavar="N",
-        help="--backend llama.cpp: keep the prompts of the last N requests (their KV cells, in host memory) after "
+        help="--backend llama.cpp: keep the KV cells (prompt and output) of the last N requests in host memory after "
         "they finish and reuse them for requests that start the same way (no prefill for the shared part; 0 = off; "
         f"default {default}). Reused cells sit out of position order, which moves llama.cpp's logits slightly (~1e-3): "
         "greedy near-ties may then break differently than in a fresh run",

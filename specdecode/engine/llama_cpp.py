@@ -85,7 +85,7 @@ class LlamaCppLM(Backend):
         self.threads = n_threads or os.cpu_count() or 1
         self.n_batch, self.max_seqs = n_batch, max_seqs
         self.ctx = None
-        self.prefix = PrefixCache(prefix_slots, n_ctx)  # prompts kept after their rows leave (0: none; prefix_cache)
+        self.prefix = PrefixCache(prefix_slots, n_ctx)  # cells kept after their rows leave (0: none; prefix_cache)
         self._leaving: dict[int, list[int]] = {}
         self._open_context(n_ctx, embeddings)
         self.vocab_size = int(L.llama_vocab_n_tokens(L.llama_model_get_vocab(self.model)))
@@ -142,8 +142,8 @@ class LlamaCppLM(Backend):
         if batch_size >= self.max_seqs:
             raise ValueError(f"the llama.cpp backend runs at most {self.max_seqs - 1} rows at once, got {batch_size}")
         super().reset(batch_size)
-        L.llama_memory_clear(self.mem, False)  # cell metadata only (zeroing ~190 MB took ~7 ms); kept prompts are
-        self._tree: list[_RowTree] | None = None  # in host memory
+        L.llama_memory_clear(self.mem, False)  # metadata only (zeroing ~190 MB took ~7 ms); kept prefixes: host memory
+        self._tree: list[_RowTree] | None = None
         self._leaving = {}
         self._seq = list(range(batch_size))  # the sequence id of each row
         self._free = list(range(self.max_seqs - 1, batch_size - 1, -1))  # ids for new rows and tree paths, pop()
@@ -161,7 +161,7 @@ class LlamaCppLM(Backend):
             raise ValueError("draft-tree nodes are pending: rows leave between steps")
         for b in set(range(self.batch_size)) - set(keep):
             tokens, seq = self._leaving.get(b), self._seq[b]
-            if tokens is not None:  # the prompt's cells go to host memory, for a later row
+            if tokens is not None:  # the row's cells go to host memory, for a later row
                 L.llama_memory_seq_rm(self.mem, seq, len(tokens), -1)
                 self.prefix.add(tokens, save_sequence(self.ctx, seq, self.prefix.buffer))
             L.llama_memory_seq_rm(self.mem, seq, -1, -1)
