@@ -173,9 +173,10 @@ class LlamaCppLM(Backend):
     def park(self, b: int, tokens: list[int]) -> None:
         """Row b, about to leave (``remove_rows``), holds the first ``lengths[b]`` of ``tokens`` (its prompt and
         output) in its cells: keep them for a later row (``prefix_cache``)."""
-        held = tokens[: self.lengths[b]]
-        if self.prefix.slots and not self.record_features and len(held) >= MIN_REUSE:
-            self._leaving[b] = list(held)
+        if self.prefix.slots and not self.record_features:
+            held = tokens[: self.lengths[b]]  # a copy: the caller's list may grow
+            if len(held) >= MIN_REUSE:
+                self._leaving[b] = held
 
     def reuse_prefix(self, b: int, tokens: list[int]) -> int:
         """Row b, empty, is about to prefill ``tokens``: the longest kept prefix of them is copied back into its

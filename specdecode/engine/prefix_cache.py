@@ -10,10 +10,11 @@ Why host memory and not cells left in the unified cache under a spare sequence i
 attends over every used cell of a unified cache, masked, so kept cells slowed every later pass of every row:
 8 kept 400-token prompts made a one-row pass 9.1 -> 11.6 ms and a four-row pass 24.8 -> 30.8 ms (docs/backends.md).
 
-Off by default (``LlamaCppLM(prefix_slots=0)``; ``serve`` keeps 8): a restored prefix may sit in cells out of
-position order (wherever llama.cpp finds room), which changes llama.cpp's attention sums in the last bits (logits
-move by up to ~5e-3 here), so greedy near-ties may break differently than in a fresh run (docs/backends.md).
-Entries are few (``slots``) and hold at most ``max_tokens`` tokens together; the least recently used goes first.
+Off by default (``LlamaCppLM(prefix_slots=0)``; ``serve`` and ``bench-backends`` keep 8): a restored prefix may sit
+in cells out of position order (wherever llama.cpp finds room), which changes llama.cpp's attention sums in the last
+bits (logits move by up to ~5e-3 here), so greedy near-ties may break differently than in a fresh run
+(docs/backends.md). Entries are few (``slots``) and hold at most ``max_tokens`` tokens together; the least recently
+used goes first.
 
 Not here: the cache edits themselves (``llama_cpp.LlamaCppLM``).
 """
@@ -30,7 +31,7 @@ SPARE = 2  # buffers of dropped entries kept for reuse
 
 @dataclass
 class Parked:
-    tokens: tuple  # the prompt, positions 0..len-1
+    tokens: tuple  # the row's prompt and output, positions 0..len-1
     state: np.ndarray  # uint8: its cells as llama_state_seq_get_data wrote them
 
 
