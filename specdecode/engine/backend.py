@@ -4,6 +4,7 @@ A backend owns every edit of its cache. Rows of a batch are ragged: row b holds 
 tokens. The engine calls, per step:
 
 * ``extend(rows, need_logits)`` -> float32 logits [B, n_max, V] for every row's new tokens (a chain);
+  ``extend_argmax(rows)`` the same pass read as greedy decoding reads it (each position's argmax and its logit);
 * ``extend_tree(tokens, parents)`` -> logits of draft-tree nodes appended after each row's prefix, pending
   until ``keep_paths(paths)`` keeps one root-to-node path per row;
 * ``rollback(lengths)`` to forget everything after ``lengths[b]`` tokens of row b;
@@ -57,6 +58,16 @@ class Backend:
 
     def extend_tree(self, tokens: list[list[int]], parents: list[list[int]]) -> torch.Tensor:
         raise NotImplementedError
+
+    def extend_argmax(self, rows: list[list[int]]) -> tuple[list[list[int]], list[list[float]]]:
+        """``extend(rows)`` as greedy decoding reads it -> (ids, top): ids[b][i] the argmax of row b's i-th new
+        token's logits, top[b][i] the logit there (the largest; NaN where any is: torch's argmax picks a NaN
+        first). A backend may read these without making the logits tensor (llama.cpp does)."""
+        logits = self.extend(rows)  # [B, n_max, V]
+        ids = logits.argmax(-1)
+        top = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+        n = [len(r) for r in rows]
+        return [i[:k] for i, k in zip(ids.tolist(), n)], [t[:k] for t, k in zip(top.tolist(), n)]
 
     def extend_skipping(self, rows: list[list[int]], skip: list[set[int]]) -> torch.Tensor:
         """``extend(rows)`` for a caller that will not read the logits at positions ``skip[b]`` of row b (a

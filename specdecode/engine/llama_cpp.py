@@ -31,6 +31,7 @@ import torch
 
 from .backend import Backend
 from .llama_lib import (
+    argmax_logits,
     clear_errors,
     copy_floats,
     last_error,
@@ -199,10 +200,11 @@ class LlamaCppLM(Backend):
         self.prefix.clear()
 
     # ------------------------------------------------------------------ passes
-    def _decode(self, entries: list[tuple], outputs: bool, scatter: bool = True) -> tuple:
+    def _decode(self, entries: list[tuple], outputs: bool, scatter: bool = True, argmax: bool = False) -> tuple:
         """entries: (token, position, [sequence ids][, wanted]) in batch order -> (logits [n, V], hidden states
         [n, H]) of every entry when ``outputs`` (else None; an entry whose ``wanted`` is False: zeros, its head
-        not computed; without ``scatter`` only the wanted entries' rows), decoded in chunks of n_batch."""
+        not computed; without ``scatter`` only the wanted entries' rows), decoded in chunks of n_batch.
+        ``argmax`` (every entry wanted): (argmax id, logit there) per entry instead of the logits."""
         logits, feats = [], []
         want_h = outputs and self.record_features
         t0 = time.perf_counter()
@@ -224,15 +226,17 @@ class LlamaCppLM(Backend):
                 )
             if rc != 0:
                 raise RuntimeError(f"llama_decode failed ({rc}): {last_error()}")
-            if outputs and (scatter or any(wanted)):
+            if argmax:
+                logits += argmax_logits(self.ctx, len(chunk), self.vocab_size)
+            elif outputs and (scatter or any(wanted)):
                 got = copy_floats(L.llama_get_logits(self.ctx), sum(wanted), self.vocab_size)
                 logits.append(scatter_rows(got, wanted) if scatter else got)
             if want_h:
                 feats.append(copy_floats(L.llama_get_embeddings(self.ctx), len(chunk), self.n_embd))
         self.forward_time += time.perf_counter() - t0
         self.forward_calls += 1
-        if not outputs:
-            return None, None
+        if not outputs or argmax:
+            return (logits if argmax else None), None
         if not logits:
             return np.zeros((0, self.vocab_size), dtype=np.float32), None
         return np.concatenate(logits) if len(logits) > 1 else logits[0], (np.concatenate(feats) if want_h else None)
@@ -244,6 +248,18 @@ class LlamaCppLM(Backend):
     def extend(self, rows: list[list[int]], *, need_logits: bool = True) -> torch.Tensor | None:
         """rows: B lists of new tokens (ragged, may be empty) -> float32 logits [B, n_max, V] (None when not needed)."""
         return self._extend(rows, need_logits, None)
+
+    def extend_argmax(self, rows: list[list[int]]) -> tuple[list[list[int]], list[list[float]]]:
+        """``extend(rows)`` as greedy decoding reads it -> (each new token's argmax id, its logit), per row; read in
+        llama.cpp's output buffer (no logits copied out, no tensor made)."""
+        pairs = self._extend(rows, True, None, argmax=True)
+        ids, top, at = [], [], 0
+        for r in rows:
+            got = pairs[at : at + len(r)]
+            ids.append([i for i, _ in got])
+            top.append([v for _, v in got])
+            at += len(r)
+        return ids, top
 
     def extend_skipping(self, rows: list[list[int]], skip: list[set[int]]) -> torch.Tensor:
         """``extend(rows)`` without the logits (the output head) at positions ``skip[b]`` of row b: zeros there."""
@@ -263,29 +279,34 @@ class LlamaCppLM(Backend):
         return torch.zeros(len(rows), self.vocab_size).index_copy_(0, fed, logits)
 
     def _extend(
-        self, rows: list[list[int]], need_logits: bool, skip: list[set[int]] | None, scatter: bool = True
-    ) -> torch.Tensor | None:
+        self,
+        rows: list[list[int]],
+        need_logits: bool,
+        skip: list[set[int]] | None,
+        scatter: bool = True,
+        argmax: bool = False,
+    ):
         self.check_rows(len(rows))
         if self._tree is not None:
             raise ValueError("draft-tree nodes are pending: call keep_paths or rollback before extend")
         n = [len(r) for r in rows]
         if max(n) == 0:
-            return torch.zeros(len(rows), 0, self.vocab_size) if need_logits else None
+            return [] if argmax else (torch.zeros(len(rows), 0, self.vocab_size) if need_logits else None)
         self.check_context(max(length + k for length, k in zip(self.lengths, n)))
         entries = [
             (t, self.lengths[b] + i, (self._seq[b],), skip is None or i not in skip[b])
             for b, r in enumerate(rows)
             for i, t in enumerate(r)
         ]
-        logits, feats = self._decode(entries, need_logits or self.record_features, scatter)
+        logits, feats = self._decode(entries, need_logits or self.record_features, scatter, argmax)
         if feats is not None:
             at = 0
             for b, k in enumerate(n):
                 self.store_features(b, self.lengths[b], torch.from_numpy(feats[at : at + k]))
                 at += k
         self.lengths = [length + k for length, k in zip(self.lengths, n)]
-        if not need_logits:
-            return None
+        if argmax or not need_logits:
+            return logits if argmax else None
         return ragged_rows(logits, n) if scatter else torch.from_numpy(logits)
 
     def extend_tree(self, tokens: list[list[int]], parents: list[list[int]]) -> torch.Tensor:
@@ -378,6 +399,8 @@ class LlamaCppLM(Backend):
 
     def rollback(self, lengths: list[int]) -> None:
         """Keep only the first lengths[b] tokens of row b; drops pending tree nodes."""
+        if self._tree is None and lengths == self.lengths:  # a step that kept all it fed (each call costs, cold)
+            return
         self.check_shorter(lengths)
         if self._tree is not None:
             for row in self._tree:

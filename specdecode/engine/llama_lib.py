@@ -1,6 +1,6 @@
 """llama-cpp-python loaded once: its module, llama.cpp's log routed into a short buffer of recent errors (kept off
-the terminal) and its backend initialised; copies out of llama.cpp's output buffers and their shapes for the engine;
-a sequence's cells copied to host memory and back (the prefix cache).
+the terminal) and its backend initialised; copies out of llama.cpp's output buffers and their shapes for the engine
+(or each row's argmax, read in place); a sequence's cells copied to host memory and back (the prefix cache).
 
 Not here: the backend itself (``llama_cpp.LlamaCppLM``).
 """
@@ -55,13 +55,39 @@ _ARRAY_TYPES: dict = {}  # element count -> ctypes array type (building one cost
 
 def copy_floats(ptr, rows: int, width: int) -> np.ndarray:
     """A copy of a llama.cpp output buffer ``ptr`` (float [rows, width]), valid after the next pass."""
-    n = rows * width
+    return _view(ptr, rows * width).reshape(rows, width).copy()
+
+
+def _view(ptr, n: int) -> np.ndarray:
+    """The first n floats at a llama.cpp output pointer, as a numpy array over llama.cpp's memory (no copy)."""
     kind = _ARRAY_TYPES.get(n) or _ARRAY_TYPES.setdefault(n, ctypes.c_float * n)
-    return (
-        np.frombuffer(kind.from_address(ctypes.addressof(ptr.contents)), dtype=np.float32, count=n)
-        .reshape(rows, width)
-        .copy()
-    )
+    return np.frombuffer(kind.from_address(ctypes.addressof(ptr.contents)), dtype=np.float32, count=n)
+
+
+_LOGITS_AT = None  # llama_get_logits returning the address as an int (llama-cpp-python's returns a float pointer)
+_VIEWS: dict = {}  # (address, floats) -> a numpy array over llama.cpp's logits buffer there
+
+
+def argmax_logits(ctx, rows: int, width: int) -> list[tuple[int, float]]:
+    """Each of the ``rows`` output rows of the last pass (float [rows, width] in llama.cpp's logits buffer) -> (its
+    argmax, the logit there), read in place. numpy's argmax picks a NaN first, so the logit is NaN where the row
+    holds one. Right after a pass every library call runs cold (docs/backends.md): a copy of the logits, a new
+    numpy array over the buffer and reading the pointer's address cost ~120 us a token together; the buffer moves
+    only when llama.cpp grows it, so the array over it is made once per address and size."""
+    global _LOGITS_AT
+    if _LOGITS_AT is None:
+        getter = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
+        _LOGITS_AT = getter(("llama_get_logits", require_llama_cpp().llama_cpp._lib))
+    key = (_LOGITS_AT(ctx), rows * width)
+    view = _VIEWS.get(key)
+    if view is None:
+        kind = _ARRAY_TYPES.get(key[1]) or _ARRAY_TYPES.setdefault(key[1], ctypes.c_float * key[1])
+        view = _VIEWS[key] = np.frombuffer(kind.from_address(key[0]), dtype=np.float32)
+    if rows == 1:
+        best = int(view.argmax())
+        return [(best, float(view[best]))]
+    flat = view.reshape(rows, width).argmax(-1).tolist()
+    return [(i, float(view[r * width + i])) for r, i in enumerate(flat)]
 
 
 def scatter_rows(got: np.ndarray, wanted: list[bool]) -> np.ndarray:

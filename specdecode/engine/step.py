@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from itertools import accumulate
 
 import numpy as np
@@ -55,9 +56,12 @@ def run_step(target, drafter: Drafter, requests: list, passes: GenerationStats) 
     passes.draft_time += draft_dt
     chain_pass = all(t.is_chain for t in trees)
     pending = _take_pending(target, requests, chain_pass)
-    logits, computed, pass_dt = _score(target, trees, chain_pass, passes, grammars if constrained else None, pending)
     greedy = not constrained and all(pol.method.greedy for pol in policies)
-    best = _check_finite(target, drafter, requests, trees, logits, chain_pass, passes.steps + 1, greedy)
+    ids_only = greedy and chain_pass and _reads_ids_only(requests, pending)
+    grammars_or_none = grammars if constrained else None
+    scores, computed, pass_dt = _score(target, trees, chain_pass, passes, grammars_or_none, pending, ids_only)
+    best = _check_finite(target, drafter, requests, trees, scores, chain_pass, passes.steps + 1, greedy)
+    logits = None if ids_only else scores
     if constrained:
         mask_tree_logits(logits, trees, grammars)
     drafted = sum(t.size for t in trees)
@@ -86,8 +90,10 @@ def _draft(target, drafter: Drafter, policies: list, seqs: list, caps: list[int]
     """Every row's draft. A cheap drafter (lookup) drafts to each row's cap first and the adaptive rows are cut to
     the depth their draft is worth (its match length priced, ``adaptive.DepthAsk``); others are asked for the
     depths the rows' controllers choose. ``grammars``: each row's (None: no row is constrained), for the sampler."""
+    if max(caps) == 0:  # plain decoding: nothing to draft
+        return [DraftTree.chain(s[-1], []) for s in seqs]
     sampler = DraftSampler.per_row(policies, seqs, grammars)
-    if drafter.cheap and any(pol.adaptive for pol in policies) and max(caps) > 0:
+    if drafter.cheap and any(pol.adaptive for pol in policies):
         full = drafter.propose(seqs, caps, sampler)
         asks = [_ask(pol.adaptive, tree, cap) for pol, tree, cap in zip(policies, full, caps)]
         ks = batch_depths(asks, target.batch_tokens)
@@ -110,6 +116,23 @@ def _ask(ctrl, tree: DraftTree, cap: int) -> DepthAsk:
     return DepthAsk(ctrl, min(depth, cap), tree.match, list(accumulate(counts)))
 
 
+@dataclass
+class _Argmax:
+    """A greedy chain pass read without its logits (``Backend.extend_argmax``): ids[b][i] the argmax id at row b's
+    i-th fed node, top[b][i] the logit there."""
+
+    ids: list
+    top: list
+
+
+def _reads_ids_only(requests: list, pending: list) -> bool:
+    """A greedy chain step needs each node's argmax only: no row asks for log-probabilities or the overlap
+    measure, and no row holds prefilled root logits (its first step)."""
+    if any(p is not None for p in pending):
+        return False
+    return not any(r.config.logprobs is not None or r.config.measure_overlap for r in requests)
+
+
 def _take_pending(target, requests: list, chain_pass: bool) -> list:
     """Each row's prefilled root logits [V] (None: the row feeds its root this step), taken from the requests. A
     tree pass feeds every row's root (the tree attention starts after the verified prefix): a row holding its
@@ -125,17 +148,22 @@ def _take_pending(target, requests: list, chain_pass: bool) -> list:
     return [None] * len(requests)
 
 
-def _score(target, trees: list[DraftTree], chain_pass: bool, passes: GenerationStats, grammars, pending: list):
+def _score(
+    target, trees: list[DraftTree], chain_pass: bool, passes: GenerationStats, grammars, pending: list, ids_only: bool
+):
     """ONE target pass over every row's nodes -> (logits [B, n_max, V], tokens the pass computed, seconds).
     grammars: each row's (None: no row is constrained): the logits a grammar makes one-hot are not asked for.
-    pending: each row's prefilled root logits (None: the root is fed); such a row feeds its drafts only."""
+    pending: each row's prefilled root logits (None: the root is fed); such a row feeds its drafts only.
+    ids_only (a greedy chain pass, nothing pending): an ``_Argmax`` instead of the logits."""
     feed = [t.tokens[1:] if p is not None else t.tokens for t, p in zip(trees, pending)]
     fed = any(feed)
     skip = one_token_nodes(trees, grammars) if grammars is not None and chain_pass else None
     if skip is not None:
         skip = [{i - 1 for i in s if i} if p is not None else s for s, p in zip(skip, pending)]
     t0 = time.perf_counter()
-    if not fed:  # every row's root was prefilled and none drafts: no pass
+    if ids_only:  # every row feeds its root: a pass
+        logits = _Argmax(*target.extend_argmax(feed))
+    elif not fed:  # every row's root was prefilled and none drafts: no pass
         logits = torch.zeros(len(trees), 0, target.vocab_size, device=target.device)
     elif skip is not None and any(skip):
         logits = target.extend_skipping(feed, skip)
@@ -173,9 +201,11 @@ def _check_finite(
     """Rows whose logits hold NaN or inf fail alone: the pass is undone for every row (target and drafter back to
     where the step began: the other rows run the step again) and ``RowFault`` names the bad rows. -> every node's
     argmax id [B][n_max] when ``greedy`` (every row greedy and unconstrained: the largest logit, which the check
-    reads, is the one at the argmax; verification takes the ids), else None."""
+    reads, is the one at the argmax; verification takes the ids), else None. ``logits``: or an ``_Argmax``."""
     lengths = [len(t.tokens) for t in trees]
-    if greedy:
+    if isinstance(logits, _Argmax):
+        best, bad = logits.ids, _not_finite(logits.top, lengths)
+    elif greedy:
         best, bad = _greedy_checked(logits, lengths)
     else:
         best, bad = None, _bad_rows(logits, lengths)

@@ -48,22 +48,27 @@ def verify_rows(
     seqs: list[list[int]],
     best: list | None = None,
 ) -> list[RowResult]:
-    """logits: [B, n_max, V] of every row's tree (node order); policies[b] / seqs[b]: how row b is verified and
-    its sequence before this step; best: [B][n_max] the argmax ids of those logits when the caller has them (for
-    greedy rows). -> a result per row."""
+    """logits: [B, n_max, V] of every row's tree (node order; None when every row is greedy and ``best`` is
+    given); policies[b] / seqs[b]: how row b is verified and its sequence before this step; best: [B][n_max] the
+    argmax ids of those logits when the caller has them (for greedy rows). -> a result per row."""
+    if best is not None and all(pol.method.greedy for pol in policies):  # the common greedy step: no groups
+        return _verify_greedy(best, trees)
     groups: dict = {}
     for b, pol in enumerate(policies):
         groups.setdefault(pol.verify_key(), []).append(b)
     out: list[RowResult] = [None] * len(trees)  # type: ignore[list-item]
     for idx in groups.values():
         pol = policies[idx[0]]
-        lg = logits if len(idx) == len(trees) else logits[idx]  # [G, n_max, V]
         group = [trees[b] for b in idx]
-        if pol.method.greedy:
-            results = _verify_greedy(greedy_ids(lg) if best is None else [best[b] for b in idx], group)
+        if pol.method.greedy and best is not None:
+            results = _verify_greedy([best[b] for b in idx], group)
         else:
-            rows = [Row(policies[b], seqs[b]) for b in idx]
-            results = _verify_group(rows[0], logits_to_probs(lg, pol.sampling), group, rows)
+            lg = logits if len(idx) == len(trees) else logits[idx]  # [G, n_max, V]
+            if pol.method.greedy:
+                results = _verify_greedy(greedy_ids(lg), group)
+            else:
+                rows = [Row(policies[b], seqs[b]) for b in idx]
+                results = _verify_group(rows[0], logits_to_probs(lg, pol.sampling), group, rows)
         for j, res in enumerate(results):
             out[idx[j]] = res
     return out
@@ -73,8 +78,14 @@ def _verify_greedy(best: list[list[int]], trees: list[DraftTree]) -> list[RowRes
     """Greedy rows (chains, trees or none drafted): best [G][n_max] the argmax id of every node, fetched once
     (``greedy_ids``) -> their results, walked in Python (``verify.greedy_path``): the fast path beside the
     registry's torch ``greedy_verify`` / ``greedy_tree_verify``, tested against them."""
-    walks = [greedy_path(t.parents, t.tokens, b) for t, b in zip(trees, best)]
-    return [RowResult(w.path, w.tokens) for w in walks]
+    out = []
+    for t, b in zip(trees, best):
+        if t.size == 0:  # nothing drafted: the argmax
+            out.append(RowResult([], [b[0]]))
+        else:
+            walk = greedy_path(t.parents, t.tokens, b)
+            out.append(RowResult(walk.path, walk.tokens))
+    return out
 
 
 def _verify_group(r: Row, p: torch.Tensor, trees: list[DraftTree], rows: list[Row]) -> list[RowResult]:

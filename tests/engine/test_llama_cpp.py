@@ -47,6 +47,32 @@ def test_chains_ragged_rows_and_rollback_match_the_hf_backend(pair):
     assert _close(lc.extend([[11], [12]]), hf.extend([[11], [12]]))
 
 
+def test_the_argmax_readout_equals_the_logits_argmax_on_both_backends(pair):
+    """``extend_argmax`` (greedy chain steps): each new token's argmax and its logit, as the logits tensor of the
+    same pass gives them; llama.cpp reads them in its own output buffer, in place, and a NaN there is reported."""
+    from specdecode.engine import llama_lib
+
+    rows = [[7, 8, 9], [10], [11, 12]]
+    for m in pair:
+        m.reset(3)
+        m.extend([[1, 2, 3, 4], [5, 6], [3]], need_logits=False)
+        want = m.extend(rows)  # [3, 3, V]
+        m.rollback([4, 2, 1])
+        ids, top = m.extend_argmax(rows)
+        assert m.lengths == [7, 3, 3]
+        for b, r in enumerate(rows):
+            assert ids[b] == want[b, : len(r)].argmax(-1).tolist()
+            assert torch.allclose(torch.tensor(top[b]), want[b, : len(r)].amax(-1))
+    lc = pair[0]
+    lc.reset(1)
+    lc.extend([[1, 2, 3]], need_logits=False)
+    (ids,), (top,) = lc.extend_argmax([[4]])
+    buffer = llama_lib._VIEWS[(llama_lib._LOGITS_AT(lc.ctx), lc.vocab_size)]  # llama.cpp's memory
+    buffer[ids[0] + 1] = float("nan")
+    assert llama_lib.argmax_logits(lc.ctx, 1, lc.vocab_size)[0][0] == ids[0] + 1
+    assert torch.isnan(torch.tensor(llama_lib.argmax_logits(lc.ctx, 1, lc.vocab_size)[0][1]))
+
+
 def test_trees_through_sequence_ids_match_tree_attention(pair):
     lc, hf = pair
     for m in pair:

@@ -278,6 +278,16 @@ def test_nan_logits_in_one_row_fail_that_row_only(backend, drafter, monkeypatch)
             return logits
 
         monkeypatch.setattr(target, name, poisoned)
+    real_ids = target.extend_argmax
+
+    def poisoned_ids(rows):  # greedy chain steps read the argmax only (the llama.cpp backend: not through extend)
+        ids, top = real_ids(rows)
+        passes["n"] += 1
+        if passes["n"] == 3:
+            top[1][0] = float("nan")
+        return ids, top
+
+    monkeypatch.setattr(target, "extend_argmax", poisoned_ids)
     while session.busy:
         session.step()
     assert reqs[1].reason == "error" and "NaN" in str(reqs[1].error)
