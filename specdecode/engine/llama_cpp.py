@@ -235,11 +235,12 @@ class LlamaCppLM(Backend):
                 feats.append(copy_floats(L.llama_get_embeddings(self.ctx), len(chunk), self.n_embd))
         self.forward_time += time.perf_counter() - t0
         self.forward_calls += 1
+        hidden = (np.concatenate(feats) if len(feats) > 1 else feats[0]) if want_h else None
         if not outputs or argmax:
-            return (logits if argmax else None), None
+            return (logits if argmax else None), hidden
         if not logits:
-            return np.zeros((0, self.vocab_size), dtype=np.float32), None
-        return np.concatenate(logits) if len(logits) > 1 else logits[0], (np.concatenate(feats) if want_h else None)
+            return np.zeros((0, self.vocab_size), dtype=np.float32), hidden
+        return np.concatenate(logits) if len(logits) > 1 else logits[0], hidden
 
     def batch_tokens(self, fed: list[int]) -> int:
         """Rows are separate sequences of one llama_batch: a pass computes every fed token, no padding."""
