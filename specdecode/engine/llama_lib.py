@@ -103,10 +103,13 @@ def ragged_rows(flat: np.ndarray, n: list[int]) -> torch.Tensor:
     """Logits of the flattened rows [sum n, V] -> [B, max n, V] (zeros after a row's own tokens)."""
     if len(n) == 1:
         return torch.from_numpy(flat.reshape(1, n[0], flat.shape[1]))  # one torch call (each costs, see step)
-    out = torch.zeros(len(n), max(n), flat.shape[1])
+    width = max(n)
+    out = torch.empty(len(n), width, flat.shape[1])  # zeroing it all first cost ~5 ms at 16 rows of 9 (28 MB)
     at = 0
     for b, k in enumerate(n):
         out[b, :k] = torch.from_numpy(flat[at : at + k])
+        if k < width:
+            out[b, k:] = 0.0
         at += k
     return out
 
