@@ -75,9 +75,9 @@ def argmax_logits(ctx, rows: int, width: int) -> list[tuple[int, float]]:
     numpy array over the buffer and reading the pointer's address cost ~120 us a token together; the buffer moves
     only when llama.cpp grows it, so the array over it is made once per address and size."""
     global _LOGITS_AT
-    if _LOGITS_AT is None:
-        getter = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
-        _LOGITS_AT = getter(("llama_get_logits", require_llama_cpp().llama_cpp._lib))
+    if _LOGITS_AT is None:  # the same C function, declared to return an address
+        entry = ctypes.cast(require_llama_cpp().llama_get_logits, ctypes.c_void_p).value
+        _LOGITS_AT = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)(entry)
     key = (_LOGITS_AT(ctx), rows * width)
     view = _VIEWS.get(key)
     if view is None:
