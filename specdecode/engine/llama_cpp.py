@@ -40,6 +40,7 @@ from .llama_lib import (
     restore_sequence,
     save_sequence,
     scatter_rows,
+    split_rows,
 )
 from .prefix_cache import MIN_REUSE, PrefixCache
 
@@ -253,14 +254,7 @@ class LlamaCppLM(Backend):
     def extend_argmax(self, rows: list[list[int]]) -> tuple[list[list[int]], list[list[float]]]:
         """``extend(rows)`` as greedy decoding reads it -> (each new token's argmax id, its logit), per row; read in
         llama.cpp's output buffer (no logits copied out, no tensor made)."""
-        pairs = self._extend(rows, True, None, argmax=True)
-        ids, top, at = [], [], 0
-        for r in rows:
-            got = pairs[at : at + len(r)]
-            ids.append([i for i, _ in got])
-            top.append([v for _, v in got])
-            at += len(r)
-        return ids, top
+        return split_rows(self._extend(rows, True, None, argmax=True), [len(r) for r in rows])
 
     def extend_skipping(self, rows: list[list[int]], skip: list[set[int]]) -> torch.Tensor:
         """``extend(rows)`` without the logits (the output head) at positions ``skip[b]`` of row b: zeros there."""
@@ -279,14 +273,8 @@ class LlamaCppLM(Backend):
         fed = torch.tensor([b for b, r in enumerate(rows) if r])
         return torch.zeros(len(rows), self.vocab_size).index_copy_(0, fed, logits)
 
-    def _extend(
-        self,
-        rows: list[list[int]],
-        need_logits: bool,
-        skip: list[set[int]] | None,
-        scatter: bool = True,
-        argmax: bool = False,
-    ):
+    def _extend(self, rows: list[list[int]], need_logits: bool, skip, scatter: bool = True, argmax: bool = False):
+        """skip: a set per row of the positions whose head is not computed, or None (see ``_decode``)."""
         self.check_rows(len(rows))
         if self._tree is not None:
             raise ValueError("draft-tree nodes are pending: call keep_paths or rollback before extend")

@@ -90,6 +90,17 @@ def argmax_logits(ctx, rows: int, width: int) -> list[tuple[int, float]]:
     return [(i, float(view[r * width + i])) for r, i in enumerate(flat)]
 
 
+def split_rows(pairs: list[tuple[int, float]], n: list[int]) -> tuple[list[list[int]], list[list[float]]]:
+    """``argmax_logits``'s (id, logit) pairs of every fed token, row after row (n[b] for row b) -> (ids, logits)
+    per row."""
+    ids, top, at = [], [], 0
+    for k in n:
+        ids.append([i for i, _ in pairs[at : at + k]])
+        top.append([v for _, v in pairs[at : at + k]])
+        at += k
+    return ids, top
+
+
 def scatter_rows(got: np.ndarray, wanted: list[bool]) -> np.ndarray:
     """got [sum(wanted), W]: the rows of the wanted entries -> [len(wanted), W] with zeros for the others."""
     if len(got) == len(wanted):
