@@ -55,13 +55,13 @@ _ARRAY_TYPES: dict = {}  # element count -> ctypes array type (building one cost
 
 def copy_floats(ptr, rows: int, width: int) -> np.ndarray:
     """A copy of a llama.cpp output buffer ``ptr`` (float [rows, width]), valid after the next pass."""
-    return _view(ptr, rows * width).reshape(rows, width).copy()
+    return _view_at(ctypes.addressof(ptr.contents), rows * width).reshape(rows, width).copy()
 
 
-def _view(ptr, n: int) -> np.ndarray:
-    """The first n floats at a llama.cpp output pointer, as a numpy array over llama.cpp's memory (no copy)."""
+def _view_at(address: int, n: int) -> np.ndarray:
+    """The n floats at ``address`` in llama.cpp's memory, as a numpy array over them (no copy)."""
     kind = _ARRAY_TYPES.get(n) or _ARRAY_TYPES.setdefault(n, ctypes.c_float * n)
-    return np.frombuffer(kind.from_address(ctypes.addressof(ptr.contents)), dtype=np.float32, count=n)
+    return np.frombuffer(kind.from_address(address), dtype=np.float32, count=n)
 
 
 _LOGITS_AT = None  # llama_get_logits returning the address as an int (llama-cpp-python's returns a float pointer)
@@ -81,8 +81,7 @@ def argmax_logits(ctx, rows: int, width: int) -> list[tuple[int, float]]:
     key = (_LOGITS_AT(ctx), rows * width)
     view = _VIEWS.get(key)
     if view is None:
-        kind = _ARRAY_TYPES.get(key[1]) or _ARRAY_TYPES.setdefault(key[1], ctypes.c_float * key[1])
-        view = _VIEWS[key] = np.frombuffer(kind.from_address(key[0]), dtype=np.float32)
+        view = _VIEWS[key] = _view_at(*key)
     if rows == 1:
         best = int(view.argmax())
         return [(best, float(view[best]))]
