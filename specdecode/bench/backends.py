@@ -5,12 +5,13 @@ each backend and weight format.
 
 Task sets: grounded (summarise, code edit), open (story, chat) and repetitive (``prompts.repetitive``: sequences
 of requests run one after another; a configuration's time is the sequence's). Every configuration starts each run
-with no memory of earlier runs (our suffix corpus cleared, llama-server restarted, prompt caches off), so the
-repeats measure the same thing; within a sequence, state carries over as it would for a user.
+of a task with no memory of earlier runs (``Config.fresh``: our suffix corpus and kept prefixes dropped,
+llama-cpp-python's cache reset, llama-server restarted), so the repeats measure the same thing; within a task's
+sequence, state carries over as it would for a batch job (llama-cpp-python reuses its previous request's common
+prefix, llama-server its slot, ours its prefix cache).
 
 Every configuration of a task runs back to back in a rotating order, so slow phases of a shared machine hit
-all of them alike; ratios are per-task medians of tokens/s measured in the same run. llama-cpp-python's
-prompt cache is cleared before each of its runs (it would otherwise skip the prefill that our runs pay).
+all of them alike; ratios are per-task medians of tokens/s measured in the same run.
 Not here: argument parsing (``cli.bench_backends``).
 """
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import torch
 
+from ..core.sampling import greedy_top
+
 
 class Backend:
     name: str = "model"
@@ -61,13 +63,11 @@ class Backend:
 
     def extend_argmax(self, rows: list[list[int]]) -> tuple[list[list[int]], list[list[float]]]:
         """``extend(rows)`` as greedy decoding reads it -> (ids, top): ids[b][i] the argmax of row b's i-th new
-        token's logits, top[b][i] the logit there (the largest; NaN where any is: torch's argmax picks a NaN
-        first). A backend may read these without making the logits tensor (llama.cpp does)."""
-        logits = self.extend(rows)  # [B, n_max, V]
-        ids = logits.argmax(-1)
-        top = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+        token's logits, top[b][i] the logit there (the largest; NaN where any is, ``greedy_top``). A backend may
+        read these without making the logits tensor (llama.cpp does)."""
         n = [len(r) for r in rows]
-        return [i[:k] for i, k in zip(ids.tolist(), n)], [t[:k] for t, k in zip(top.tolist(), n)]
+        ids, top = greedy_top(self.extend(rows), n)  # from logits [B, n_max, V]
+        return [i[:k] for i, k in zip(ids, n)], top
 
     def extend_skipping(self, rows: list[list[int]], skip: list[set[int]]) -> torch.Tensor:
         """``extend(rows)`` for a caller that will not read the logits at positions ``skip[b]`` of row b (a

@@ -85,8 +85,8 @@ def argmax_logits(ctx, rows: int, width: int) -> list[tuple[int, float]]:
     if rows == 1:
         best = int(view.argmax())
         return [(best, float(view[best]))]
-    flat = view.reshape(rows, width).argmax(-1).tolist()
-    return [(i, float(view[r * width + i])) for r, i in enumerate(flat)]
+    ids = view.reshape(rows, width).argmax(-1).tolist()
+    return [(i, float(view[r * width + i])) for r, i in enumerate(ids)]
 
 
 def split_rows(pairs: list[tuple[int, float]], n: list[int]) -> tuple[list[list[int]], list[list[float]]]:

@@ -25,6 +25,7 @@ from itertools import accumulate
 import numpy as np
 import torch
 
+from ..core.sampling import greedy_top
 from .adaptive import DepthAsk, batch_depths
 from .config import RowFault
 from .constrained import constrain_drafts, mask_tree_logits, one_token_nodes
@@ -221,16 +222,9 @@ def _check_finite(
 
 def _greedy_checked(logits: torch.Tensor, lengths: list[int]) -> tuple[list, list[int]]:
     """logits [B, n_max, V], lengths[b] the positions row b fed -> (every node's argmax id [B][n_max], the rows whose
-    largest logit at a fed position is not finite, as ``_bad_rows``): the largest logit is the one at the argmax,
-    NaN where any is (both libraries' argmax picks a NaN first). On the CPU one numpy argmax and a scalar read a
-    position: right after a pass the caches are cold and each library call costs 15-80 us here."""
-    if logits.is_cpu and logits.dtype == torch.float32:  # is_cpu: a third of device.type's cost, cold
-        arr = logits.numpy()
-        best = arr.argmax(-1).tolist()
-        top = [[arr[b, i, best[b][i]] for i in range(n)] for b, n in enumerate(lengths)]
-        return best, _not_finite(top, lengths)
-    ids = logits.argmax(-1)
-    return ids.tolist(), _not_finite(logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1).tolist(), lengths)
+    largest logit at a fed position is not finite, as ``_bad_rows``; ``greedy_top`` reads it at the argmax)."""
+    best, top = greedy_top(logits, lengths)
+    return best, _not_finite(top, lengths)
 
 
 def _bad_rows(logits: torch.Tensor, lengths: list[int]) -> list[int]:
