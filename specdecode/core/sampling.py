@@ -15,10 +15,12 @@ import math
 import numbers
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .rng import as_rng
 from .validation import check_int, check_logits, check_probs
+from .warpers import sparse_rows
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,8 @@ GREEDY = SamplingConfig(temperature=0.0)
 
 
 def warp_logits(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
-    """logits: [..., V] -> warped logits [..., V] (removed tokens at -inf). Requires T > 0."""
+    """logits: [..., V] -> warped logits [..., V] (removed tokens at -inf). Requires T > 0. HF's warpers' own steps:
+    the reference ``logits_to_probs``'s fast path (``core.warpers``) is tested against."""
     x = logits / cfg.temperature
     neg_inf = torch.tensor(float("-inf"), dtype=x.dtype, device=x.device)
     if cfg.top_k is not None and cfg.top_k < x.shape[-1]:
@@ -94,12 +97,58 @@ def warp_logits(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
 
 def logits_to_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
     """logits: [..., V] -> warped probabilities [..., V] (one-hot argmax when T = 0). Logits may hold -inf (a
-    token ruled out) but no NaN or +inf, and not only -inf."""
+    token ruled out) but no NaN or +inf, and not only -inf. With top-k or top-p, the distribution is computed on
+    the largest logits (``core.warpers.sparse_probs``) and HF's full steps run only where a cut is unclear there."""
+    if not cfg.is_greedy:
+        fast = _sparse_probs(logits, cfg)
+        if fast is not None:
+            return fast
     check_logits("logits", logits)
     if cfg.is_greedy:
         idx = logits.argmax(-1, keepdim=True)
         return torch.zeros_like(logits).scatter_(-1, idx, 1.0)
     return warp_logits(logits, cfg).softmax(-1)
+
+
+def sample_rows(logits: torch.Tensor, cfg: SamplingConfig, rng) -> list[int]:
+    """logits: [R, V] -> one token a row drawn from its warped distribution with ``rng`` (a ``torch.Generator`` or
+    an RNG object): the draw ``sample(logits_to_probs(logits, cfg), rng)`` makes, without writing the [R, V]
+    probabilities when top-k, top-p or min-p leave a few tokens (inverse CDF over them in token order: the same
+    sums as over the whole vocabulary, whose other cells are 0)."""
+    rng = as_rng(rng)
+    rows = None if cfg.is_greedy else _sparse(logits, cfg)
+    if rows is None:
+        return [int(t) for t in rng.categorical(logits_to_probs(logits, cfg)).reshape(-1).tolist()]
+    out = []
+    for probs, ids in rows:
+        order = np.argsort(ids)
+        pick = rng.categorical(torch.from_numpy(probs[order])[None])
+        out.append(int(ids[order][int(pick[0])]))
+    return out
+
+
+def _sparse(logits: torch.Tensor, cfg: SamplingConfig) -> list | None:
+    """``warpers.sparse_rows`` of logits [..., V] flattened to rows, or None (HF's steps decide)."""
+    if not (torch.is_tensor(logits) and logits.is_floating_point() and logits.numel() > 0):
+        return None  # check_logits says what is wrong
+    V = logits.shape[-1]
+    top_k = cfg.top_k if cfg.top_k is not None and cfg.top_k < V else None
+    top_p = cfg.top_p if cfg.top_p is not None and cfg.top_p < 1 else None
+    min_p = cfg.min_p if cfg.min_p is not None and cfg.min_p > 0 else None
+    if top_k is None and top_p is None and min_p is None:
+        return None
+    return sparse_rows(logits.reshape(-1, V), cfg.temperature, top_k, top_p, min_p)
+
+
+def _sparse_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor | None:
+    rows = _sparse(logits, cfg)
+    if rows is None:
+        return None
+    dtype = np.float64 if logits.dtype == torch.float64 else np.float32
+    dense = np.zeros((len(rows), logits.shape[-1]), dtype=dtype)  # calloc'd: untouched pages cost nothing
+    for r, (probs, ids) in enumerate(rows):
+        dense[r, ids] = probs
+    return torch.from_numpy(dense).to(device=logits.device, dtype=logits.dtype).reshape(logits.shape)
 
 
 def sample(probs: torch.Tensor, rng) -> torch.Tensor:

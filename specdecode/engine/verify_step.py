@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.sampling import greedy_ids, logits_to_probs
+from ..core.sampling import greedy_ids, logits_to_probs, sample_rows
 from ..verify import gumbel_sample
 from ..verify.multidraft import greedy_path
 from .drafts import DraftTree
@@ -66,6 +66,8 @@ def verify_rows(
             lg = logits if len(idx) == len(trees) else logits[idx]  # [G, n_max, V]
             if pol.method.greedy:
                 results = _verify_greedy(greedy_ids(lg), group)
+            elif not pol.method.noise and all(t.size == 0 for t in group):  # plain sampled rows: no [G, V] of p
+                results = [RowResult([], [y]) for y in sample_rows(lg[:, 0], pol.sampling, pol.rng)]
             else:
                 rows = [Row(policies[b], seqs[b]) for b in idx]
                 results = _verify_group(rows[0], logits_to_probs(lg, pol.sampling), group, rows)

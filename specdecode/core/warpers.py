@@ -1,0 +1,148 @@
+"""The warped distribution (temperature, then top-k, top-p, min-p, as Hugging Face's warpers) computed on the few
+tokens it can keep, without HF's full sort of the vocabulary: the same tokens as HF's steps, or no answer.
+
+HF's ``TopPLogitsWarper`` sorts the whole vocabulary (~4 ms for 49k tokens on this CPU, more than a llama.cpp pass
+over one token), and each torch call over the vocabulary costs ~80-250 us right after a llama.cpp pass (cold
+caches). Here each row is read by numpy: its largest logit, then the tokens within a span below it (one compare),
+and every cut is decided on those candidates, in float64:
+
+- top-k: the k largest; unclear when the (k+1)-th ties the k-th (HF keeps every tie).
+- top-p: HF's cumulative probability at a token (ascending order, inclusive) is 1 minus the mass above it, so the
+  nucleus is the leading candidates where that exceeds 1 - top_p. Clear when the cut falls inside the candidates,
+  between two different logits (every token below sorts below it, whatever the order of ties), with both sums
+  around it ``MARGIN`` away from 1 - top_p.
+- min-p: the kept tokens whose probability is at least min_p times the largest; clear when none is within a
+  relative ``MARGIN`` of that threshold.
+
+``MARGIN`` is far wider than float32 rounding of HF's sums (~1e-7 on a 49k vocabulary), so a clear cut is HF's cut;
+an unclear one returns None and the caller runs HF's own steps (``sampling.warp_logits``, the reference this is
+tested against). Logits are divided by the temperature in torch, as the reference does, so ties fall alike.
+
+Not here: the dense reference steps, greedy decoding and sampling (``sampling``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .validation import check_logits
+
+SPANS = (8.0, 24.0, 64.0)  # candidates: the logits within this much (times T for top-p) of the row's largest
+MAX_CANDIDATES = 4096  # more than this: HF's full sort decides
+MARGIN = 1e-5
+
+
+def sparse_rows(logits: torch.Tensor, temperature: float, top_k, top_p, min_p) -> list | None:
+    """logits: [R, V]; temperature > 0; top_k (< V), top_p (< 1), min_p (> 0): each None when unused, one set ->
+    per row (probs float64 [m], ids int64 [m]): its warped distribution on m tokens (every other token has
+    probability 0), or None when a cut is unclear in some row (then HF's steps decide). NaN or +inf logits raise
+    ``check_logits``'s error."""
+    arr = logits.detach().cpu().numpy()
+    out = []
+    for x in arr:
+        top = x.max()
+        if not math.isfinite(top):  # NaN, +inf, or every token removed
+            check_logits("logits", logits)
+        if top_k is not None:
+            row = _top_k_row(x, top, temperature, top_k, top_p, min_p)
+        elif top_p is not None:
+            row = _top_p_row(x, top, temperature, top_p, min_p)
+        else:
+            row = _min_p_row(x, top, temperature, min_p)
+        if row is None:
+            return None
+        out.append(row)
+    return out
+
+
+def _descending(x: np.ndarray, ids: np.ndarray, temperature: float) -> tuple:
+    """ids: candidate tokens -> (their logits / T as float32, descending; the ids in that order)."""
+    ids = ids[np.argsort(-x[ids], kind="stable")]
+    return (torch.from_numpy(x[ids]) / temperature).numpy(), ids
+
+
+def _top_k_row(x, top, temperature, top_k, top_p, min_p):
+    need = top_k + 1  # the (k+1)-th tells whether the k-th has a tie outside
+    for span in SPANS:
+        ids = np.flatnonzero(x >= top - span)
+        if len(ids) >= need:
+            break
+    else:
+        ids = np.flatnonzero(x > -np.inf)
+        if len(ids) > top_k:
+            ids = ids[np.argpartition(x[ids], len(ids) - need)[len(ids) - need :]]
+        else:  # the k-th largest is -inf: top-k keeps every finite logit
+            v, ids = _descending(x, ids, temperature)
+            return _cut(v, ids, _log_softmax(v), top_p, min_p, complete=True)
+    if len(ids) > need:
+        ids = ids[np.argpartition(x[ids], len(ids) - need)[len(ids) - need :]]
+    v, ids = _descending(x, ids, temperature)
+    if not v[top_k] < v[top_k - 1]:
+        return None  # a logit outside the k largest ties the k-th: HF keeps it
+    v, ids = v[:top_k], ids[:top_k]
+    return _cut(v, ids, _log_softmax(v), top_p, min_p, complete=True)
+
+
+def _top_p_row(x, top, temperature, top_p, min_p):
+    scaled = (torch.from_numpy(x) / temperature).numpy()
+    top_scaled = scaled.max()
+    log_total = top_scaled + math.log(float(np.exp(scaled - top_scaled).sum(dtype=np.float64)))
+    for span in SPANS:
+        ids = np.flatnonzero(x >= top - span * temperature)
+        if len(ids) > MAX_CANDIDATES:
+            return None
+        v, ids = _descending(x, ids, temperature)
+        row = _cut(v, ids, v.astype(np.float64) - log_total, top_p, min_p, complete=False)
+        if row is not None:
+            return row
+    return None
+
+
+def _min_p_row(x, top, temperature, min_p):
+    """Only min-p: the kept tokens have (x - top) / T >= log(min_p); the candidates reach a little below that."""
+    ids = np.flatnonzero(x >= top + temperature * (math.log(min_p) - 1e-3))
+    if len(ids) > MAX_CANDIDATES:
+        return None
+    v, ids = _descending(x, ids, temperature)
+    return _cut(v, ids, _log_softmax(v), None, min_p, complete=True)
+
+
+def _log_softmax(v: np.ndarray) -> np.ndarray:
+    v64 = v.astype(np.float64)
+    shifted = v64 - v64[0]
+    return shifted - math.log(float(np.exp(shifted).sum()))
+
+
+def _cut(v, ids, logp, top_p, min_p, complete: bool):
+    """v: [m] candidate logits (divided by T), descending; ids: their tokens; logp: [m] float64 their
+    log-probabilities before top-p, or their logits shifted by a constant when top-p is not asked; complete: every
+    other token is already removed (or, min-p alone, clearly below its threshold) -> (probs, ids) or None."""
+    probs = np.exp(logp)
+    if top_p is not None:
+        n_keep = _top_p_count(v, probs, top_p, complete)
+        if n_keep is None:
+            return None
+        probs, v, ids = probs[:n_keep], v[:n_keep], ids[:n_keep]
+    if min_p is not None and min_p > 0:
+        threshold = min_p * probs[0]  # the largest is the first candidate
+        gap = probs - threshold
+        if (np.abs(gap) <= MARGIN * threshold).any():
+            return None
+        keep = gap > 0
+        probs, ids = probs[keep], ids[keep]
+    return probs / probs.sum(), ids
+
+
+def _top_p_count(v, probs, top_p: float, complete: bool) -> int | None:
+    """probs: [m] float64 candidate probabilities (descending) -> how many candidates the nucleus keeps, or None."""
+    cum = 1.0 - (np.cumsum(probs) - probs)  # HF's cumulative probability at each candidate
+    threshold = 1.0 - top_p
+    n_keep = int(np.count_nonzero(cum > threshold))  # a leading run; the top candidate has cum 1
+    if n_keep == len(v):
+        return n_keep if complete and cum[-1] > threshold + MARGIN else None  # else the nucleus may reach past
+    if cum[n_keep - 1] > threshold + MARGIN and cum[n_keep] < threshold - MARGIN and v[n_keep - 1] > v[n_keep]:
+        return n_keep
+    return None

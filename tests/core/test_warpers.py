@@ -1,0 +1,121 @@
+"""The sparse warping (``core.warpers``) keeps exactly the tokens Hugging Face's warpers keep, with their
+probabilities; unclear cuts go to HF's own steps; draws from it are the dense draws."""
+
+import pytest
+import torch
+from transformers.generation.logits_process import MinPLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+import specdecode.core.rng as rng_module
+import specdecode.core.sampling as sampling
+from specdecode.core.rng import TorchRNG
+from specdecode.core.sampling import SamplingConfig, logits_to_probs, sample_rows, warp_logits
+
+V = 3000
+
+
+def _hf_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    x = (logits / cfg.temperature).reshape(-1, logits.shape[-1])
+    if cfg.top_k is not None:
+        x = TopKLogitsWarper(cfg.top_k)(None, x)
+    if cfg.top_p is not None:
+        x = TopPLogitsWarper(cfg.top_p)(None, x)
+    if cfg.min_p is not None:
+        x = MinPLogitsWarper(cfg.min_p)(None, x)
+    return x.reshape(logits.shape).softmax(-1)
+
+
+def _cases(g: torch.Generator) -> list[torch.Tensor]:
+    """Language-model-like rows (a few likely tokens over a long tail), flat rows, rows of many exact ties, rows
+    with removed (-inf) tokens, float64, and a [B, n, V] batch."""
+    peaked = torch.randn(4, V, generator=g) * 2
+    peaked[:, :20] += torch.linspace(12, 4, 20)
+    flat = torch.randn(2, V, generator=g) * 0.3
+    ties = torch.randint(0, 5, (3, 400), generator=g).float()
+    masked = torch.randn(2, V, generator=g).double() * 3
+    masked[:, ::3] = float("-inf")
+    few = torch.full((1, V), float("-inf"))
+    few[0, :7] = torch.tensor([3.0, 2.5, 2.0, 1.0, 0.5, 0.2, 0.1])
+    return [peaked, flat, ties, masked, few, peaked.reshape(2, 2, V)]
+
+
+SETTINGS = [
+    SamplingConfig(T, top_k=k, top_p=p, min_p=m)
+    for T in (0.7, 1.3)
+    for k in (None, 1, 40)
+    for p in (None, 0.5, 0.95)
+    for m in (None, 0.05)
+    if (k, p, m) != (None, None, None)
+]
+
+
+@pytest.mark.parametrize("cfg", SETTINGS, ids=lambda c: c.describe())
+def test_the_sparse_warping_keeps_hugging_faces_tokens_and_probabilities(cfg):
+    g = torch.Generator().manual_seed(0)
+    for logits in _cases(g):
+        ours, hf = logits_to_probs(logits, cfg), _hf_probs(logits, cfg)
+        assert ours.shape == hf.shape and ours.dtype == logits.dtype
+        assert torch.equal(ours > 0, hf > 0)
+        assert torch.allclose(ours, hf, atol=1e-6, rtol=1e-5)
+        assert torch.equal(warp_logits(logits, cfg).softmax(-1) > 0, hf > 0)  # the reference, the same
+
+
+def test_clear_cuts_take_the_sparse_path_and_unclear_ones_hf_steps(monkeypatch):
+    answers = []
+    real = sampling.sparse_rows
+
+    def spy(*args):
+        answers.append(real(*args) is not None)
+        return real(*args)
+
+    monkeypatch.setattr(sampling, "sparse_rows", spy)
+    peaked = torch.tensor([[5.0, 3.0, 1.0, 0.0, -1.0] + [-4.0] * 300])
+    cfg = SamplingConfig(1.0, top_p=0.9)
+    assert torch.equal(logits_to_probs(peaked, cfg) > 0, _hf_probs(peaked, cfg) > 0)
+    uniform = torch.zeros(1, 4)  # cumulative 0.25, 0.5, ...: the cut falls exactly on 1 - top_p
+    cfg = SamplingConfig(1.0, top_p=0.5)
+    assert torch.equal(logits_to_probs(uniform, cfg) > 0, _hf_probs(uniform, cfg) > 0)
+    tie = torch.tensor([[4.0, 2.0, 2.0, 2.0] + [-9.0] * 100])  # the k-th largest ties a token outside the k
+    cfg = SamplingConfig(1.0, top_k=2)
+    assert torch.equal(logits_to_probs(tie, cfg) > 0, _hf_probs(tie, cfg) > 0)
+    assert answers == [True, False, False]
+
+
+@pytest.mark.parametrize("cfg", [SamplingConfig(1.0, top_k=5), SamplingConfig(1.0, top_p=0.9)])
+def test_bad_logits_fail_on_the_sparse_path_as_on_the_dense_one(cfg):
+    for bad, word in ((float("nan"), "NaN"), (float("inf"), "inf")):
+        x = torch.randn(2, 50)
+        x[1, 7] = bad
+        with pytest.raises(ValueError, match=word):
+            logits_to_probs(x, cfg)
+    with pytest.raises(ValueError, match="-inf"):
+        logits_to_probs(torch.full((1, 50), float("-inf")), cfg)
+
+
+@pytest.mark.parametrize("cfg", [SamplingConfig(0.9, top_k=30, top_p=0.9), SamplingConfig(1.0, min_p=0.1)])
+def test_sample_rows_draws_what_the_dense_draw_draws(cfg):
+    """Same generator state: the token of the inverse CDF over the candidates is the one over the vocabulary."""
+    g = torch.Generator().manual_seed(1)
+    logits = _cases(g)[0]
+    for seed in range(200):
+        ours = sample_rows(logits, cfg, torch.Generator().manual_seed(seed))
+        dense = TorchRNG(torch.Generator().manual_seed(seed)).categorical(logits_to_probs(logits, cfg).double())
+        assert ours == dense.tolist()
+
+
+def test_sample_rows_follows_the_warped_distribution():
+    logits = torch.tensor([[2.0, 1.5, 1.0, 0.0, -3.0] + [-6.0] * 60])
+    cfg = SamplingConfig(0.8, top_k=4, top_p=0.9)
+    p = _hf_probs(logits, cfg)[0]
+    g = torch.Generator().manual_seed(0)
+    n = 20000
+    counts = torch.bincount(torch.tensor([sample_rows(logits, cfg, g)[0] for _ in range(n)]), minlength=p.numel())
+    se = (p * (1 - p) / n).sqrt()
+    assert ((counts / n - p).abs() <= 5 * se + 1e-9).all()
+
+
+def test_numpy_categorical_equals_the_torch_one(monkeypatch):
+    w = torch.rand(50, 300, generator=torch.Generator().manual_seed(0)) ** 4
+    w[:, 100:] = 0
+    small = TorchRNG(torch.Generator().manual_seed(3)).categorical(w)
+    monkeypatch.setattr(rng_module, "_NUMPY_CELLS", 0)
+    assert torch.equal(small, TorchRNG(torch.Generator().manual_seed(3)).categorical(w))
