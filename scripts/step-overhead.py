@@ -3,6 +3,7 @@ on the same GGUF (docs/backends.md, "Plain parity with llama-cpp-python").
 
     .venv/bin/python scripts/step-overhead.py [--prompt-tokens 16] [--repeats 6] [--max-new-tokens 128]
     .venv/bin/python scripts/step-overhead.py --task chat --drafters   # a bench task's first request, all four
+    .venv/bin/python scripts/step-overhead.py --temperature 0.8 --top-k 40 --top-p 0.95   # sampled (no EOS)
 
 Both call ``llama_decode`` from ``llama_cpp``'s module; it is wrapped here to add up the seconds inside it, so
 "outside" is a request's wall time minus its passes (prefill included in the passes), over its tokens. The
@@ -20,6 +21,7 @@ import llama_cpp
 import llama_cpp.llama_cpp as low_level
 
 from specdecode.bench import backends, parity
+from specdecode.core.sampling import SamplingConfig
 from specdecode.models.build import Builder
 
 
@@ -30,6 +32,10 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--task", choices=list(backends.TASKS), help="a bench-backends task's first request instead")
     ap.add_argument("--drafters", action="store_true", help="also our adaptive prompt lookup and suffix drafters")
+    ap.add_argument("--temperature", type=float, default=0.0, help="sample (each library its own sampler; no EOS)")
+    ap.add_argument("--top-k", type=int, default=None)
+    ap.add_argument("--top-p", type=float, default=None)
+    ap.add_argument("--min-p", type=float, default=None)
     args = ap.parse_args()
     spent = {"seconds": 0.0, "calls": 0}
     real = low_level.llama_decode
@@ -47,7 +53,8 @@ def main() -> None:
         ids = lc.encode(backends.TASKS[args.task][0])
     else:
         ids = lc.encode(parity.text(), chat=False)[: args.prompt_tokens]
-    cfgs = parity.configurations(lc, args.max_new_tokens)
+    sampling = SamplingConfig(args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p)
+    cfgs = parity.configurations(lc, args.max_new_tokens, sampling)
     names = list(cfgs) if args.drafters else [parity.BASE, "ours llama.cpp plain"]
     for name in names:  # warm-up
         cfgs[name].run(ids)

@@ -75,13 +75,23 @@ def pass_costs(lm: Backend, n_max: int = 16, reps: int = 7, context: int = 128) 
     return {n: statistics.median(v) for n, v in times.items()}
 
 
-def ours_config(builder: Builder, drafter: str, tree: str | None, k: int, adaptive: bool, max_new: int, single=False):
+def ours_config(
+    builder: Builder,
+    drafter: str,
+    tree: str | None,
+    k: int,
+    adaptive: bool,
+    max_new: int,
+    single=False,
+    sampling: SamplingConfig = GREEDY,
+):
+    """Our engine on ``builder``'s target (greedy unless ``sampling``: then seed 0 and no end of sequence, so every
+    request runs ``max_new`` tokens)."""
     gen = builder.generator(drafter, tree)
+    eos = builder.eos if sampling.is_greedy else ()
 
     def run(ids):
-        cfg = GenerationConfig(
-            max_new_tokens=max_new, k=k, adaptive=adaptive, sampling=GREEDY, eos_token_ids=builder.eos
-        )
+        cfg = GenerationConfig(max_new_tokens=max_new, k=k, adaptive=adaptive, sampling=sampling, eos_token_ids=eos)
         t0 = time.perf_counter()
         out = gen.generate([ids], cfg, torch.Generator().manual_seed(0))
         toks = out.tokens[0]
@@ -97,8 +107,10 @@ def ours_config(builder: Builder, drafter: str, tree: str | None, k: int, adapti
     return Config(run, fresh=fresh, single=single)
 
 
-def llama_cpp_python_config(path: str, max_new: int, eos: tuple, pld: int = 0):
-    """llama-cpp-python's own greedy decoding (``Llama.generate``), with its prompt-lookup draft when ``pld``."""
+def llama_cpp_python_config(path: str, max_new: int, eos: tuple, pld: int = 0, sampling: SamplingConfig = GREEDY):
+    """llama-cpp-python's own greedy decoding (``Llama.generate``), with its prompt-lookup draft when ``pld``; with
+    ``sampling``, its own sampler chain with those settings (its order: top-k, top-p, min-p, then the temperature)
+    and no end of sequence."""
     from llama_cpp import Llama
     from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
@@ -115,10 +127,15 @@ def llama_cpp_python_config(path: str, max_new: int, eos: tuple, pld: int = 0):
         flash_attn=True,
     )
 
+    knobs = dict(temp=0.0, top_k=1, top_p=1.0, min_p=0.0)
+    if not sampling.is_greedy:
+        knobs = dict(temp=sampling.temperature, top_k=sampling.top_k or 0, top_p=sampling.top_p or 1.0)
+        knobs["min_p"], eos = sampling.min_p or 0.0, ()
+
     def run(ids):  # Llama.generate reuses the longest common prefix with the previous request, its default
         t0 = time.perf_counter()
         toks = []
-        for t in llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0):
+        for t in llm.generate(ids, repeat_penalty=1.0, **knobs):
             if t in eos:  # the end-of-sequence token is not output (as ours)
                 break
             toks.append(int(t))

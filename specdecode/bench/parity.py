@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import statistics
 
+from ..core.sampling import SamplingConfig
 from ..models.build import Builder
 from ..prompts.tasks import TASKS as PROMPT_SET
 from . import backends
-from .backends import BASE, Config, llama_cpp_python_config, ours_config
+from .backends import BASE, GREEDY, Config, llama_cpp_python_config, ours_config
 
 
 def text() -> str:
@@ -23,12 +24,16 @@ def text() -> str:
     return "\n\n".join(m["content"] for prompts in PROMPT_SET.values() for p in prompts for m in p)
 
 
-def configurations(lc: Builder, max_new: int) -> dict[str, Config]:
+def configurations(lc: Builder, max_new: int, sampling: SamplingConfig = GREEDY) -> dict[str, Config]:
+    """llama-cpp-python plain and ours (plain, adaptive prompt lookup and suffix); sampled runs ignore the end of
+    sequence (every request runs ``max_new`` tokens) and each library uses its own sampler."""
     return {
-        BASE: llama_cpp_python_config(lc.target.path, max_new, lc.eos),
-        "ours llama.cpp plain": ours_config(lc, "none", None, 0, False, max_new),
-        "ours llama.cpp prompt lookup adaptive": ours_config(lc, "prompt-lookup", None, 16, True, max_new),
-        "ours llama.cpp suffix adaptive": ours_config(lc, "suffix", None, 16, True, max_new),
+        BASE: llama_cpp_python_config(lc.target.path, max_new, lc.eos, sampling=sampling),
+        "ours llama.cpp plain": ours_config(lc, "none", None, 0, False, max_new, sampling=sampling),
+        "ours llama.cpp prompt lookup adaptive": ours_config(
+            lc, "prompt-lookup", None, 16, True, max_new, sampling=sampling
+        ),
+        "ours llama.cpp suffix adaptive": ours_config(lc, "suffix", None, 16, True, max_new, sampling=sampling),
     }
 
 
@@ -44,11 +49,12 @@ def run(lc: Builder, cfgs: dict[str, Config], lengths: list[int], repeats: int) 
     return records
 
 
-def format_table(records: list[dict], lengths: list[int], names: list[str]) -> str:
+def format_table(records: list[dict], lengths: list[int], names: list[str], compare: bool = True) -> str:
     """Per prompt length: median tok/s (new tokens over the whole request, prefill included), the median and range
     of the ratio to llama-cpp-python plain within a repeat, the ratio of the best runs (the least disturbed on a
     shared machine), the median ratio of CPU seconds a token (this process's threads: time other tenants take
-    from it is not counted), and whether the greedy tokens equal llama-cpp-python's."""
+    from it is not counted), and whether the greedy tokens equal llama-cpp-python's ("-" when not ``compare``:
+    sampled runs)."""
     lines = [
         f"{'prompt':>6} {'configuration':<40} {'tokens':>6} {'tok/s':>7} {'vs lcp':>7} {'range':>13} "
         f"{'best vs best':>12} {'cpu vs lcp':>10} {'same as lcp':>11}"
@@ -60,7 +66,7 @@ def format_table(records: list[dict], lengths: list[int], names: list[str]) -> s
         for name in names:
             rs = [r for r in recs if r["config"] == name]
             ratios = [_rate(r) / _rate(base[r["repeat"]]) for r in rs]
-            same = all(r["ids"] == base[r["repeat"]]["ids"] for r in rs)
+            same = all(r["ids"] == base[r["repeat"]]["ids"] for r in rs) if compare else "-"
             cpu = [_cpu(base[r["repeat"]]) / _cpu(r) for r in rs]
             lines.append(
                 f"{n:>6} {name:<40} {rs[0]['tokens']:>6} {statistics.median(map(_rate, rs)):>7.1f} "

@@ -7,6 +7,7 @@ import os
 import sys
 
 from ..bench import backends, parity
+from ..core.sampling import SamplingConfig
 from ..engine.llama_cpp import LlamaCppLM
 from ..models.build import Builder
 from ..models.gguf import FORMATS, gguf_path
@@ -60,6 +61,16 @@ def add_args(ap) -> None:
         "'ours llama.cpp,llama-server plain' (llama-cpp-python plain, the base of the ratios, always runs)",
     )
     add_prefix_args(ap, 8)
+    ap.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="with --prompt-lengths: sample at this temperature (default 0: greedy); each library with its own "
+        "sampler, no end of sequence, so every request runs --max-new-tokens",
+    )
+    ap.add_argument("--top-k", type=int, default=None, help="with --temperature: top-k")
+    ap.add_argument("--top-p", type=float, default=None, help="with --temperature: top-p (nucleus)")
+    ap.add_argument("--min-p", type=float, default=None, help="with --temperature: min-p")
     ap.add_argument("--json", metavar="FILE", help="also write every record as JSON lines to FILE")
 
 
@@ -71,9 +82,10 @@ def run(args) -> int:
     if any(f not in FORMATS for f in formats):
         raise ValueError(f"--costs takes formats among {', '.join(FORMATS)}, got {args.costs!r}")
     lengths = _lengths(args.prompt_lengths)
+    sampling = _sampling(args, lengths)
     lc = Builder(args.model, backend="llama.cpp", gguf_format=args.gguf_format, prefix_cache=prefix_cache(args))
     if lengths:
-        return _parity(args, lc, lengths)
+        return _parity(args, lc, lengths, sampling)
     hf = None if args.no_hf else Builder(args.model, "fp32")
     load0 = os.getloadavg()[0]
     print(
@@ -137,18 +149,28 @@ def _lengths(spec: str | None) -> list[int]:
     return lengths
 
 
-def _parity(args, lc: Builder, lengths: list[int]) -> int:
+def _sampling(args, lengths: list[int]) -> SamplingConfig:
+    """--temperature and its filters (greedy by default); they apply to --prompt-lengths runs only."""
+    if args.temperature == 0 and any(x is not None for x in (args.top_k, args.top_p, args.min_p)):
+        raise ValueError("--top-k, --top-p and --min-p need --temperature > 0")
+    if args.temperature != 0 and not lengths:
+        raise ValueError("--temperature applies to --prompt-lengths runs (the task sets compare greedy outputs)")
+    return SamplingConfig(args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p)
+
+
+def _parity(args, lc: Builder, lengths: list[int], sampling: SamplingConfig) -> int:
     load0 = os.getloadavg()[0]
+    how = "greedy" if sampling.is_greedy else f"sampled ({sampling.describe()}, no end of sequence)"
     print(
-        f"model {args.model}: llama.cpp {os.path.basename(lc.target.path)}; greedy, {args.max_new_tokens} new tokens "
+        f"model {args.model}: llama.cpp {os.path.basename(lc.target.path)}; {how}, {args.max_new_tokens} new tokens "
         f"max, prompts of {', '.join(map(str, lengths))} tokens, {args.repeats} repeats; "
         f"load average before {load0:.2f}",
         file=sys.stderr,
     )
-    cfgs = parity.configurations(lc, args.max_new_tokens)
+    cfgs = parity.configurations(lc, args.max_new_tokens, sampling)
     records = parity.run(lc, cfgs, lengths, args.repeats)
     _write_json(args.json, records)
-    print(parity.format_table(records, lengths, list(cfgs)))
+    print(parity.format_table(records, lengths, list(cfgs), compare=sampling.is_greedy))
     print(
         f"\nload average (1 min) before {load0:.2f}, max seen during the run {max(r['load1'] for r in records):.2f} "
         f"({os.cpu_count()} cores)"

@@ -63,6 +63,16 @@ class TorchRNG:
             idx = torch.where(over, last.argmax(-1, keepdim=True), idx)
         return idx.reshape(w.shape[:-1])
 
+    def draw_index(self, weights: np.ndarray) -> int:
+        """``categorical`` of one row of numpy weights [n]: the same uniform, the same float64 sums, no tensors
+        around them (a sampler's few candidates; each torch call costs ~30-100 us right after a llama.cpp pass)."""
+        cum = np.cumsum(weights, dtype=np.float64)
+        u = float(torch.rand(1, generator=self.generator, dtype=torch.float64, device="cpu")) * cum[-1]
+        idx = int(np.count_nonzero(cum <= u))  # the first index whose cumulative weight exceeds u
+        if idx >= len(cum):  # rounding put u at the very top: the last positive cell
+            idx = int(np.flatnonzero(weights > 0)[-1])
+        return idx
+
     def _categorical_numpy(self, flat: torch.Tensor) -> torch.Tensor:
         """The same draw on a few cells (a sampler's candidates) in numpy: the same uniforms, the same float64
         sums; each torch call on a tiny tensor costs ~30 us right after a llama.cpp pass, a numpy one a few."""

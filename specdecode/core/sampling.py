@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .rng import as_rng
+from .rng import TorchRNG, as_rng
 from .validation import check_int, check_logits, check_probs
 from .warpers import sparse_rows
 
@@ -97,12 +97,11 @@ def warp_logits(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
 
 def logits_to_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
     """logits: [..., V] -> warped probabilities [..., V] (one-hot argmax when T = 0). Logits may hold -inf (a
-    token ruled out) but no NaN or +inf, and not only -inf. With top-k or top-p, the distribution is computed on
-    the largest logits (``core.warpers.sparse_probs``) and HF's full steps run only where a cut is unclear there."""
-    if not cfg.is_greedy:
-        fast = _sparse_probs(logits, cfg)
-        if fast is not None:
-            return fast
+    token ruled out) but no NaN or +inf, and not only -inf. With top-k, top-p or min-p the distribution is computed
+    on the largest logits (``sparse_warp``) and HF's full steps run only where a cut is unclear there."""
+    fast = _sparse_probs(logits, cfg)
+    if fast is not None:
+        return fast
     check_logits("logits", logits)
     if cfg.is_greedy:
         idx = logits.argmax(-1, keepdim=True)
@@ -116,20 +115,26 @@ def sample_rows(logits: torch.Tensor, cfg: SamplingConfig, rng) -> list[int]:
     probabilities when top-k, top-p or min-p leave a few tokens (inverse CDF over them in token order: the same
     sums as over the whole vocabulary, whose other cells are 0)."""
     rng = as_rng(rng)
-    rows = None if cfg.is_greedy else _sparse(logits, cfg)
+    rows = sparse_warp(logits, cfg)
     if rows is None:
         return [int(t) for t in rng.categorical(logits_to_probs(logits, cfg)).reshape(-1).tolist()]
-    out = []
-    for probs, ids in rows:
-        order = np.argsort(ids)
-        pick = rng.categorical(torch.from_numpy(probs[order])[None])
-        out.append(int(ids[order][int(pick[0])]))
-    return out
+    return [sample_sparse(row, rng) for row in rows]
 
 
-def _sparse(logits: torch.Tensor, cfg: SamplingConfig) -> list | None:
-    """``warpers.sparse_rows`` of logits [..., V] flattened to rows, or None (HF's steps decide)."""
-    if not (torch.is_tensor(logits) and logits.is_floating_point() and logits.numel() > 0):
+def sample_sparse(dist: tuple, rng) -> int:
+    """dist: (probs float64 [m], ids [m] ascending), a ``sparse_warp`` row -> one token drawn with ``rng``."""
+    probs, ids = dist
+    rng = as_rng(rng)
+    if isinstance(rng, TorchRNG):
+        return int(ids[rng.draw_index(probs)])
+    return int(ids[int(rng.categorical(torch.from_numpy(probs)[None])[0])])
+
+
+def sparse_warp(logits: torch.Tensor, cfg: SamplingConfig) -> list | None:
+    """logits [..., V] -> per row of the flattened positions, its warped distribution as (probs float64 [m], ids
+    [m] ascending) when top-k, top-p or min-p leave a few tokens and every cut is clear (``core.warpers``), else
+    None (then ``logits_to_probs`` runs HF's steps)."""
+    if cfg.is_greedy or not (torch.is_tensor(logits) and logits.is_floating_point() and logits.numel() > 0):
         return None  # check_logits says what is wrong
     V = logits.shape[-1]
     top_k = cfg.top_k if cfg.top_k is not None and cfg.top_k < V else None
@@ -141,7 +146,7 @@ def _sparse(logits: torch.Tensor, cfg: SamplingConfig) -> list | None:
 
 
 def _sparse_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor | None:
-    rows = _sparse(logits, cfg)
+    rows = sparse_warp(logits, cfg)
     if rows is None:
         return None
     dtype = np.float64 if logits.dtype == torch.float64 else np.float32

@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy
 import torch
 
-from ..verify import chain, multidraft
+from ..verify import chain, multidraft, sparse
 from ..verify import reference as ref
 from .cases import (  # noqa: F401 - the harness's public names (mutants, montecarlo and the CLI import them here)
     CHAIN_SIZES,
@@ -48,7 +49,7 @@ class Entry:
     """One implementation of one method in the suite (not the engine's ``verify.Method``)."""
 
     name: str
-    impl: str  # "torch" or "reference"
+    impl: str  # "torch", "reference" or "sparse" (the engine's path for one-hot drafts on a few tokens)
     step: Step
     cases: Callable[[], list]
     lossy: bool = False
@@ -80,6 +81,24 @@ def _fast_chain(fn):
         return tuple(res.emitted(0))
 
     return step
+
+
+def sparse_dists(ps) -> list:
+    """Dense target rows (lists) -> the engine's sparse form: (probs float64, ids ascending) of the nonzero cells."""
+    out = []
+    for p in ps:
+        ids = [i for i, v in enumerate(p) if float(v) > 0]
+        out.append((numpy.array([float(p[i]) for i in ids], dtype=numpy.float64), numpy.array(ids, dtype=numpy.int64)))
+    return out
+
+
+def _sparse_tokenwise(case, ctx, rng):
+    xs, _, ps = draft_chain(case, ctx, rng, case.k)
+    return tuple(sparse.tokenwise_sparse(sparse_dists(ps), xs, rng)[1])
+
+
+def _deterministic_chain_cases() -> list:
+    return [c for c in chain_cases(CHAIN_SIZES_FAST) if isinstance(c.draft, DeterministicDrafter)]
 
 
 def _ref_tokenwise(case, ctx, rng):
@@ -254,6 +273,7 @@ def methods() -> list[Entry]:
     return [
         Entry("tokenwise", "torch", _fast_chain(chain.tokenwise_verify), fast_chain),
         Entry("tokenwise", "reference", _ref_tokenwise, chain_cases),
+        Entry("tokenwise (one-hot q)", "sparse", _sparse_tokenwise, _deterministic_chain_cases),
         Entry("greedy", "torch", _fast_chain(chain.greedy_verify), fast_chain, greedy_target=True),
         Entry("greedy", "reference", _ref_greedy, chain_cases, greedy_target=True),
         Entry("block", "torch", _fast_chain(chain.block_verify), fast_chain),

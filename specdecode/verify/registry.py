@@ -21,6 +21,7 @@ from functools import partial
 from .chain import block_verify, greedy_verify, tokenwise_verify, typical_verify
 from .gumbel import gumbel_verify
 from .multidraft import greedy_tree_verify, verify_tree
+from .sparse import tokenwise_sparse
 
 CHILDREN_MODES = ("sample", "iid", "wor", "topm")
 
@@ -37,6 +38,8 @@ class Method:
     exact: bool = True
     noise: bool = False  # takes Gumbel noise at absolute positions instead of a generator
     greedy: bool = False  # an argmax rule on logits (T = 0); needs no probabilities
+    # sparse_chain(dists, drafts, rng) -> (accepted, tokens): one row, one-hot q, p as (probs, ids) per position
+    sparse_chain: Callable | None = None
 
     @property
     def verifies_trees(self) -> bool:
@@ -46,7 +49,12 @@ class Method:
 METHODS: dict[str, Method] = {
     m.name: m
     for m in [
-        Method("tokenwise", "token-wise rejection sampling with a bonus token", chain=tokenwise_verify),
+        Method(
+            "tokenwise",
+            "token-wise rejection sampling with a bonus token",
+            chain=tokenwise_verify,
+            sparse_chain=tokenwise_sparse,
+        ),
         Method("block", "block verification (Sun et al. 2024): never fewer tokens than token-wise", chain=block_verify),
         Method(
             "greedy",

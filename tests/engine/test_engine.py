@@ -134,6 +134,7 @@ SAMPLING_CASES = [
     SamplingConfig(1.3),
     SamplingConfig(1.0, top_k=3),
     SamplingConfig(1.0, top_p=0.8),
+    SamplingConfig(0.9, top_k=5, top_p=0.9, min_p=0.1),
 ]
 
 

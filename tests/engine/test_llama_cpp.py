@@ -169,6 +169,7 @@ def test_sampled_speculation_through_llama_cpp_follows_its_own_distribution(tmp_
         (ModelDrafter(draft), "tokenwise"),
         (ModelDrafter(draft, TreeShape.parse("static:2,1")), "rrs-wor"),
         (SuffixDrafter(branches=2), "rrs"),  # its corpus grows with every batch
+        (SuffixDrafter(), "tokenwise"),  # one-hot chains verified on the few tokens top-p keeps (verify.sparse)
     ):
         counts = {p: torch.zeros(V * V) for p in map(tuple, prompts)}
         g = torch.Generator().manual_seed(1)
