@@ -131,11 +131,13 @@ def sample_sparse(dist: tuple, rng) -> int:
 
 
 def sparse_warp(logits: torch.Tensor, cfg: SamplingConfig) -> list | None:
-    """logits [..., V] -> per row of the flattened positions, its warped distribution as (probs float64 [m], ids
-    [m] ascending) when top-k, top-p or min-p leave a few tokens and every cut is clear (``core.warpers``), else
-    None (then ``logits_to_probs`` runs HF's steps)."""
+    """logits [..., V] on the CPU -> per row of the flattened positions, its warped distribution as (probs float64
+    [m], ids [m] ascending) when top-k, top-p or min-p leave a few tokens and every cut is clear (``core.warpers``),
+    else None (then ``logits_to_probs`` runs HF's steps)."""
     if cfg.is_greedy or not (torch.is_tensor(logits) and logits.is_floating_point() and logits.numel() > 0):
         return None  # check_logits says what is wrong
+    if not logits.is_cpu:
+        return None  # an accelerator's vocabulary-wide ops are cheap, and its rows draw with its own generator
     V = logits.shape[-1]
     top_k = cfg.top_k if cfg.top_k is not None and cfg.top_k < V else None
     top_p = cfg.top_p if cfg.top_p is not None and cfg.top_p < 1 else None

@@ -30,7 +30,7 @@ def tokenwise_sparse(dists: list, drafts: list[int], rng) -> tuple[int, list[int
     k = len(drafts)
     n = 0
     if k:
-        p_x = torch.tensor([[_prob_at(d, x) for d, x in zip(dists, drafts)]], dtype=torch.float64)  # [1, k]
+        p_x = torch.tensor([[_prob_at(d, x) for d, x in zip(dists, drafts)]], dtype=torch.float64, device="cpu")
         n = int(prefix(rng.bernoulli(p_x.clamp(max=1))).sum())
     probs, ids = dists[n]
     if n < k:
