@@ -68,7 +68,7 @@ class TorchRNG:
         around them (a sampler's few candidates; each torch call costs ~30-100 us right after a llama.cpp pass)."""
         cum = np.cumsum(weights, dtype=np.float64)
         u = float(torch.rand(1, generator=self.generator, dtype=torch.float64, device="cpu")) * cum[-1]
-        idx = int(np.count_nonzero(cum <= u))  # the first index whose cumulative weight exceeds u
+        idx = int(np.searchsorted(cum, u, side="right"))  # the first index whose cumulative weight exceeds u
         if idx >= len(cum):  # rounding put u at the very top: the last positive cell
             idx = int(np.flatnonzero(weights > 0)[-1])
         return idx

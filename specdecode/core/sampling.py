@@ -136,7 +136,7 @@ def sparse_warp(logits: torch.Tensor, cfg: SamplingConfig) -> list | None:
     else None (then ``logits_to_probs`` runs HF's steps)."""
     if cfg.is_greedy or not (torch.is_tensor(logits) and logits.is_floating_point() and logits.numel() > 0):
         return None  # check_logits says what is wrong
-    if not logits.is_cpu:
+    if not logits.is_cpu or logits.dtype not in (torch.float32, torch.float64):
         return None  # an accelerator's vocabulary-wide ops are cheap, and its rows draw with its own generator
     V = logits.shape[-1]
     top_k = cfg.top_k if cfg.top_k is not None and cfg.top_k < V else None

@@ -119,3 +119,11 @@ def test_numpy_categorical_equals_the_torch_one(monkeypatch):
     small = TorchRNG(torch.Generator().manual_seed(3)).categorical(w)
     monkeypatch.setattr(rng_module, "_NUMPY_CELLS", 0)
     assert torch.equal(small, TorchRNG(torch.Generator().manual_seed(3)).categorical(w))
+
+
+def test_half_precision_logits_take_hf_steps():
+    """numpy has no bfloat16: such logits (an HF bf16 model's own dtype) keep the dense path, as before."""
+    x = torch.randn(2, 300, generator=torch.Generator().manual_seed(2)).bfloat16()
+    cfg = SamplingConfig(0.8, top_k=20, top_p=0.9)
+    assert sampling.sparse_warp(x, cfg) is None
+    assert torch.equal(logits_to_probs(x, cfg) > 0, _hf_probs(x, cfg) > 0)
