@@ -29,10 +29,6 @@ class RNG(Protocol):
         ...
 
 
-# Up to this many cells a draw is made in numpy (candidates of a sampler), beyond it in torch.
-_NUMPY_CELLS = 4096
-
-
 class TorchRNG:
     """Production randomness backed by an explicit ``torch.Generator``."""
 
@@ -49,8 +45,6 @@ class TorchRNG:
         # index whose cumulative weight exceeds u * total, u ~ U[0, 1) (a zero-weight cell never is the
         # first one to exceed it). ~15x faster than torch.multinomial over a 49k vocabulary on CPU.
         flat = w.reshape(-1, w.shape[-1])
-        if flat.is_cpu and flat.dtype in (torch.float32, torch.float64) and flat.shape[-1] <= _NUMPY_CELLS:
-            return self._categorical_numpy(flat).reshape(w.shape[:-1])
         cum = flat.cumsum(-1, dtype=torch.float64)  # [R, V] (the same sums as a cast first, one pass less)
         u = (
             torch.rand(flat.shape[0], 1, generator=self.generator, dtype=torch.float64, device=flat.device)
@@ -72,19 +66,6 @@ class TorchRNG:
         if idx >= len(cum):  # rounding put u at the very top: the last positive cell
             idx = int(np.flatnonzero(weights > 0)[-1])
         return idx
-
-    def _categorical_numpy(self, flat: torch.Tensor) -> torch.Tensor:
-        """The same draw on a few cells (a sampler's candidates) in numpy: the same uniforms, the same float64
-        sums; each torch call on a tiny tensor costs ~30 us right after a llama.cpp pass, a numpy one a few."""
-        cum = np.cumsum(flat.numpy(), axis=-1, dtype=np.float64)  # [R, n]
-        u = torch.rand(flat.shape[0], 1, generator=self.generator, dtype=torch.float64, device="cpu").numpy()
-        u = u * cum[:, -1:]
-        idx = (cum <= u).sum(-1)  # the first index whose cumulative weight exceeds u (searchsorted, right)
-        over = idx >= flat.shape[-1]
-        if over.any():  # rounding put u at the very top: the last positive cell
-            last = flat.shape[-1] - 1 - np.argmax(flat.numpy()[:, ::-1] > 0, axis=-1)
-            idx = np.where(over, last, idx)
-        return torch.from_numpy(idx)
 
 
 class RecordingRNG:

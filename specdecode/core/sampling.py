@@ -148,6 +148,7 @@ def sparse_warp(logits: torch.Tensor, cfg: SamplingConfig) -> list | None:
 
 
 def _sparse_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor | None:
+    """``sparse_warp``'s rows written out as probabilities [..., V] (zeros elsewhere), or None."""
     rows = sparse_warp(logits, cfg)
     if rows is None:
         return None
