@@ -45,8 +45,9 @@ def sparse_rows(logits: torch.Tensor, temperature: float, top_k, top_p, min_p) -
     out = []
     for x in arr:
         top = x.max()
-        if not math.isfinite(top):  # NaN, +inf, or every token removed
+        if not math.isfinite(top):  # NaN, +inf, or every token of this row removed
             check_logits("logits", logits)
+            return None  # one row all -inf among others (the check reads the whole tensor): HF's steps, as before
         if top_k is not None:
             row = _top_k_row(x, top, temperature, top_k, top_p, min_p)
         elif top_p is not None:
