@@ -55,6 +55,33 @@ def test_bad_prompt_lengths_one_line(lengths, capsys):
     assert "--prompt-lengths" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "argv,word",
+    [
+        (["--temperature", "0.8"], "--prompt-lengths"),  # the task sets compare greedy outputs
+        (["--prompt-lengths", "16", "--top-p", "0.9"], "--temperature"),
+        (["--prompt-lengths", "16", "--temperature", "0.8", "--top-p", "1.5"], "top_p"),
+        (["--prompt-lengths", "16", "--temperature", "-1"], "temperature"),
+    ],
+)
+def test_bad_sampling_flags_one_line(argv, word, capsys):
+    assert main(["bench-backends", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert word in err and len(err.splitlines()) == 1
+
+
+def test_a_sampled_table_does_not_compare_tokens():
+    log = []
+    cfgs = {parity.BASE: _config(100.0, log, "base"), "ours": _config(95.0, log, "ours", tokens=[9] * 8)}
+    records = parity.run(_Words(), cfgs, [16], repeats=1)
+    ours = next(
+        line
+        for line in parity.format_table(records, [16], list(cfgs), compare=False).splitlines()[1:]
+        if "ours" in line
+    )
+    assert "0.950x" in ours and ours.rstrip().endswith("-")
+
+
 def test_a_prompts_file_is_one_workload_of_its_lines(tmp_path):
     from specdecode.cli.bench_backends import add_args, workloads
 
