@@ -98,10 +98,14 @@ def warp_logits(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
 def logits_to_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
     """logits: [..., V] -> warped probabilities [..., V] (one-hot argmax when T = 0). Logits may hold -inf (a
     token ruled out) but no NaN or +inf, and not only -inf. With top-k, top-p or min-p the distribution is computed
-    on the largest logits (``sparse_warp``) and HF's full steps run only where a cut is unclear there."""
+    on the largest logits (``sparse_warp``) and HF's full steps (``dense_probs``) run only where a cut is unclear."""
     fast = _sparse_probs(logits, cfg)
-    if fast is not None:
-        return fast
+    return fast if fast is not None else dense_probs(logits, cfg)
+
+
+def dense_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    """``logits_to_probs`` by HF's steps over the whole vocabulary, for a caller whose ``sparse_warp`` found no
+    answer already (not asked twice)."""
     check_logits("logits", logits)
     if cfg.is_greedy:
         idx = logits.argmax(-1, keepdim=True)
@@ -109,20 +113,10 @@ def logits_to_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
     return warp_logits(logits, cfg).softmax(-1)
 
 
-def sample_rows(logits: torch.Tensor, cfg: SamplingConfig, rng) -> list[int]:
-    """logits: [R, V] -> one token a row drawn from its warped distribution with ``rng`` (a ``torch.Generator`` or
-    an RNG object): the draw ``sample(logits_to_probs(logits, cfg), rng)`` makes, without writing the [R, V]
-    probabilities when top-k, top-p or min-p leave a few tokens (inverse CDF over them in token order: the same
-    sums as over the whole vocabulary, whose other cells are 0)."""
-    rng = as_rng(rng)
-    rows = sparse_warp(logits, cfg)
-    if rows is None:
-        return [int(t) for t in rng.categorical(logits_to_probs(logits, cfg)).reshape(-1).tolist()]
-    return [sample_sparse(row, rng) for row in rows]
-
-
 def sample_sparse(dist: tuple, rng) -> int:
-    """dist: (probs float64 [m], ids [m] ascending), a ``sparse_warp`` row -> one token drawn with ``rng``."""
+    """dist: (probs float64 [m], ids [m] ascending), a ``sparse_warp`` row -> one token drawn with ``rng`` (a
+    ``torch.Generator`` or an RNG object): the draw ``sample`` makes from the row written out over the vocabulary
+    (inverse CDF in token order: the same float64 sums, the other cells being 0), without writing it out."""
     probs, ids = dist
     rng = as_rng(rng)
     if isinstance(rng, TorchRNG):
@@ -133,7 +127,7 @@ def sample_sparse(dist: tuple, rng) -> int:
 def sparse_warp(logits: torch.Tensor, cfg: SamplingConfig) -> list | None:
     """logits [..., V] on the CPU -> per row of the flattened positions, its warped distribution as (probs float64
     [m], ids [m] ascending) when top-k, top-p or min-p leave a few tokens and every cut is clear (``core.warpers``),
-    else None (then ``logits_to_probs`` runs HF's steps)."""
+    else None (then ``dense_probs`` runs HF's steps)."""
     if cfg.is_greedy or not (torch.is_tensor(logits) and logits.is_floating_point() and logits.numel() > 0):
         return None  # check_logits says what is wrong
     if not logits.is_cpu or logits.dtype not in (torch.float32, torch.float64):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.sampling import greedy_ids, logits_to_probs, sample_sparse, sparse_warp
+from ..core.sampling import dense_probs, greedy_ids, logits_to_probs, sample_sparse, sparse_warp
 from ..verify import gumbel_sample
 from ..verify.multidraft import greedy_path
 from .drafts import DraftTree
@@ -67,10 +67,12 @@ def verify_rows(
             if pol.method.greedy:
                 results = _verify_greedy(greedy_ids(lg), group)
             else:
-                results = _verify_sparse(pol, lg, group)
-                if results is None:
+                sparse = _sparse_applies(pol, group)
+                results = _verify_sparse(pol, lg, group) if sparse else None
+                if results is None:  # HF's full steps where the sparse warping was tried and found no answer
                     rows = [Row(policies[b], seqs[b]) for b in idx]
-                    results = _verify_group(rows[0], logits_to_probs(lg, pol.sampling), group, rows)
+                    p = (dense_probs if sparse else logits_to_probs)(lg, pol.sampling)
+                    results = _verify_group(rows[0], p, group, rows)
         for j, res in enumerate(results):
             out[idx[j]] = res
     return out
@@ -90,15 +92,19 @@ def _verify_greedy(best: list[list[int]], trees: list[DraftTree]) -> list[RowRes
     return out
 
 
+def _sparse_applies(pol: RowPolicy, trees: list[DraftTree]) -> bool:
+    """Rows sharing ``pol`` (not greedy) can be verified on sparse distributions: each drafted nothing or a chain
+    of one-hot drafts its method verifies that way (``Method.sparse_chain``), and no Gumbel noise is drawn."""
+    method = pol.method
+    sparse_chains = method.sparse_chain is not None
+    return not method.noise and all(t.size == 0 or (sparse_chains and t.is_chain and t.q is None) for t in trees)
+
+
 def _verify_sparse(pol: RowPolicy, logits: torch.Tensor, trees: list[DraftTree]) -> list[RowResult] | None:
-    """Rows sharing ``pol`` (not greedy) that drafted nothing or a chain of one-hot drafts their method verifies on
-    sparse distributions (``Method.sparse_chain``), when the sampling leaves a few tokens at each of their nodes
+    """Rows for which ``_sparse_applies``, when the sampling leaves a few tokens at each of their nodes
     (``sparse_warp``): logits [G, n_max, V] -> their results, drawn row after row; else None (the dense path).
     No [G, n_max, V] of p is written: ~80 us a vocabulary-wide pass right after a llama.cpp pass."""
     method = pol.method
-    sparse_chains = method.sparse_chain is not None
-    if method.noise or any(t.size and not (sparse_chains and t.is_chain and t.q is None) for t in trees):
-        return None
     dists = []
     for j, t in enumerate(trees):
         d = sparse_warp(logits[j, : t.size + 1], pol.sampling)

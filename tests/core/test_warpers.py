@@ -7,9 +7,14 @@ from transformers.generation.logits_process import MinPLogitsWarper, TopKLogitsW
 
 import specdecode.core.sampling as sampling
 from specdecode.core.rng import TorchRNG
-from specdecode.core.sampling import SamplingConfig, logits_to_probs, sample_rows, warp_logits
+from specdecode.core.sampling import SamplingConfig, logits_to_probs, sample_sparse, sparse_warp, warp_logits
 
 V = 3000
+
+
+def sample_rows(logits, cfg, rng) -> list[int]:
+    """One token a row, as the engine draws a plain sampled row (``engine.verify_step``)."""
+    return [sample_sparse(row, rng) for row in sparse_warp(logits, cfg)]
 
 
 def _hf_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
