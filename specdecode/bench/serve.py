@@ -2,6 +2,10 @@
 and open-ended requests) against servers started as separate processes on 127.0.0.1: ours (speculative, and
 with the drafter off) and llama-cpp-python's own OpenAI server on the same GGUF.
 
+Requests are greedy unless a ``SamplingConfig`` is given; each server is asked for exactly those settings in its own
+dialect (``sampling_fields``: llama-server and llama-cpp-python fill knobs a request leaves out with their own
+defaults, so their neutral values are sent).
+
 Per server and concurrency: total throughput (generated tokens / wall time), p50 / p95 time to first token and
 per-token latency (between the first and the last streamed token of a request). Servers run one at a time so
 they do not share the CPU. Not here: argument parsing (``cli.bench_serve``).
@@ -18,6 +22,7 @@ import sys
 import tempfile
 import time
 
+from ..core.sampling import GREEDY, SamplingConfig
 from ..prompts import TASKS
 from ..prompts.repetitive import WORKLOADS
 
@@ -26,17 +31,18 @@ OPEN = ("story", "chat")
 
 
 MIXES = ("mixed", "grounded", "open", "repetitive")
+DIALECTS = ("ours", "llama-server", "llama-cpp-python")  # how each server is asked for the sampling settings
 
 
-def request_mix(n: int, max_tokens: int, mix: str = "mixed") -> list[dict]:
-    """n greedy chat requests from the bench prompt set: grounded and open-ended prompts alternating (``mixed``),
-    or only one kind."""
+def request_mix(n: int, max_tokens: int, mix: str = "mixed", sampling: SamplingConfig = GREEDY) -> list[dict]:
+    """n chat requests from the bench prompt set (greedy unless ``sampling``): grounded and open-ended prompts
+    alternating (``mixed``), or only one kind, or the repetitive workloads' requests."""
     if mix not in MIXES:
         raise ValueError(f"--mix must be one of {', '.join(MIXES)}, got {mix!r}")
     if mix == "repetitive":  # the workloads' requests in order, one workload after another, cycling
         flat = [msgs for seq in WORKLOADS.values() for msgs in seq]
         return [
-            {"messages": flat[i % len(flat)], "max_tokens": max_tokens, "temperature": 0.0, "kind": "repetitive"}
+            {"messages": flat[i % len(flat)], "max_tokens": max_tokens, "sampling": sampling, "kind": "repetitive"}
             for i in range(n)
         ]
     out = []
@@ -46,8 +52,31 @@ def request_mix(n: int, max_tokens: int, mix: str = "mixed") -> list[dict]:
         cats = GROUNDED if kind == "grounded" else OPEN
         cat = cats[j % len(cats)]
         msgs = TASKS[cat][(j // len(cats)) % len(TASKS[cat])]
-        out.append({"messages": msgs, "max_tokens": max_tokens, "temperature": 0.0, "kind": kind})
+        out.append({"messages": msgs, "max_tokens": max_tokens, "sampling": sampling, "kind": kind})
     return out
+
+
+def sampling_fields(dialect: str, sampling: SamplingConfig) -> dict:
+    """Keyword arguments of the openai client's ``create`` that ask a server of ``dialect`` for ``sampling`` and
+    nothing more. llama-server and llama-cpp-python's server apply their own defaults to knobs a request leaves out
+    (top-k 40, top-p 0.95, min-p 0.05; llama-cpp-python also a repeat penalty of 1.1, even at temperature 0), so
+    their neutral values are sent; ours takes top_k and min_p as extensions and applies nothing unasked."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"a server dialect is one of {', '.join(DIALECTS)}, got {dialect!r}")
+    s = sampling
+    fields: dict = {"temperature": s.temperature}
+    if dialect == "ours":
+        if s.top_p is not None:
+            fields["top_p"] = s.top_p
+        extra = {name: v for name, v in (("top_k", s.top_k), ("min_p", s.min_p)) if v is not None}
+    else:
+        fields["top_p"] = 1.0 if s.top_p is None else s.top_p
+        extra = {"top_k": s.top_k or 0, "min_p": s.min_p or 0.0}  # 0: off in llama.cpp's samplers
+        if dialect == "llama-cpp-python":
+            extra["repeat_penalty"] = 1.0
+    if extra:
+        fields["extra_body"] = extra
+    return fields
 
 
 def free_port() -> int:
@@ -157,8 +186,9 @@ def model_seconds(url: str) -> float | None:
     return None
 
 
-def one_request(url: str, model: str, req: dict) -> dict:
-    """Stream one chat completion -> timings (seconds) and the number of streamed content chunks."""
+def one_request(url: str, model: str, req: dict, dialect: str = "ours") -> dict:
+    """Stream one chat completion (its sampling asked in the server's ``dialect``) -> timings (seconds) and the
+    number of streamed content chunks."""
     import openai
 
     client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=600)
@@ -169,9 +199,9 @@ def one_request(url: str, model: str, req: dict) -> dict:
         model=model,
         messages=req["messages"],
         max_tokens=req["max_tokens"],
-        temperature=req["temperature"],
         stream=True,
         stream_options={"include_usage": True},
+        **sampling_fields(dialect, req["sampling"]),
     )
     tokens = None
     for ch in stream:
@@ -195,11 +225,11 @@ def one_request(url: str, model: str, req: dict) -> dict:
     }
 
 
-def load(url: str, model: str, reqs: list[dict], concurrency: int) -> tuple[list[dict], float]:
+def load(url: str, model: str, reqs: list[dict], concurrency: int, dialect: str = "ours") -> tuple[list[dict], float]:
     """Run ``reqs`` with ``concurrency`` streams at once -> (records, wall seconds)."""
     t0 = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-        recs = list(pool.map(lambda r: one_request(url, model, r), reqs))
+        recs = list(pool.map(lambda r: one_request(url, model, r, dialect), reqs))
     return recs, time.perf_counter() - t0
 
 

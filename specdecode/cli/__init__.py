@@ -7,6 +7,7 @@ Every command prints one clear error line and exits with status 2 on bad input.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -95,3 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`... | head`): no traceback, and none at exit either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

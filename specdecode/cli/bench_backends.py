@@ -11,7 +11,7 @@ from ..core.sampling import SamplingConfig
 from ..engine.llama_cpp import LlamaCppLM
 from ..models.build import Builder
 from ..models.gguf import FORMATS, gguf_path
-from .common import add_prefix_args, prefix_cache, prompt_lines
+from .common import add_bench_sampling_args, add_prefix_args, bench_sampling, prefix_cache, prompt_lines
 
 NAME = "bench-backends"
 HELP = "ours on llama.cpp / HF vs llama-cpp-python (plain, prompt lookup) and HF generate; T(n) per backend and format"
@@ -61,16 +61,11 @@ def add_args(ap) -> None:
         "'ours llama.cpp,llama-server plain' (llama-cpp-python plain, the base of the ratios, always runs)",
     )
     add_prefix_args(ap, 8)
-    ap.add_argument(
-        "--temperature",
-        type=float,
-        default=0.0,
-        help="with --prompt-lengths: sample at this temperature (default 0: greedy); each library with its own "
+    add_bench_sampling_args(
+        ap,
+        "with --prompt-lengths: sample at this temperature (default 0: greedy); each library with its own "
         "sampler, no end of sequence, so every request runs --max-new-tokens",
     )
-    ap.add_argument("--top-k", type=int, default=None, help="with --temperature: top-k")
-    ap.add_argument("--top-p", type=float, default=None, help="with --temperature: top-p (nucleus)")
-    ap.add_argument("--min-p", type=float, default=None, help="with --temperature: min-p")
     ap.add_argument("--json", metavar="FILE", help="also write every record as JSON lines to FILE")
 
 
@@ -151,11 +146,10 @@ def _lengths(spec: str | None) -> list[int]:
 
 def _sampling(args, lengths: list[int]) -> SamplingConfig:
     """--temperature and its filters (greedy by default); they apply to --prompt-lengths runs only."""
-    if args.temperature == 0 and any(x is not None for x in (args.top_k, args.top_p, args.min_p)):
-        raise ValueError("--top-k, --top-p and --min-p need --temperature > 0")
-    if args.temperature != 0 and not lengths:
+    sampling = bench_sampling(args)
+    if not sampling.is_greedy and not lengths:
         raise ValueError("--temperature applies to --prompt-lengths runs (the task sets compare greedy outputs)")
-    return SamplingConfig(args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p)
+    return sampling
 
 
 def _parity(args, lc: Builder, lengths: list[int], sampling: SamplingConfig) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.sampling import SamplingConfig
 from ..models.build import BACKENDS, CORPUS_TOKENS, DEFAULT_MODEL, Builder
 from ..models.gguf import DEFAULT_FORMAT, FORMATS
 
@@ -89,6 +90,21 @@ def float_rows(text: str) -> list[list[float]]:
 def ints(text: str) -> list[int]:
     """argparse type: '1,2,4' -> [1, 2, 4]."""
     return _numbers(text, int, "integers")
+
+
+def add_bench_sampling_args(ap, temperature_help: str) -> None:
+    """--temperature (default 0: greedy) and its filters, for the benches that compare runtimes sampling."""
+    ap.add_argument("--temperature", type=float, default=0.0, help=temperature_help)
+    ap.add_argument("--top-k", type=int, default=None, help="with --temperature: top-k")
+    ap.add_argument("--top-p", type=float, default=None, help="with --temperature: top-p (nucleus)")
+    ap.add_argument("--min-p", type=float, default=None, help="with --temperature: min-p")
+
+
+def bench_sampling(args) -> SamplingConfig:
+    """The settings ``add_bench_sampling_args``'s flags ask for; one line naming what is wrong."""
+    if args.temperature == 0 and any(x is not None for x in (args.top_k, args.top_p, args.min_p)):
+        raise ValueError("--top-k, --top-p and --min-p need --temperature > 0")
+    return SamplingConfig(args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p)
 
 
 def add_corpus_args(ap) -> None:

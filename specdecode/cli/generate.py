@@ -67,8 +67,15 @@ def add_args(ap) -> None:
         "children a node, by frequency)",
     )
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default 0)")
-    ap.add_argument("--top-k", type=int, default=None)
-    ap.add_argument("--top-p", type=float, default=None)
+    ap.add_argument("--top-k", type=int, default=None, help="keep the K most likely tokens (sampled only)")
+    ap.add_argument("--top-p", type=float, default=None, help="keep the nucleus of mass P, in (0, 1] (sampled only)")
+    ap.add_argument(
+        "--min-p",
+        type=float,
+        default=None,
+        help="keep tokens at least MIN_P times as likely as the most likely one, in [0, 1] (sampled only; "
+        "applied after top-k and top-p, as Hugging Face's warpers)",
+    )
     ap.add_argument(
         "--seed", type=int, default=0, help=f"seed of the explicit torch.Generator, 0-{SEED_MAX} (default 0)"
     )
@@ -161,7 +168,7 @@ def run(args) -> int:
         raise ValueError(f"--seed must be in [0, {SEED_MAX}], got {args.seed}")
     if args.logprobs is not None and not (args.json and 0 <= args.logprobs <= 20):
         raise ValueError(f"--logprobs takes 0-20 alternatives and needs --json, got {args.logprobs}")
-    sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    sampling = SamplingConfig(args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p)
     texts = prompts_from(args)
     check_specs(args.drafter, args.tree)
     if args.costs is not None and not args.adaptive:

@@ -3,10 +3,11 @@
 ``parse`` checks a JSON body field by field and raises ``ApiError`` (HTTP 400 with an OpenAI-style error body
 naming the field) for anything out of range or unsupported; it returns the prompt (chat messages or text) and
 a ``GenerationConfig``. ``response_format`` (``json_object``, ``json_schema`` with ``strict``) constrains the output
-(engine.constraint). Extensions beside OpenAI's fields: ``top_k``; ``regex`` (the output matches it); ``k`` (draft
-length, 0 = plain decoding),
-``adaptive`` and ``method`` (verification method) for the speculative engine. Every response carries a
-``speculative`` object: that request's accepted / recovered / bonus counts and tokens per target call.
+(engine.constraint). Extensions beside OpenAI's fields: ``top_k`` and ``min_p`` (as vLLM and llama-server take them);
+``regex`` (the output matches it); ``k`` (draft length, 0 = plain decoding), ``adaptive`` and ``method``
+(verification method) for the speculative engine. Other servers' sampling extensions (``repetition_penalty``,
+``typical_p``, ``guided_json``, ...) are refused unless neutral. Every response carries a ``speculative`` object:
+that request's accepted / recovered / bonus counts and tokens per target call.
 
 ``TextStream`` turns the tokens a request emits into text deltas and applies OpenAI's stop semantics (the
 stop string is not returned), holding back text that might still become the start of a stop string.
@@ -48,6 +49,31 @@ UNSUPPORTED = {
     "audio": (None,),
     "modalities": (None, ["text"]),
 }
+# other servers' sampling extensions (vLLM, llama-server, llama-cpp-python) that would change the output: refused
+# unless neutral, never ignored (a client sending them expects their effect)
+UNSUPPORTED.update(
+    {
+        "repetition_penalty": (None, 1, 1.0),
+        "repeat_penalty": (None, 1, 1.0),
+        "typical_p": (None, 1, 1.0),
+        "tfs_z": (None, 1, 1.0),
+        "top_a": (None, 0, 0.0),
+        "mirostat": (None, 0),
+        "mirostat_mode": (None, 0),
+        "dynatemp_range": (None, 0, 0.0),
+        "dry_multiplier": (None, 0, 0.0),
+        "xtc_probability": (None, 0, 0.0),
+        "min_tokens": (None, 0),
+        "ignore_eos": (None, False),
+        "use_beam_search": (None, False),
+        "grammar": (None, ""),
+        "json_schema": (None,),
+        "guided_json": (None,),
+        "guided_regex": (None,),
+        "guided_choice": (None,),
+        "guided_grammar": (None,),
+    }
+)
 
 
 def _number(body: dict, name: str, default, low: float, high: float | None = None, low_open: bool = False):
@@ -146,6 +172,7 @@ def parse(body, chat: bool, rules: Rules):
     temperature = _number(body, "temperature", 1.0, 0.0, 2.0)
     top_p = _number(body, "top_p", None, 0.0, 1.0, low_open=True)
     top_k = _int(body, "top_k", None, 1)
+    min_p = _number(body, "min_p", None, 0.0, 1.0)
     name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
     max_tokens = _int(body, name, min(rules.max_new_default, rules.max_tokens_cap), 1, rules.max_tokens_cap)
     seed = body.get("seed")
@@ -161,7 +188,7 @@ def parse(body, chat: bool, rules: Rules):
     if not isinstance(stream, bool):
         raise ApiError("stream must be true or false", "stream")
     opts = body.get("stream_options") or {}
-    sampling = SamplingConfig(temperature, top_k=top_k, top_p=top_p)
+    sampling = SamplingConfig(temperature, top_k=top_k, top_p=top_p, min_p=min_p)
     config = GenerationConfig(
         max_new_tokens=max_tokens,
         k=_int(body, "k", default_k, 0, K_MAX),

@@ -164,6 +164,7 @@ def test_corrupted_cached_weights_are_refused(monkeypatch, tmp_path):
         (["--seed", "-1", "hi"], "--seed"),
         (["--batch-file", "PROMPTS", "hi"], "not both"),
         (["--batch-file", "LATIN1"], "UTF-8"),
+        (["--temperature", "0.8", "--min-p", "1.5", "hi"], "min_p"),
     ],
 )
 def test_cli_inputs_one_line(argv, word, tmp_path, capsys):
@@ -177,6 +178,12 @@ def test_cli_inputs_one_line(argv, word, tmp_path, capsys):
     assert len(err) == 1 and word in err[0], err
     if word == "UTF-8":
         assert "l.txt" in err[0]
+
+
+def test_min_p_is_passed_to_the_sampling(capsys):
+    argv = ["generate", "--model", "tiny-llama", "--temperature", "0.8", "--top-k", "5", "--min-p", "0.1", "--json"]
+    assert main([*argv, "--drafter", "prompt-lookup", "--max-new-tokens", "6", "abc abc abc"]) == 0
+    assert "min_p=0.1" in json.loads(capsys.readouterr().out)["sampling"]
 
 
 def test_no_future_warnings_reach_users(capsys):

@@ -251,6 +251,10 @@ def test_logprobs_equal_plain_decoding_chat_and_completions_streamed_and_not(ser
         ),  # prompt + max_tokens > context
         ({"messages": "hello"}, "messages"),
         ({"messages": [{"role": "user", "content": "x"}], "stop": [""]}, "stop"),
+        ({"messages": [{"role": "user", "content": "x"}], "min_p": 1.5}, "min_p"),
+        ({"messages": [{"role": "user", "content": "x"}], "repetition_penalty": 1.2}, "repetition_penalty"),
+        ({"messages": [{"role": "user", "content": "x"}], "guided_json": {"type": "object"}}, "guided_json"),
+        ({"messages": [{"role": "user", "content": "x"}], "ignore_eos": True}, "ignore_eos"),
     ],
 )
 def test_bad_requests_get_an_openai_error_naming_the_field(served, body, field):
@@ -260,6 +264,16 @@ def test_bad_requests_get_an_openai_error_naming_the_field(served, body, field):
     err = r.json()["error"]
     assert err["param"] == field and err["type"] == "invalid_request_error" and err["message"]
     assert httpx.get(url + "/health").status_code == 200  # still serving
+
+
+def test_min_p_reaches_the_sampling_and_neutral_extensions_pass():
+    from specdecode.serve.openai_api import Rules, parse
+
+    rules = Rules(model_id=MODEL, eos=(0,))
+    body = {"messages": [{"role": "user", "content": "x"}], "temperature": 0.8, "top_k": 40, "top_p": 0.95}
+    _, cfg, *_ = parse({**body, "min_p": 0.05, "repeat_penalty": 1.0, "typical_p": 1, "ignore_eos": False}, True, rules)
+    assert (cfg.sampling.top_k, cfg.sampling.top_p, cfg.sampling.min_p) == (40, 0.95, 0.05)
+    assert parse(body, True, rules)[1].sampling.min_p is None
 
 
 def test_engine_refusals_map_to_openai_fields_by_type():
