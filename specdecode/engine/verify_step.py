@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.sampling import dense_probs, greedy_ids, logits_to_probs, sample_sparse, sparse_warp
+from ..core.sampling import dense_rows, greedy_ids, logits_to_probs, sample_sparse, sparse_possible, sparse_warp
 from ..verify import gumbel_sample
 from ..verify.multidraft import greedy_path
 from .drafts import DraftTree
@@ -67,12 +67,10 @@ def verify_rows(
             if pol.method.greedy:
                 results = _verify_greedy(greedy_ids(lg), group)
             else:
-                sparse = _sparse_applies(pol, group)
-                results = _verify_sparse(pol, lg, group) if sparse else None
-                if results is None:  # HF's full steps where the sparse warping was tried and found no answer
+                results = _verify_sparse(pol, lg, group) if _sparse_applies(pol, group) else None
+                if results is None:
                     rows = [Row(policies[b], seqs[b]) for b in idx]
-                    p = (dense_probs if sparse else logits_to_probs)(lg, pol.sampling)
-                    results = _verify_group(rows[0], p, group, rows)
+                    results = _verify_group(rows[0], logits_to_probs(lg, pol.sampling), group, rows)
         for j, res in enumerate(results):
             out[idx[j]] = res
     return out
@@ -101,24 +99,30 @@ def _sparse_applies(pol: RowPolicy, trees: list[DraftTree]) -> bool:
 
 
 def _verify_sparse(pol: RowPolicy, logits: torch.Tensor, trees: list[DraftTree]) -> list[RowResult] | None:
-    """Rows for which ``_sparse_applies``, when the sampling leaves a few tokens at each of their nodes
-    (``sparse_warp``): logits [G, n_max, V] -> their results, drawn row after row; else None (the dense path).
-    No [G, n_max, V] of p is written: ~80 us a vocabulary-wide pass right after a llama.cpp pass."""
+    """Rows for which ``_sparse_applies``: logits [G, n_max, V] -> their results, drawn row after row on the few
+    tokens the sampling leaves at each node (``sparse_warp``; HF's steps for a row alone where a cut is unclear);
+    None when the logits or settings have no sparse form (``sparse_possible``: then the dense path). No
+    [G, n_max, V] of p is written: ~80 us a vocabulary-wide pass right after a llama.cpp pass."""
+    if not sparse_possible(logits, pol.sampling):
+        return None
     method = pol.method
-    dists = []
-    for j, t in enumerate(trees):
-        d = sparse_warp(logits[j, : t.size + 1], pol.sampling)
-        if d is None:
-            return None
-        dists.append(d)
     out = []
-    for t, d in zip(trees, dists):
+    for j, t in enumerate(trees):
+        d = _node_dists(logits[j, : t.size + 1], pol)
         if t.size == 0:
             out.append(RowResult([], [sample_sparse(d[0], pol.rng)]))
         else:
             n, tokens = method.sparse_chain(d, t.tokens[1:], pol.rng)
             out.append(RowResult(list(range(1, n + 1)), tokens))
     return out
+
+
+def _node_dists(logits: torch.Tensor, pol: RowPolicy) -> list:
+    """One row's nodes: logits [n, V] -> their warped distributions as sparse rows. Where a cut is unclear (a tie
+    at the top-k cut, a nucleus of thousands of tokens: ~2-8% of positions with top-p alone on raw text) HF's steps
+    run for this row only, so one such row no longer sends a whole batch of rows to the vocabulary-wide sort."""
+    dists = sparse_warp(logits, pol.sampling)
+    return dists if dists is not None else dense_rows(logits, pol.sampling)
 
 
 def _verify_group(r: Row, p: torch.Tensor, trees: list[DraftTree], rows: list[Row]) -> list[RowResult]:

@@ -66,3 +66,33 @@ def test_bad_rows_are_nan_positive_inf_or_all_minus_inf(dtype):
     logits[4, 1, 0] = float("nan")  # past the row's fed positions: not read
     assert _bad_rows(logits, [2, 2, 2, 2, 1]) == [1, 2, 3]
     assert _greedy_checked(logits, [2, 2, 2, 2, 1]) == (greedy_ids(logits), [1, 2, 3])  # the greedy step's check
+
+
+def test_a_row_with_an_unclear_cut_takes_hf_steps_alone_and_draws_what_the_dense_path_draws(monkeypatch):
+    """Sampled rows verified together: one row whose top-k cut is a tie gets HF's steps for itself only (one row of
+    logits through the vocabulary-wide warpers, not the batch), and every row's token equals the dense path's under
+    the same seed (plain rows and one-hot chains)."""
+    import specdecode.core.sampling as sampling
+
+    cfg = SamplingConfig(0.9, top_k=3, top_p=0.95)
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 3, 400, generator=gen) * 3
+    logits[2, 0] = -5.0
+    logits[2, 0, :8] = torch.tensor([9.0, 7.0, 5.0, 5.0, 5.0, 1.0, 1.0, 0.0])  # the 3rd largest ties two others
+    trees = [DraftTree.chain(0, []), DraftTree.chain(0, [5, 9]), DraftTree.chain(0, []), DraftTree.chain(0, [1])]
+    dense_calls = []
+    real = sampling.dense_probs
+    monkeypatch.setattr(sampling, "dense_probs", lambda x, c: dense_calls.append(tuple(x.shape)) or real(x, c))
+    for seed in range(60):
+        pol = RowPolicy.for_method(METHODS["tokenwise"], cfg, TorchRNG(torch.Generator().manual_seed(seed)))
+        got = verify_rows(logits, trees, [pol] * 4, [[1, 2]] * 4)
+        assert dense_calls == [(1, 400)] * (seed + 1)  # row 2's one node alone
+        for b, (tree, res) in enumerate(zip(trees, got)):  # the dense path, row by row in the same order
+            if b == 0:
+                rng = TorchRNG(torch.Generator().manual_seed(seed))
+            p = real(logits[b, : tree.size + 1], cfg)
+            if tree.size == 0:
+                want = [int(rng.categorical(p[:1])[0])]
+            else:
+                want = METHODS["tokenwise"].chain(p[None], None, torch.tensor([tree.tokens[1:]]), rng).emitted(0)
+            assert res.tokens == want, (seed, b)
