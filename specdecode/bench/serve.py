@@ -1,6 +1,6 @@
 """``specdecode bench-serve``: a load generator (the openai client, N concurrent streams, a fixed mix of grounded
 and open-ended requests) against servers started as separate processes on 127.0.0.1: ours (speculative, and
-with the drafter off) and llama-cpp-python's own OpenAI server on the same GGUF.
+with the drafter off), llama-cpp-python's own OpenAI server and llama.cpp's llama-server on the same GGUF.
 
 Requests are greedy unless a ``SamplingConfig`` is given; each server is asked for exactly those settings in its own
 dialect (``sampling_fields``: llama-server and llama-cpp-python fill knobs a request leaves out with their own

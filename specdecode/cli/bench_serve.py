@@ -14,7 +14,9 @@ import torch
 from .common import add_bench_sampling_args, bench_sampling
 
 NAME = "bench-serve"
-HELP = "concurrent streaming load on our server vs llama-cpp-python's OpenAI server: throughput, TTFT, latency"
+HELP = (
+    "concurrent streaming load on our server vs llama-cpp-python's server and llama-server: throughput, TTFT, latency"
+)
 DESCRIPTION = (
     "Starts each server in its own process on 127.0.0.1 (ours on llama.cpp with the suffix or prompt-lookup drafter "
     "and adaptive k, ours on llama.cpp with the drafter off, ours on Hugging Face fp32 with the drafter off, "

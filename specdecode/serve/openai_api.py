@@ -35,7 +35,9 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": None}}
 
 
-# fields OpenAI defines that would change the output distribution or its shape: refused unless at their default
+# fields OpenAI defines, and other servers' sampling extensions (vLLM, llama-server, llama-cpp-python), that would
+# change the output distribution or its shape: refused unless at their neutral value, never ignored (a client sending
+# them expects their effect)
 UNSUPPORTED = {
     "tools": (None, []),
     "functions": (None, []),
@@ -48,32 +50,26 @@ UNSUPPORTED = {
     "suffix": (None, ""),
     "audio": (None,),
     "modalities": (None, ["text"]),
+    "repetition_penalty": (None, 1, 1.0),
+    "repeat_penalty": (None, 1, 1.0),
+    "typical_p": (None, 1, 1.0),
+    "tfs_z": (None, 1, 1.0),
+    "top_a": (None, 0, 0.0),
+    "mirostat": (None, 0),
+    "mirostat_mode": (None, 0),
+    "dynatemp_range": (None, 0, 0.0),
+    "dry_multiplier": (None, 0, 0.0),
+    "xtc_probability": (None, 0, 0.0),
+    "min_tokens": (None, 0),
+    "ignore_eos": (None, False),
+    "use_beam_search": (None, False),
+    "grammar": (None, ""),
+    "json_schema": (None,),
+    "guided_json": (None,),
+    "guided_regex": (None,),
+    "guided_choice": (None,),
+    "guided_grammar": (None,),
 }
-# other servers' sampling extensions (vLLM, llama-server, llama-cpp-python) that would change the output: refused
-# unless neutral, never ignored (a client sending them expects their effect)
-UNSUPPORTED.update(
-    {
-        "repetition_penalty": (None, 1, 1.0),
-        "repeat_penalty": (None, 1, 1.0),
-        "typical_p": (None, 1, 1.0),
-        "tfs_z": (None, 1, 1.0),
-        "top_a": (None, 0, 0.0),
-        "mirostat": (None, 0),
-        "mirostat_mode": (None, 0),
-        "dynatemp_range": (None, 0, 0.0),
-        "dry_multiplier": (None, 0, 0.0),
-        "xtc_probability": (None, 0, 0.0),
-        "min_tokens": (None, 0),
-        "ignore_eos": (None, False),
-        "use_beam_search": (None, False),
-        "grammar": (None, ""),
-        "json_schema": (None,),
-        "guided_json": (None,),
-        "guided_regex": (None,),
-        "guided_choice": (None,),
-        "guided_grammar": (None,),
-    }
-)
 
 
 def _number(body: dict, name: str, default, low: float, high: float | None = None, low_open: bool = False):
