@@ -128,9 +128,8 @@ def llama_cpp_python_config(path: str, max_new: int, eos: tuple, pld: int = 0, s
     )
 
     knobs = dict(temp=0.0, top_k=1, top_p=1.0, min_p=0.0)
-    if not sampling.is_greedy:  # llama.cpp: top_k 0 is off
-        s = sampling
-        knobs = dict(temp=s.temperature, top_k=s.top_k or 0, top_p=s.top_p or 1.0, min_p=s.min_p or 0.0)
+    if not sampling.is_greedy:
+        knobs = dict(temp=sampling.temperature, **llama_server.filter_knobs(sampling))
         eos = ()  # sampled runs compare speed: every request runs max_new tokens
 
     def run(ids):  # Llama.generate reuses the longest common prefix with the previous request, its default

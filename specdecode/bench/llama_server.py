@@ -27,6 +27,17 @@ def binary() -> Path | None:
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
+def filter_knobs(sampling) -> dict:
+    """A ``SamplingConfig``'s filters as llama.cpp's samplers take them (llama-cpp-python's ``generate``, its server
+    and llama-server alike), every filter not asked for off: top_k 0, top_p 1, min_p 0. Their defaults otherwise
+    apply top-k 40, top-p 0.95 and min-p 0.05 to what a request leaves out."""
+    return {
+        "top_k": sampling.top_k or 0,
+        "top_p": 1.0 if sampling.top_p is None else sampling.top_p,
+        "min_p": sampling.min_p or 0.0,
+    }
+
+
 def command(exe: Path, gguf: str, port: int, spec_type: str | None, parallel: int = 1) -> list[str]:
     """llama-server on 127.0.0.1 with the GGUF, flash attention on, all cores, ``parallel`` slots; a spec type
     drafts up to 16 tokens (llama.cpp's n-gram drafts are checked against the target, greedy here)."""

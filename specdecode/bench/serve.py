@@ -70,8 +70,11 @@ def sampling_fields(dialect: str, sampling: SamplingConfig) -> dict:
             fields["top_p"] = s.top_p
         extra = {name: v for name, v in (("top_k", s.top_k), ("min_p", s.min_p)) if v is not None}
     else:
-        fields["top_p"] = 1.0 if s.top_p is None else s.top_p
-        extra = {"top_k": s.top_k or 0, "min_p": s.min_p or 0.0}  # 0: off in llama.cpp's samplers
+        from .llama_server import filter_knobs
+
+        knobs = filter_knobs(s)
+        fields["top_p"] = knobs.pop("top_p")
+        extra = knobs
         if dialect == "llama-cpp-python":
             extra["repeat_penalty"] = 1.0
     if extra:

@@ -124,6 +124,15 @@ def sample_sparse(dist: tuple, rng) -> int:
     return int(ids[int(rng.categorical(torch.from_numpy(probs)[None])[0])])
 
 
+def _filters(cfg: SamplingConfig, V: int) -> tuple:
+    """(top_k, top_p, min_p), each None where it removes nothing from a vocabulary of V tokens."""
+    return (
+        cfg.top_k if cfg.top_k is not None and cfg.top_k < V else None,
+        cfg.top_p if cfg.top_p is not None and cfg.top_p < 1 else None,
+        cfg.min_p if cfg.min_p is not None and cfg.min_p > 0 else None,
+    )
+
+
 def sparse_possible(logits: torch.Tensor, cfg: SamplingConfig) -> bool:
     """Whether ``sparse_warp`` can answer for such logits and settings at all: sampled with top-k, top-p or min-p
     (one that removes tokens), on CPU float32 / float64 logits."""
@@ -131,12 +140,7 @@ def sparse_possible(logits: torch.Tensor, cfg: SamplingConfig) -> bool:
         return False  # check_logits says what is wrong
     if not logits.is_cpu or logits.dtype not in (torch.float32, torch.float64):
         return False  # an accelerator's vocabulary-wide ops are cheap, and its rows draw with its own generator
-    V = logits.shape[-1]
-    return (
-        (cfg.top_k is not None and cfg.top_k < V)
-        or (cfg.top_p is not None and cfg.top_p < 1)
-        or (cfg.min_p is not None and cfg.min_p > 0)
-    )
+    return any(f is not None for f in _filters(cfg, logits.shape[-1]))
 
 
 def sparse_warp(logits: torch.Tensor, cfg: SamplingConfig) -> list | None:
@@ -146,22 +150,20 @@ def sparse_warp(logits: torch.Tensor, cfg: SamplingConfig) -> list | None:
     if not sparse_possible(logits, cfg):
         return None
     V = logits.shape[-1]
-    top_k = cfg.top_k if cfg.top_k is not None and cfg.top_k < V else None
-    top_p = cfg.top_p if cfg.top_p is not None and cfg.top_p < 1 else None
-    min_p = cfg.min_p if cfg.min_p is not None and cfg.min_p > 0 else None
-    return sparse_rows(logits.reshape(-1, V), cfg.temperature, top_k, top_p, min_p)
+    return sparse_rows(logits.reshape(-1, V), cfg.temperature, *_filters(cfg, V))
 
 
 def dense_rows(logits: torch.Tensor, cfg: SamplingConfig) -> list:
     """logits [..., V] on the CPU -> HF's steps (``dense_probs``) written as ``sparse_warp``'s rows: each flattened
     position's nonzero probabilities (its float32 values, not renormalised) and their ids. A row drawn from it
     draws what the dense row draws (the same float64 sums over the same cells)."""
-    probs = dense_probs(logits, cfg).reshape(-1, logits.shape[-1]).numpy()
-    out = []
-    for row in probs:
-        ids = np.flatnonzero(row)
-        out.append((row[ids].astype(np.float64), ids))
-    return out
+    return [sparse_row(row) for row in dense_probs(logits, cfg).reshape(-1, logits.shape[-1]).numpy()]
+
+
+def sparse_row(probs: np.ndarray) -> tuple:
+    """A probability row [V] -> its sparse form: (the nonzero values as float64, their ids ascending)."""
+    ids = np.flatnonzero(probs)
+    return probs[ids].astype(np.float64), ids
 
 
 def _sparse_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor | None:

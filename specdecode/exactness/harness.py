@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy
 import torch
 
+from ..core.sampling import sparse_row
 from ..verify import chain, multidraft, sparse
 from ..verify import reference as ref
 from .cases import (  # noqa: F401 - the harness's public names (mutants, montecarlo and the CLI import them here)
@@ -84,12 +85,8 @@ def _fast_chain(fn):
 
 
 def sparse_dists(ps) -> list:
-    """Dense target rows (lists) -> the engine's sparse form: (probs float64, ids ascending) of the nonzero cells."""
-    out = []
-    for p in ps:
-        ids = [i for i, v in enumerate(p) if float(v) > 0]
-        out.append((numpy.array([float(p[i]) for i in ids], dtype=numpy.float64), numpy.array(ids, dtype=numpy.int64)))
-    return out
+    """Dense target rows (lists) -> the engine's sparse form (``sampling.sparse_row``) of each."""
+    return [sparse_row(numpy.array([float(v) for v in p], dtype=numpy.float64)) for p in ps]
 
 
 def _sparse_tokenwise(case, ctx, rng):
