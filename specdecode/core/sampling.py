@@ -73,20 +73,20 @@ def _real(name: str, value, allowed: str) -> float:
 GREEDY = SamplingConfig(temperature=0.0)
 
 
-def warp_logits(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+def warp_logits(logits: torch.Tensor, cfg: SamplingConfig, by_value: bool = False) -> torch.Tensor:
     """logits: [..., V] -> warped logits [..., V] (removed tokens at -inf). Requires T > 0. HF's warpers' own steps:
-    the reference ``logits_to_probs``'s fast path (``core.warpers``) is tested against."""
-    x = logits / cfg.temperature
-    neg_inf = torch.tensor(float("-inf"), dtype=x.dtype, device=x.device)
+    the reference ``logits_to_probs``'s fast path (``core.warpers``) is tested against. by_value (CPU logits): the
+    top-p cut from numpy's sort of the values where that decides it (``_top_p_removed_by_value``)."""
+    x = logits if cfg.temperature == 1 else logits / cfg.temperature  # x / 1 is x
     if cfg.top_k is not None and cfg.top_k < x.shape[-1]:
         kth = torch.topk(x, cfg.top_k, dim=-1).values[..., -1:]
-        x = torch.where(x < kth, neg_inf, x)
+        x = x.masked_fill(x < kth, float("-inf"))
     if cfg.top_p is not None and cfg.top_p < 1:
-        sorted_x, order = torch.sort(x, dim=-1, descending=False)  # the same call as HF's TopPLogitsWarper: same ties
-        cum = sorted_x.softmax(-1).cumsum(-1)
-        remove_sorted = cum <= (1 - cfg.top_p)
-        remove_sorted[..., -1] = False  # always keep the most likely token
-        remove = remove_sorted.scatter(-1, order, remove_sorted)
+        remove = _top_p_removed_by_value(x, cfg.top_p) if by_value else None
+        if remove is None:
+            sorted_x, order = torch.sort(x, dim=-1, descending=False)  # the same call as HF's TopPLogitsWarper
+            remove_sorted = _nucleus_removed(sorted_x, cfg.top_p)
+            remove = remove_sorted.scatter(-1, order, remove_sorted)
         x = x.masked_fill(remove, float("-inf"))
     if cfg.min_p is not None and cfg.min_p > 0:
         probs = x.softmax(-1)
@@ -95,22 +95,52 @@ def warp_logits(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
     return x
 
 
-def logits_to_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+def _nucleus_removed(sorted_x: torch.Tensor, top_p: float) -> torch.Tensor:
+    """sorted_x: [..., V] warped logits in ascending order -> which sorted positions HF's top-p removes (bool)."""
+    cum = sorted_x.softmax(-1).cumsum(-1)
+    remove_sorted = cum <= (1 - top_p)
+    remove_sorted[..., -1] = False  # always keep the most likely token
+    return remove_sorted
+
+
+def _top_p_removed_by_value(x: torch.Tensor, top_p: float) -> torch.Tensor | None:
+    """x: [..., V] warped logits on the CPU -> the tokens HF's top-p removes (bool [..., V]), decided on numpy's sort
+    of the values (~1.2 ms for 49k float32 here, torch.sort ~4 ms): HF's softmax and sums run on the sorted values
+    alone, so each sorted position's decision is HF's, and the removed positions are a leading run (the sums only
+    grow), so the removed tokens are those below the smallest kept value. None where that value ties the largest
+    removed one (which of the tied tokens HF removes follows its sort's order of ties): then HF's sort decides."""
+    if not x.is_cpu:
+        return None
+    sorted_x = torch.from_numpy(np.sort(x.numpy(), axis=-1))
+    removed = _nucleus_removed(sorted_x, top_p)
+    n = removed.sum(-1, keepdim=True)  # [..., 1] removed positions; the last is always kept
+    cut = sorted_x.gather(-1, n)  # the smallest kept value
+    below = sorted_x.gather(-1, (n - 1).clamp(min=0))
+    if bool(((n > 0) & (below == cut) & (cut > float("-inf"))).any()):
+        return None
+    return x < cut
+
+
+def logits_to_probs(logits: torch.Tensor, cfg: SamplingConfig, checked: bool = False) -> torch.Tensor:
     """logits: [..., V] -> warped probabilities [..., V] (one-hot argmax when T = 0). Logits may hold -inf (a
-    token ruled out) but no NaN or +inf, and not only -inf. With top-k, top-p or min-p the distribution is computed
-    on the largest logits (``sparse_warp``) and HF's full steps (``dense_probs``) run only where a cut is unclear."""
+    token ruled out) but no NaN or +inf, and not only -inf (checked: the caller has read every row's largest logit
+    already, as the engine does after a pass). With top-k, top-p or min-p the distribution is computed on the
+    largest logits (``sparse_warp``) and HF's full steps (``dense_probs``) run only where a cut is unclear."""
     fast = _sparse_probs(logits, cfg)
-    return fast if fast is not None else dense_probs(logits, cfg)
+    return fast if fast is not None else dense_probs(logits, cfg, checked=checked)
 
 
-def dense_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+def dense_probs(
+    logits: torch.Tensor, cfg: SamplingConfig, by_value: bool = False, checked: bool = False
+) -> torch.Tensor:
     """``logits_to_probs`` by HF's steps over the whole vocabulary, for a caller whose ``sparse_warp`` found no
-    answer already (not asked twice)."""
-    check_logits("logits", logits)
+    answer already (not asked twice); by_value: see ``warp_logits``; checked: see ``logits_to_probs``."""
+    if not checked:
+        check_logits("logits", logits)
     if cfg.is_greedy:
         idx = logits.argmax(-1, keepdim=True)
         return torch.zeros_like(logits).scatter_(-1, idx, 1.0)
-    return warp_logits(logits, cfg).softmax(-1)
+    return warp_logits(logits, cfg, by_value).softmax(-1)
 
 
 def sample_sparse(dist: tuple, rng) -> int:
@@ -149,15 +179,22 @@ def sparse_warp(logits: torch.Tensor, cfg: SamplingConfig) -> list | None:
     else None (then ``dense_probs`` runs HF's steps)."""
     if not sparse_possible(logits, cfg):
         return None
-    V = logits.shape[-1]
-    return sparse_rows(logits.reshape(-1, V), cfg.temperature, *_filters(cfg, V))
+    return sparse_warp_checked(logits.detach().reshape(-1, logits.shape[-1]).numpy(), cfg)
+
+
+def sparse_warp_checked(arr: np.ndarray, cfg: SamplingConfig, tops=None) -> list | None:
+    """``sparse_warp`` of rows [R, V] read as numpy, for a caller that asked ``sparse_possible`` of their tensor
+    already; tops: [R] each row's largest logit, when the caller has read it (the engine's finiteness check)."""
+    return sparse_rows(arr, cfg.temperature, *_filters(cfg, arr.shape[-1]), tops)
 
 
 def dense_rows(logits: torch.Tensor, cfg: SamplingConfig) -> list:
     """logits [..., V] on the CPU -> HF's steps (``dense_probs``) written as ``sparse_warp``'s rows: each flattened
     position's nonzero probabilities (its float32 values, not renormalised) and their ids. A row drawn from it
-    draws what the dense row draws (the same float64 sums over the same cells)."""
-    return [sparse_row(row) for row in dense_probs(logits, cfg).reshape(-1, logits.shape[-1]).numpy()]
+    draws what the dense row draws (the same float64 sums over the same cells). The top-p cut is read from numpy's
+    sort of the values where that decides it (``warp_logits``'s by_value: the same tokens, a third of the time)."""
+    probs = dense_probs(logits, cfg, by_value=True)
+    return [sparse_row(row) for row in probs.reshape(-1, logits.shape[-1]).numpy()]
 
 
 def sparse_row(probs: np.ndarray) -> tuple:

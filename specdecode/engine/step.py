@@ -61,7 +61,7 @@ def run_step(target, drafter: Drafter, requests: list, passes: GenerationStats) 
     ids_only = greedy and chain_pass and _reads_ids_only(requests, pending)
     grammars_or_none = grammars if constrained else None
     scores, computed, pass_dt = _score(target, trees, chain_pass, passes, grammars_or_none, pending, ids_only)
-    best = _check_finite(target, drafter, requests, trees, scores, chain_pass, passes.steps + 1, greedy)
+    read = _check_finite(target, drafter, requests, trees, scores, chain_pass, passes.steps + 1, greedy)
     logits = None if ids_only else scores
     if constrained:
         mask_tree_logits(logits, trees, grammars)
@@ -71,7 +71,8 @@ def run_step(target, drafter: Drafter, requests: list, passes: GenerationStats) 
             pol.adaptive.observe_pass(computed, pass_dt)
             if drafted:
                 pol.adaptive.observe_draft(draft_dt / drafted)
-    results = verify_rows(logits, trees, policies, seqs, best)
+    tops = None if constrained else read.tops  # the masks changed the logits the maxima were read from
+    results = verify_rows(logits, trees, policies, seqs, read.best, tops)
     for b, (r, tree, res) in enumerate(zip(requests, trees, results)):
         if r.config.measure_overlap:
             ov = overlap(logits[b], tree, res, r.policy)
@@ -196,22 +197,34 @@ def _with_pending(logits: torch.Tensor, pending: list, sizes: list[int]) -> torc
     return out
 
 
+@dataclass
+class _Read:
+    """What the finiteness check read of a pass, for verification: best [B][n_max] every node's argmax id (every row
+    greedy), or tops [B] each row's largest logit at each fed node (float32 on the CPU; the sampled rows' warping
+    starts from it); None where not read."""
+
+    best: list | None = None
+    tops: list | None = None
+
+
 def _check_finite(
     target, drafter: Drafter, requests: list, trees, logits, chain_pass: bool, step: int, greedy: bool
-) -> list | None:
+) -> _Read:
     """Rows whose logits hold NaN or inf fail alone: the pass is undone for every row (target and drafter back to
-    where the step began: the other rows run the step again) and ``RowFault`` names the bad rows. -> every node's
-    argmax id [B][n_max] when ``greedy`` (every row greedy and unconstrained: the largest logit, which the check
-    reads, is the one at the argmax; verification takes the ids), else None. ``logits``: or an ``_Argmax``."""
+    where the step began: the other rows run the step again) and ``RowFault`` names the bad rows. -> what the check
+    read (``_Read``): every node's argmax id when ``greedy`` (every row greedy and unconstrained: the largest logit,
+    which the check reads, is the one at the argmax), else each node's largest logit. ``logits``: or an
+    ``_Argmax``."""
     lengths = [len(t.tokens) for t in trees]
+    read = _Read()
     if isinstance(logits, _Argmax):
-        best, bad = logits.ids, _not_finite(logits.top, lengths)
+        read.best, bad = logits.ids, _not_finite(logits.top, lengths)
     elif greedy:
-        best, bad = _greedy_checked(logits, lengths)
+        read.best, bad = _greedy_checked(logits, lengths)
     else:
-        best, bad = None, _bad_rows(logits, lengths)
+        read.tops, bad = _node_tops(logits, lengths)
     if not bad:
-        return best
+        return read
     if chain_pass:
         target.rollback([len(r.seq) - 1 for r in requests])
     else:
@@ -222,19 +235,22 @@ def _check_finite(
 
 def _greedy_checked(logits: torch.Tensor, lengths: list[int]) -> tuple[list, list[int]]:
     """logits [B, n_max, V], lengths[b] the positions row b fed -> (every node's argmax id [B][n_max], the rows whose
-    largest logit at a fed position is not finite, as ``_bad_rows``; ``greedy_top`` reads it at the argmax)."""
+    largest logit at a fed position is not finite, as ``_node_tops``; ``greedy_top`` reads it at the argmax)."""
     best, top = greedy_top(logits, lengths)
     return best, _not_finite(top, lengths)
 
 
-def _bad_rows(logits: torch.Tensor, lengths: list[int]) -> list[int]:
-    """logits [B, n_max, V], lengths[b] the positions row b fed -> the rows with a position whose largest logit is
-    not finite: a NaN or +inf anywhere, or every logit -inf (some -inf logits are fine: probability 0). On the CPU
-    through numpy, one max a row (torch's parallel reduction cost ~150 us a step here)."""
+def _node_tops(logits: torch.Tensor, lengths: list[int]) -> tuple[list | None, list[int]]:
+    """logits [B, n_max, V], lengths[b] the positions row b fed -> (tops [B]: each row's largest logit at its fed
+    nodes, float32 [lengths[b]], on the CPU, else None; the rows with a position whose largest logit is not finite:
+    a NaN or +inf anywhere, or every logit -inf, while some -inf logits are fine). On the CPU through numpy, one max
+    a row (torch's parallel reduction cost ~150 us a step here); the sampled rows' warping starts from these maxima
+    instead of reading the rows again."""
     if logits.is_cpu and logits.dtype == torch.float32:  # is_cpu: a third of device.type's cost, cold
         arr = logits.numpy()
-        return [b for b, n in enumerate(lengths) if not np.isfinite(arr[b, :n].max(-1)).all()]
-    return _not_finite(logits.amax(-1).tolist(), lengths)  # [B, n_max]: one reduction, one transfer
+        tops = [arr[b, :n].max(-1) for b, n in enumerate(lengths)]
+        return tops, [b for b, top in enumerate(tops) if not np.isfinite(top).all()]
+    return None, _not_finite(logits.amax(-1).tolist(), lengths)  # [B, n_max]: one reduction, one transfer
 
 
 def _not_finite(top: list, lengths: list[int]) -> list[int]:

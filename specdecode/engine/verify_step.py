@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.sampling import dense_rows, greedy_ids, logits_to_probs, sample_sparse, sparse_possible, sparse_warp
+from ..core.sampling import dense_rows, greedy_ids, logits_to_probs, sample_sparse, sparse_possible, sparse_warp_checked
 from ..verify import gumbel_sample
 from ..verify.multidraft import greedy_path
 from .drafts import DraftTree
@@ -47,10 +47,12 @@ def verify_rows(
     policies: list[RowPolicy],
     seqs: list[list[int]],
     best: list | None = None,
+    tops: list | None = None,
 ) -> list[RowResult]:
     """logits: [B, n_max, V] of every row's tree (node order; None when every row is greedy and ``best`` is
     given); policies[b] / seqs[b]: how row b is verified and its sequence before this step; best: [B][n_max] the
-    argmax ids of those logits when the caller has them (for greedy rows). -> a result per row."""
+    argmax ids of those logits when the caller has them (for greedy rows); tops: [B] each row's largest logit at
+    its nodes [len(tree.tokens)] when the caller has read them (for sampled rows). -> a result per row."""
     if best is not None and all(pol.method.greedy for pol in policies):  # the common greedy step: no groups
         return _verify_greedy(best, trees)
     groups: dict = {}
@@ -67,10 +69,12 @@ def verify_rows(
             if pol.method.greedy:
                 results = _verify_greedy(greedy_ids(lg), group)
             else:
-                results = _verify_sparse(pol, lg, group) if _sparse_applies(pol, group) else None
+                group_tops = None if tops is None else [tops[b] for b in idx]
+                results = _verify_sparse(pol, lg, group, group_tops) if _sparse_applies(pol, group) else None
                 if results is None:
                     rows = [Row(policies[b], seqs[b]) for b in idx]
-                    results = _verify_group(rows[0], logits_to_probs(lg, pol.sampling), group, rows)
+                    probs = logits_to_probs(lg, pol.sampling, checked=tops is not None)  # [G, n_max, V]
+                    results = _verify_group(rows[0], probs, group, rows)
         for j, res in enumerate(results):
             out[idx[j]] = res
     return out
@@ -98,17 +102,19 @@ def _sparse_applies(pol: RowPolicy, trees: list[DraftTree]) -> bool:
     return not method.noise and all(t.size == 0 or (sparse_chains and t.is_chain and t.q is None) for t in trees)
 
 
-def _verify_sparse(pol: RowPolicy, logits: torch.Tensor, trees: list[DraftTree]) -> list[RowResult] | None:
-    """Rows for which ``_sparse_applies``: logits [G, n_max, V] -> their results, drawn row after row on the few
-    tokens the sampling leaves at each node (``sparse_warp``; HF's steps for a row alone where a cut is unclear);
-    None when the logits or settings have no sparse form (``sparse_possible``: then the dense path). No
-    [G, n_max, V] of p is written: ~80 us a vocabulary-wide pass right after a llama.cpp pass."""
+def _verify_sparse(pol: RowPolicy, logits: torch.Tensor, trees: list[DraftTree], tops: list | None) -> list | None:
+    """Rows for which ``_sparse_applies``: logits [G, n_max, V], tops [G] each row's largest logits at its nodes or
+    None -> their results, drawn row after row on the few tokens the sampling leaves at each node (``sparse_warp``;
+    HF's steps for a row alone where a cut is unclear); None when the logits or settings have no sparse form
+    (``sparse_possible``: then the dense path). No [G, n_max, V] of p is written: ~80 us a vocabulary-wide pass
+    right after a llama.cpp pass, which is also why the group is read as numpy once and the maxima come along."""
     if not sparse_possible(logits, pol.sampling):
         return None
+    arr = logits.numpy()  # [G, n_max, V]
     method = pol.method
     out = []
     for j, t in enumerate(trees):
-        d = _node_dists(logits[j, : t.size + 1], pol)
+        d = _node_dists(arr[j, : t.size + 1], pol, None if tops is None else tops[j])
         if t.size == 0:
             out.append(RowResult([], [sample_sparse(d[0], pol.rng)]))
         else:
@@ -117,12 +123,13 @@ def _verify_sparse(pol: RowPolicy, logits: torch.Tensor, trees: list[DraftTree])
     return out
 
 
-def _node_dists(logits: torch.Tensor, pol: RowPolicy) -> list:
-    """One row's nodes: logits [n, V] -> their warped distributions as sparse rows. Where a cut is unclear (a tie
-    at the top-k cut, a nucleus of thousands of tokens: 4-17% of positions with top-p alone on raw text) HF's steps
-    run for this row only, so one such row no longer sends a whole batch of rows to the vocabulary-wide sort."""
-    dists = sparse_warp(logits, pol.sampling)
-    return dists if dists is not None else dense_rows(logits, pol.sampling)
+def _node_dists(arr, pol: RowPolicy, tops) -> list:
+    """One row's nodes: logits [n, V] (numpy), tops [n] their maxima or None -> their warped distributions as sparse
+    rows. Where a cut is unclear (a tie at the top-k cut, a nucleus of thousands of tokens: 4-17% of positions with
+    top-p alone on raw text) HF's steps run for this row only, so one such row no longer sends a whole batch of rows
+    to the vocabulary-wide sort."""
+    dists = sparse_warp_checked(arr, pol.sampling, tops)
+    return dists if dists is not None else dense_rows(torch.from_numpy(arr), pol.sampling)
 
 
 def _verify_group(r: Row, p: torch.Tensor, trees: list[DraftTree], rows: list[Row]) -> list[RowResult]:

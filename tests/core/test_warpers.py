@@ -123,3 +123,18 @@ def test_half_precision_logits_take_hf_steps():
     cfg = SamplingConfig(0.8, top_k=20, top_p=0.9)
     assert sampling.sparse_warp(x, cfg) is None
     assert torch.equal(logits_to_probs(x, cfg) > 0, _hf_probs(x, cfg) > 0)
+
+
+@pytest.mark.parametrize("cfg", [c for c in SETTINGS if c.top_p is not None], ids=lambda c: c.describe())
+def test_the_top_p_cut_read_by_value_is_hf_sorts_bit_for_bit(cfg, monkeypatch):
+    """HF's steps with numpy's sort of the values for the top-p cut (``dense_rows``' ``by_value``) give the very
+    probabilities of HF's steps with torch's sort, and a cut between tied values goes to torch's sort."""
+    calls = []
+    real = sampling._top_p_removed_by_value
+    monkeypatch.setattr(sampling, "_top_p_removed_by_value", lambda x, p: calls.append(real(x, p)) or calls[-1])
+    g = torch.Generator().manual_seed(3)
+    for logits in _cases(g):
+        assert torch.equal(sampling.dense_probs(logits, cfg, by_value=True), sampling.dense_probs(logits, cfg))
+    uniform = torch.zeros(1, 40)  # every value ties: the cut falls between tied tokens
+    assert torch.equal(sampling.dense_probs(uniform, cfg, by_value=True), sampling.dense_probs(uniform, cfg))
+    assert calls[-1] is None and any(c is not None for c in calls)

@@ -284,6 +284,19 @@ def test_constrained_sampling_follows_the_constrained_target(small, cfg, drafter
     assert res.passed, res
 
 
+def test_constrained_min_p_rows_warp_the_masked_logits(small):
+    """min-p's threshold follows the largest *allowed* token: the sparse warping of a constrained row starts from the
+    masked logits, not from the maxima the finiteness check read before the masks."""
+    target, _ = small
+    cfg = SamplingConfig(1.0, min_p=0.3)
+    prompt = [4, 4, 5, 4]
+    res = compare_counts(
+        sample_counts(target, PromptLookupDrafter(), prompt, cfg, "tokenwise"),
+        exact_constrained(target.model, prompt, cfg),
+    )
+    assert res.passed, res
+
+
 def test_an_unmasked_target_fails_loudly(small, monkeypatch):
     """Verification against the unconstrained p (the masks forgotten) emits a token the grammar refuses: the
     request fails naming the grammar instead of returning output outside it."""

@@ -1,5 +1,5 @@
 """The engine's greedy fast path (argmax ids fetched once, drafts walked in Python) against the registry's torch
-greedy methods, its reference; and which logits fail a row (``step._bad_rows``)."""
+greedy methods, its reference; and which logits fail a row (``step._node_tops``)."""
 
 import pytest
 import torch
@@ -8,7 +8,7 @@ from specdecode.core.rng import TorchRNG
 from specdecode.core.sampling import SamplingConfig, greedy_ids
 from specdecode.engine.drafts import DraftTree
 from specdecode.engine.policy import RowPolicy
-from specdecode.engine.step import _bad_rows, _greedy_checked
+from specdecode.engine.step import _greedy_checked, _node_tops
 from specdecode.engine.verify_step import verify_rows
 from specdecode.verify import greedy_tree_verify, greedy_verify
 from specdecode.verify.registry import METHODS
@@ -64,7 +64,7 @@ def test_bad_rows_are_nan_positive_inf_or_all_minus_inf(dtype):
     logits[2, 0, 3] = float("inf")
     logits[3, 1] = float("-inf")  # nothing left to choose
     logits[4, 1, 0] = float("nan")  # past the row's fed positions: not read
-    assert _bad_rows(logits, [2, 2, 2, 2, 1]) == [1, 2, 3]
+    assert _node_tops(logits, [2, 2, 2, 2, 1])[1] == [1, 2, 3]
     assert _greedy_checked(logits, [2, 2, 2, 2, 1]) == (greedy_ids(logits), [1, 2, 3])  # the greedy step's check
 
 
@@ -82,7 +82,12 @@ def test_a_row_with_an_unclear_cut_takes_hf_steps_alone_and_draws_what_the_dense
     trees = [DraftTree.chain(0, []), DraftTree.chain(0, [5, 9]), DraftTree.chain(0, []), DraftTree.chain(0, [1])]
     dense_calls = []
     real = sampling.dense_probs
-    monkeypatch.setattr(sampling, "dense_probs", lambda x, c: dense_calls.append(tuple(x.shape)) or real(x, c))
+
+    def spy(x, c, by_value=False, checked=False):
+        dense_calls.append(tuple(x.shape))
+        return real(x, c, by_value, checked)
+
+    monkeypatch.setattr(sampling, "dense_probs", spy)
     for seed in range(60):
         pol = RowPolicy.for_method(METHODS["tokenwise"], cfg, TorchRNG(torch.Generator().manual_seed(seed)))
         got = verify_rows(logits, trees, [pol] * 4, [[1, 2]] * 4)
