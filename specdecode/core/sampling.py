@@ -74,9 +74,10 @@ GREEDY = SamplingConfig(temperature=0.0)
 
 
 def warp_logits(logits: torch.Tensor, cfg: SamplingConfig, by_value: bool = False) -> torch.Tensor:
-    """logits: [..., V] -> warped logits [..., V] (removed tokens at -inf). Requires T > 0. HF's warpers' own steps:
-    the reference ``logits_to_probs``'s fast path (``core.warpers``) is tested against. by_value (CPU logits): the
-    top-p cut from numpy's sort of the values where that decides it (``_top_p_removed_by_value``)."""
+    """logits: [..., V] -> warped logits [..., V] (removed tokens at -inf; ``logits`` itself when T = 1 and nothing is
+    removed: not to be written to). Requires T > 0. HF's warpers' own steps: the reference ``logits_to_probs``'s fast
+    path (``core.warpers``) is tested against. by_value (CPU logits): the top-p cut from numpy's sort of the values
+    where that decides it (``_top_p_removed_by_value``)."""
     x = logits if cfg.temperature == 1 else logits / cfg.temperature  # x / 1 is x
     if cfg.top_k is not None and cfg.top_k < x.shape[-1]:
         kth = torch.topk(x, cfg.top_k, dim=-1).values[..., -1:]
