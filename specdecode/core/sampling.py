@@ -193,7 +193,8 @@ def dense_rows(logits: torch.Tensor, cfg: SamplingConfig) -> list:
     """logits [..., V] on the CPU -> HF's steps (``dense_probs``) written as ``sparse_warp``'s rows: each flattened
     position's nonzero probabilities (its float32 values, not renormalised) and their ids. A row drawn from it
     draws what the dense row draws (the same float64 sums over the same cells). The top-p cut is read from numpy's
-    sort of the values where that decides it (``warp_logits``'s by_value: the same tokens, a third of the time)."""
+    sort of the values where that decides it (``warp_logits``'s by_value: the same tokens; the sort in a third of the
+    time, the row in ~55%)."""
     probs = dense_probs(logits, cfg, by_value=True)
     return [sparse_row(row) for row in probs.reshape(-1, logits.shape[-1]).numpy()]
 

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.sampling import dense_rows, greedy_ids, logits_to_probs, sample_sparse, sparse_possible, sparse_warp_checked
+from ..core.sampling import (
+    dense_probs,
+    dense_rows,
+    greedy_ids,
+    logits_to_probs,
+    sample_sparse,
+    sparse_possible,
+    sparse_warp_checked,
+)
 from ..verify import gumbel_sample
 from ..verify.multidraft import greedy_path
 from .drafts import DraftTree
@@ -70,10 +78,12 @@ def verify_rows(
                 results = _verify_greedy(greedy_ids(lg), group)
             else:
                 group_tops = None if tops is None else [tops[b] for b in idx]
-                results = _verify_sparse(pol, lg, group, group_tops) if _sparse_applies(pol, group) else None
-                if results is None:
+                sparse = _sparse_applies(pol, group)
+                results = _verify_sparse(pol, lg, group, group_tops) if sparse else None
+                if results is None:  # tried sparse: no sparse form (HF's steps, not asked again); else logits_to_probs
                     rows = [Row(policies[b], seqs[b]) for b in idx]
-                    probs = logits_to_probs(lg, pol.sampling, checked=tops is not None)  # [G, n_max, V]
+                    warp = dense_probs if sparse else logits_to_probs
+                    probs = warp(lg, pol.sampling, checked=tops is not None)  # [G, n_max, V]
                     results = _verify_group(rows[0], probs, group, rows)
         for j, res in enumerate(results):
             out[idx[j]] = res
