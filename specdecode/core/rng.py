@@ -13,7 +13,9 @@ callers pass an explicit ``torch.Generator`` (or ``random.Random``).
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
 from collections.abc import Sequence
+from itertools import accumulate
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -34,6 +36,7 @@ class TorchRNG:
 
     def __init__(self, generator: torch.Generator):
         self.generator = generator
+        self._u: torch.Tensor | None = None  # draw_index's uniform, drawn in place: torch.rand(1)'s very numbers
 
     def bernoulli(self, a: torch.Tensor) -> torch.Tensor:
         # a: [...] probabilities in [0, 1]; strict '<' with u in [0, 1) so a = 0 never fires
@@ -58,13 +61,17 @@ class TorchRNG:
         return idx.reshape(w.shape[:-1])
 
     def draw_index(self, weights: np.ndarray) -> int:
-        """``categorical`` of one row of numpy weights [n]: the same uniform, the same float64 sums, no tensors
-        around them (a sampler's few candidates; each torch call costs ~30-100 us right after a llama.cpp pass)."""
-        cum = np.cumsum(weights, dtype=np.float64)
-        u = float(torch.rand(1, generator=self.generator, dtype=torch.float64, device="cpu")) * cum[-1]
-        idx = int(np.searchsorted(cum, u, side="right"))  # the first index whose cumulative weight exceeds u
+        """``categorical`` of one row of float64 numpy weights [n]: the same uniform, the same float64 sums (summed
+        in order, as numpy's and torch's cumsum), in Python: a sampler's few candidates, where each numpy or torch
+        call costs ~20-60 us right after a llama.cpp pass."""
+        w = weights.tolist()
+        cum = list(accumulate(w))
+        if self._u is None:
+            self._u = torch.empty(1, dtype=torch.float64, device="cpu")
+        u = self._u.uniform_(generator=self.generator).item() * cum[-1]
+        idx = bisect_right(cum, u)  # the first index whose cumulative weight exceeds u
         if idx >= len(cum):  # rounding put u at the very top: the last positive cell
-            idx = int(np.flatnonzero(weights > 0)[-1])
+            idx = max(i for i, x in enumerate(w) if x > 0)
         return idx
 
 

@@ -171,7 +171,13 @@ def sparse_possible(logits: torch.Tensor, cfg: SamplingConfig) -> bool:
         return False  # check_logits says what is wrong
     if not logits.is_cpu or logits.dtype not in (torch.float32, torch.float64):
         return False  # an accelerator's vocabulary-wide ops are cheap, and its rows draw with its own generator
-    return any(f is not None for f in _filters(cfg, logits.shape[-1]))
+    return filters_remove(cfg, logits.shape[-1])
+
+
+def filters_remove(cfg: SamplingConfig, V: int) -> bool:
+    """Whether ``cfg`` samples with a top-k, top-p or min-p that removes tokens from a vocabulary of V: what
+    ``sparse_possible`` asks of the settings, for a caller that knows its logits are CPU float32 already."""
+    return not cfg.is_greedy and any(f is not None for f in _filters(cfg, V))
 
 
 def sparse_warp(logits: torch.Tensor, cfg: SamplingConfig) -> list | None:

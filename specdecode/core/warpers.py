@@ -41,6 +41,10 @@ SPANS = (4.0, 6.0, 9.0, 13.5, 20.0, 30.0, 45.0, 64.0)
 TOP_K_SPANS = SPANS[2:]
 MAX_CANDIDATES = 4096  # more than this: HF's full sort decides
 MARGIN = 1e-5
+# at most this many candidates: the cut runs on Python floats (``_cut_small``). Right after a llama.cpp pass each numpy
+# call costs ~20-40 us (docs/backends.md); top-k 40's last steps made ten of them (~150 us a row), the same
+# arithmetic on 40 Python floats ~30 us. Larger sets stay with numpy (``_cut``, the reference it is tested against)
+SMALL = 64
 
 
 def sparse_rows(arr: np.ndarray, temperature: float, top_k, top_p, min_p, tops=None) -> list | None:
@@ -90,11 +94,27 @@ def _top_k_row(x, top, temperature, top_k, top_p, min_p):
             return _cut(v, ids, _log_softmax(v), top_p, min_p, complete=True)
     if len(ids) > need:
         ids = ids[np.argpartition(x[ids], len(ids) - need)[len(ids) - need :]]
+    if need <= SMALL:
+        return _top_k_small(x, ids, temperature, top_k, top_p, min_p)
     v, ids = _descending(x, ids, temperature)
     if not v[top_k] < v[top_k - 1]:
         return None  # a logit outside the k largest ties the k-th: HF keeps it
     v, ids = v[:top_k], ids[:top_k]
     return _cut(v, ids, _log_softmax(v), top_p, min_p, complete=True)
+
+
+def _top_k_small(x, ids, temperature, top_k, top_p, min_p):
+    """``_top_k_row``'s last steps on Python floats: ids the tokens of the k + 1 largest logits (any order). The order
+    of tied values does not matter: a tie at the k-th is refused here, and ``_cut_small`` cuts between different
+    values only."""
+    vals = x[ids] / x.dtype.type(temperature)  # as ``_descending``: in the logits' precision
+    pairs = sorted(zip(vals.tolist(), ids.tolist()), reverse=True)  # [(logit / T, token)] descending
+    if not pairs[top_k][0] < pairs[top_k - 1][0]:
+        return None  # a logit outside the k largest ties the k-th: HF keeps it
+    v = [a for a, _ in pairs[:top_k]]
+    shifted = [a - v[0] for a in v]
+    log_total = math.log(math.fsum(map(math.exp, shifted)))
+    return _cut_small(v, [i for _, i in pairs[:top_k]], [a - log_total for a in shifted], top_p, min_p, True)
 
 
 def _top_p_row(x, top, temperature, top_p, min_p):
@@ -133,7 +153,10 @@ def _log_softmax(v: np.ndarray) -> np.ndarray:
 def _cut(v, ids, logp, top_p, min_p, complete: bool):
     """v: [m] candidate logits (divided by T), descending; ids: their tokens; logp: [m] float64 their
     log-probabilities before top-p, or their logits shifted by a constant when top-p is not asked; complete: every
-    other token is already removed (or, min-p alone, clearly below its threshold) -> (probs, ids) or None."""
+    other token is already removed (or, min-p alone, clearly below its threshold) -> (probs, ids) or None. At most
+    ``SMALL`` candidates: ``_cut_small``."""
+    if len(v) <= SMALL:
+        return _cut_small(v.tolist(), ids.tolist(), logp.tolist(), top_p, min_p, complete)
     probs = np.exp(logp)
     if top_p is not None:
         n_keep = _top_p_count(v, probs, top_p, complete)
@@ -158,6 +181,41 @@ def _top_p_count(v, probs, top_p: float, complete: bool) -> int | None:
     n_keep = int(np.count_nonzero(cum > threshold))  # a leading run; the top candidate has cum 1
     if n_keep == len(v):
         return n_keep if complete and cum[-1] > threshold + MARGIN else None  # else the nucleus may reach past
+    if cum[n_keep - 1] > threshold + MARGIN and cum[n_keep] < threshold - MARGIN and v[n_keep - 1] > v[n_keep]:
+        return n_keep
+    return None
+
+
+def _cut_small(v: list, ids: list, logp: list, top_p, min_p, complete: bool):
+    """``_cut`` on Python floats (the same decisions on the same float64 quantities, up to the last bit of exp and
+    of a sum): v, ids, logp lists -> (probs float64 [m], ids int64 [m] ascending) or None."""
+    probs = [math.exp(a) for a in logp]
+    if top_p is not None:
+        n_keep = _top_p_count_small(v, probs, top_p, complete)
+        if n_keep is None:
+            return None
+        probs, ids = probs[:n_keep], ids[:n_keep]
+    kept = zip(ids, probs)
+    if min_p is not None and min_p > 0:
+        threshold = min_p * probs[0]  # the largest is the first candidate
+        if any(abs(p - threshold) <= MARGIN * threshold for p in probs):
+            return None
+        kept = [(i, p) for i, p in kept if p > threshold]
+    kept = sorted(kept)  # token order: an inverse CDF over them is the one over the vocabulary
+    total = math.fsum(p for _, p in kept)
+    return np.array([p / total for _, p in kept]), np.array([i for i, _ in kept], dtype=np.int64)
+
+
+def _top_p_count_small(v: list, probs: list, top_p: float, complete: bool) -> int | None:
+    """``_top_p_count`` on Python floats: HF's cumulative probability at each candidate as numpy's
+    ``1 - (cumsum(probs) - probs)`` computes it (the same float64 operations in the same order)."""
+    threshold, cum, running = 1.0 - top_p, [], 0.0
+    for p in probs:
+        running += p
+        cum.append(1.0 - (running - p))
+    n_keep = sum(c > threshold for c in cum)  # a leading run; the top candidate has cum 1
+    if n_keep == len(v):
+        return n_keep if complete and cum[-1] > threshold + MARGIN else None
     if cum[n_keep - 1] > threshold + MARGIN and cum[n_keep] < threshold - MARGIN and v[n_keep - 1] > v[n_keep]:
         return n_keep
     return None

@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass
 from itertools import accumulate
 
-import numpy as np
 import torch
 
 from ..core.sampling import greedy_top
@@ -249,7 +248,7 @@ def _node_tops(logits: torch.Tensor, lengths: list[int]) -> tuple[list | None, l
     if logits.is_cpu and logits.dtype == torch.float32:  # is_cpu: a third of device.type's cost, cold
         arr = logits.numpy()
         tops = [arr[b, :n].max(-1) for b, n in enumerate(lengths)]
-        return tops, [b for b, top in enumerate(tops) if not np.isfinite(top).all()]
+        return tops, _not_finite([top.tolist() for top in tops], lengths)  # Python's isfinite: no numpy call
     return None, _not_finite(logits.amax(-1).tolist(), lengths)  # [B, n_max]: one reduction, one transfer
 
 

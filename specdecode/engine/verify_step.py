@@ -19,6 +19,7 @@ import torch
 from ..core.sampling import (
     dense_probs,
     dense_rows,
+    filters_remove,
     greedy_ids,
     logits_to_probs,
     sample_sparse,
@@ -118,7 +119,8 @@ def _verify_sparse(pol: RowPolicy, logits: torch.Tensor, trees: list[DraftTree],
     HF's steps for a row alone where a cut is unclear); None when the logits or settings have no sparse form
     (``sparse_possible``: then the dense path). No [G, n_max, V] of p is written: ~80 us a vocabulary-wide pass
     right after a llama.cpp pass, which is also why the group is read as numpy once and the maxima come along."""
-    if not sparse_possible(logits, pol.sampling):
+    read = tops is not None  # the check read these logits as CPU float32 (``step._node_tops``)
+    if not (filters_remove(pol.sampling, logits.shape[-1]) if read else sparse_possible(logits, pol.sampling)):
         return None
     arr = logits.numpy()  # [G, n_max, V]
     method = pol.method

@@ -1,11 +1,13 @@
 """The sparse warping (``core.warpers``) keeps exactly the tokens Hugging Face's warpers keep, with their
 probabilities; unclear cuts go to HF's own steps; draws from it are the dense draws."""
 
+import numpy as np
 import pytest
 import torch
 from transformers.generation.logits_process import MinPLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 import specdecode.core.sampling as sampling
+import specdecode.core.warpers as warpers
 from specdecode.core.rng import TorchRNG
 from specdecode.core.sampling import SamplingConfig, logits_to_probs, sample_sparse, sparse_warp, warp_logits
 
@@ -138,3 +140,42 @@ def test_the_top_p_cut_read_by_value_is_hf_sorts_bit_for_bit(cfg, monkeypatch):
     uniform = torch.zeros(1, 40)  # every value ties: the cut falls between tied tokens
     assert torch.equal(sampling.dense_probs(uniform, cfg, by_value=True), sampling.dense_probs(uniform, cfg))
     assert calls[-1] is None and any(c is not None for c in calls)
+
+
+@pytest.mark.parametrize("cfg", SETTINGS, ids=lambda c: c.describe())
+def test_the_python_cut_of_a_few_candidates_equals_numpys(cfg, monkeypatch):
+    """``warpers._cut_small`` (Python floats, at most ``SMALL`` candidates) against ``_cut`` on numpy (the
+    reference, forced by SMALL = 0): the same rows answered, the same tokens, probabilities within 1e-12."""
+    g = torch.Generator().manual_seed(4)
+    rows = [*_cases(g), torch.randn(6, 200, generator=g).double() * 4]
+    fast = [sparse_warp(x, cfg) for x in rows]
+    monkeypatch.setattr(warpers, "SMALL", 0)
+    answered = 0
+    for x, got in zip(rows, fast):
+        want = sparse_warp(x, cfg)
+        assert (got is None) == (want is None)
+        for (p, ids), (p_ref, ids_ref) in zip(got or [], want or []):
+            assert p.dtype == p_ref.dtype == np.float64 and ids.dtype == ids_ref.dtype == np.int64
+            assert np.array_equal(ids, ids_ref) and np.allclose(p, p_ref, rtol=0, atol=1e-12)
+            answered += 1
+    assert answered > 0
+
+
+def test_draw_index_is_the_numpy_inverse_cdf_draw():
+    """``TorchRNG.draw_index`` in Python: the uniform of ``torch.rand(1)`` and the index numpy's cumsum and
+    searchsorted give, the top cell when rounding puts u above every sum, and the same generator state after."""
+    gen = np.random.default_rng(5)
+    for trial in range(300):
+        w = gen.random(int(gen.integers(1, 60))) * (gen.random(1) < 0.5)
+        w[int(gen.integers(0, len(w)))] += 0.1  # a positive cell
+        if trial % 7 == 0:
+            w = np.concatenate([w, np.zeros(3)])  # zero cells at the end
+        ours, ref = torch.Generator().manual_seed(trial), torch.Generator().manual_seed(trial)
+        got = TorchRNG(ours).draw_index(w)
+        cum = np.cumsum(w, dtype=np.float64)
+        u = float(torch.rand(1, generator=ref, dtype=torch.float64)) * cum[-1]
+        want = int(np.searchsorted(cum, u, side="right"))
+        assert got == (want if want < len(w) else int(np.flatnonzero(w > 0)[-1]))
+        assert torch.equal(ours.get_state(), ref.get_state())
+    one = np.array([0.0, 1.0, 0.0])
+    assert TorchRNG(torch.Generator().manual_seed(0)).draw_index(one) == 1
