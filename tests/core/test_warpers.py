@@ -179,3 +179,32 @@ def test_draw_index_is_the_numpy_inverse_cdf_draw():
         assert torch.equal(ours.get_state(), ref.get_state())
     one = np.array([0.0, 1.0, 0.0])
     assert TorchRNG(torch.Generator().manual_seed(0)).draw_index(one) == 1
+
+
+def test_one_row_categorical_is_the_batched_inverse_cdf_draw():
+    """A one-row ``categorical`` on the CPU draws through numpy: the same token as the batched torch path (the
+    uniform of ``torch.rand``, searchsorted over the float64 cumulative sums), the same generator state after,
+    for [V] and [1, V] weights in float32 and float64."""
+    g = torch.Generator().manual_seed(6)
+    for trial in range(200):
+        w = torch.rand(300, generator=g) * (torch.rand(300, generator=g) < 0.3)
+        w[int(torch.randint(0, 300, (1,), generator=g))] = 0.5
+        w = w.double() if trial % 2 else w
+        shape = (1, 300) if trial % 3 else (300,)
+        ours, ref = torch.Generator().manual_seed(trial), torch.Generator().manual_seed(trial)
+        got = TorchRNG(ours).categorical(w.reshape(shape))
+        cum = w.reshape(1, -1).cumsum(-1, dtype=torch.float64)
+        u = torch.rand(1, 1, generator=ref, dtype=torch.float64) * cum[:, -1:]
+        want = torch.searchsorted(cum, u, right=True).reshape(shape[:-1])
+        assert got.shape == want.shape and got.dtype == torch.long and torch.equal(got, want)
+        assert torch.equal(ours.get_state(), ref.get_state())
+
+
+def test_a_uniform_rounded_to_the_top_draws_the_last_positive_cell(monkeypatch):
+    """u * total at the very top of the sums (float rounding): the one-row draws give the last positive cell, not
+    a zero cell after it (as the batched path does)."""
+    monkeypatch.setattr(TorchRNG, "_uniform", lambda self: 1.0)
+    rng = TorchRNG(torch.Generator().manual_seed(0))
+    w = torch.tensor([0.2, 0.0, 0.5, 0.3, 0.0, 0.0])
+    assert int(rng.categorical(w)) == 3
+    assert rng.draw_index(w.double().numpy()) == 3
