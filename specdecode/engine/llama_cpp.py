@@ -35,6 +35,7 @@ from .llama_lib import (
     clear_errors,
     copy_floats,
     last_error,
+    plan_ubatches,
     ragged_rows,
     require_llama_cpp,
     restore_sequence,
@@ -201,16 +202,18 @@ class LlamaCppLM(Backend):
         self.prefix.clear()
 
     # ------------------------------------------------------------------ passes
-    def _decode(self, entries: list[tuple], outputs: bool, scatter: bool = True, argmax: bool = False) -> tuple:
+    def _decode(
+        self, entries: list[tuple], outputs: bool, scatter: bool = True, argmax: bool = False, prompt: bool = False
+    ) -> tuple:
         """entries: (token, position, [sequence ids][, wanted]) in batch order -> (logits [n, V], hidden states
         [n, H]) of every entry when ``outputs`` (else None; an entry whose ``wanted`` is False: zeros, its head
-        not computed; without ``scatter`` only the wanted entries' rows), decoded in chunks of n_batch.
-        ``argmax`` (every entry wanted): (argmax id, logit there) per entry instead of the logits."""
+        not computed; without ``scatter`` only the wanted entries' rows), decoded in the calls ``plan_ubatches``
+        gives (``prompt``: a prefill). ``argmax`` (every entry wanted): (argmax id, logit there) per entry."""
         logits, feats = [], []
         want_h = outputs and self.record_features
         t0 = time.perf_counter()
-        for start in range(0, len(entries), self.n_batch):
-            chunk = entries[start : start + self.n_batch]
+        for start, end in plan_ubatches([e[2][0] for e in entries], self.n_batch, prompt):
+            chunk = entries[start:end]
             b = self._batch
             b.n_tokens = len(chunk)
             wanted = [outputs and (len(e) < 4 or e[3]) for e in chunk]
@@ -269,11 +272,13 @@ class LlamaCppLM(Backend):
         the prefill's own pass: the output head runs at those entries only."""
         if self.embeddings or not any(rows):
             return super().prefill(rows)
-        logits = self._extend(rows, True, [set(range(len(r) - 1)) for r in rows], scatter=False)
+        logits = self._extend(rows, True, [set(range(len(r) - 1)) for r in rows], scatter=False, prompt=True)
         fed = torch.tensor([b for b, r in enumerate(rows) if r])
         return torch.zeros(len(rows), self.vocab_size).index_copy_(0, fed, logits)
 
-    def _extend(self, rows: list[list[int]], need_logits: bool, skip, scatter: bool = True, argmax: bool = False):
+    def _extend(
+        self, rows: list[list[int]], need_logits: bool, skip, scatter: bool = True, argmax: bool = False, prompt=False
+    ):
         """skip: a set per row of the positions whose head is not computed, or None (see ``_decode``)."""
         self.check_rows(len(rows))
         if self._tree is not None:
@@ -287,7 +292,7 @@ class LlamaCppLM(Backend):
             for b, r in enumerate(rows)
             for i, t in enumerate(r)
         ]
-        logits, feats = self._decode(entries, need_logits or self.record_features, scatter, argmax)
+        logits, feats = self._decode(entries, need_logits or self.record_features, scatter, argmax, prompt)
         if feats is not None:
             at = 0
             for b, k in enumerate(n):

@@ -139,3 +139,46 @@ def restore_sequence(ctx, blob: np.ndarray, seq: int) -> bool:
     they fit."""
     lib = require_llama_cpp()
     return lib.llama_state_seq_set_data(ctx, blob.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), blob.size, seq) > 0
+
+
+# llama.cpp's CPU flash attention takes a tiled path (Q in float32) from this many query tokens in one ubatch, and
+# below it a per-query path (Q in float16) whose result for a token depends only on its own sequence's cells; with
+# Q8_0 activations re-quantized in every layer the two paths' logits differ by up to ~0.5-0.9 (docs/backends.md)
+FA_TILE = 64
+
+
+def plan_ubatches(rows: list, n_batch: int, prompt: bool) -> list[tuple[int, int]]:
+    """rows: the row of each entry of a pass in batch order (a row's entries consecutive) -> (start, end) of each
+    ``llama_decode`` call, in order, so that every row's tokens take the attention path they take when the row is
+    alone. A step (``prompt`` False: one-token decoding, drafts, tree nodes): calls of fewer than ``FA_TILE`` tokens,
+    the per-query path of a row decoding alone, whatever the batch. A prompt: each row's tokens in pieces of
+    ``n_batch`` from its start (as llama-cpp-python prefills them alone); pieces of ``FA_TILE`` tokens or more
+    share calls (the tiled path, as alone), shorter ones share calls of fewer than ``FA_TILE`` tokens."""
+    small = FA_TILE - 1
+    if not prompt:
+        return [(s, min(s + small, len(rows))) for s in range(0, len(rows), small)]
+    calls: list[list] = []  # [start, end, tiled]
+    for a, b in _prompt_pieces(rows, n_batch):
+        if b - a >= FA_TILE:
+            if calls and calls[-1][2] and b - calls[-1][0] <= n_batch:
+                calls[-1][1] = b
+            else:
+                calls.append([a, b, True])
+            continue
+        while a < b:  # the per-query path: a row's tokens may be split between calls
+            if calls and not calls[-1][2] and calls[-1][1] - calls[-1][0] < small:
+                calls[-1][1] = a = min(b, calls[-1][0] + small)
+            else:
+                calls.append([a, min(b, a + small), False])
+                a = calls[-1][1]
+    return [(a, b) for a, b, _ in calls]
+
+
+def _prompt_pieces(rows: list, n_batch: int) -> list[tuple[int, int]]:
+    """Each row's run of entries cut into pieces of ``n_batch`` from its start -> (start, end) in order."""
+    pieces, start = [], 0
+    for i in range(1, len(rows) + 1):
+        if i == len(rows) or rows[i] != rows[start]:
+            pieces += [(a, min(a + n_batch, i)) for a in range(start, i, n_batch)]
+            start = i
+    return pieces
