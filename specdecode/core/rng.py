@@ -36,7 +36,7 @@ class TorchRNG:
 
     def __init__(self, generator: torch.Generator):
         self.generator = generator
-        self._u: torch.Tensor | None = None  # draw_index's uniform, drawn in place: torch.rand(1)'s very numbers
+        self._u: torch.Tensor | None = None  # one-row draws' uniform, drawn in place: torch.rand(1)'s very numbers
 
     def bernoulli(self, a: torch.Tensor) -> torch.Tensor:
         # a: [...] probabilities in [0, 1]; strict '<' with u in [0, 1) so a = 0 never fires
@@ -50,9 +50,9 @@ class TorchRNG:
         flat = w.reshape(-1, w.shape[-1])
         cum = flat.cumsum(-1, dtype=torch.float64)  # [R, V] (the same sums as a cast first, one pass less)
         if flat.shape[0] == 1 and cum.is_cpu:  # one row: the same draw through numpy (four torch calls fewer)
-            idx = self._inverse_cdf(cum.numpy()[0])
+            idx = self._inverse_cdf(cum.detach().numpy()[0])
             if idx is None:
-                idx = int(np.flatnonzero(flat[0].detach().numpy() > 0)[-1])
+                idx = int(np.flatnonzero((flat[0] > 0).numpy())[-1])  # bool: any dtype of weights
             return torch.tensor(idx, device=cum.device).reshape(w.shape[:-1])
         u = (
             torch.rand(flat.shape[0], 1, generator=self.generator, dtype=torch.float64, device=flat.device)
