@@ -202,17 +202,16 @@ class LlamaCppLM(Backend):
         self.prefix.clear()
 
     # ------------------------------------------------------------------ passes
-    def _decode(
-        self, entries: list[tuple], outputs: bool, scatter: bool = True, argmax: bool = False, prompt: bool = False
-    ) -> tuple:
+    def _decode(self, entries: list[tuple], outputs: bool, prompt: bool = False, argmax: bool = False) -> tuple:
         """entries: (token, position, [sequence ids][, wanted]) in batch order -> (logits [n, V], hidden states
         [n, H]) of every entry when ``outputs`` (else None; an entry whose ``wanted`` is False: zeros, its head
-        not computed; without ``scatter`` only the wanted entries' rows), decoded in the calls ``plan_ubatches``
-        gives (``prompt``: a prefill). ``argmax`` (every entry wanted): (argmax id, logit there) per entry."""
+        not computed; a ``prompt``, i.e. a prefill: only the wanted entries' rows), decoded in the calls
+        ``plan_ubatches`` gives. ``argmax`` (every entry wanted): (argmax id, logit there) per entry."""
         logits, feats = [], []
         want_h = outputs and self.record_features
         t0 = time.perf_counter()
-        for start, end in plan_ubatches([e[2][0] for e in entries], self.n_batch, prompt):
+        prompt_rows = [e[2][0] for e in entries] if prompt else None  # a step needs only the count
+        for start, end in plan_ubatches(len(entries), self.n_batch, prompt_rows):
             chunk = entries[start:end]
             b = self._batch
             b.n_tokens = len(chunk)
@@ -232,9 +231,9 @@ class LlamaCppLM(Backend):
                 raise RuntimeError(f"llama_decode failed ({rc}): {last_error()}")
             if argmax:
                 logits += argmax_logits(self.ctx, len(chunk), self.vocab_size)
-            elif outputs and (scatter or any(wanted)):
+            elif outputs and (not prompt or any(wanted)):
                 got = copy_floats(L.llama_get_logits(self.ctx), sum(wanted), self.vocab_size)
-                logits.append(scatter_rows(got, wanted) if scatter else got)
+                logits.append(got if prompt else scatter_rows(got, wanted))
             if want_h:
                 feats.append(copy_floats(L.llama_get_embeddings(self.ctx), len(chunk), self.n_embd))
         self.forward_time += time.perf_counter() - t0
@@ -272,14 +271,13 @@ class LlamaCppLM(Backend):
         the prefill's own pass: the output head runs at those entries only."""
         if self.embeddings or not any(rows):
             return super().prefill(rows)
-        logits = self._extend(rows, True, [set(range(len(r) - 1)) for r in rows], scatter=False, prompt=True)
+        logits = self._extend(rows, True, [set(range(len(r) - 1)) for r in rows], prompt=True)
         fed = torch.tensor([b for b, r in enumerate(rows) if r])
         return torch.zeros(len(rows), self.vocab_size).index_copy_(0, fed, logits)
 
-    def _extend(
-        self, rows: list[list[int]], need_logits: bool, skip, scatter: bool = True, argmax: bool = False, prompt=False
-    ):
-        """skip: a set per row of the positions whose head is not computed, or None (see ``_decode``)."""
+    def _extend(self, rows: list[list[int]], need_logits: bool, skip, prompt: bool = False, argmax: bool = False):
+        """skip: a set per row of the positions whose head is not computed, or None; prompt: a prefill (see
+        ``_decode``)."""
         self.check_rows(len(rows))
         if self._tree is not None:
             raise ValueError("draft-tree nodes are pending: call keep_paths or rollback before extend")
@@ -292,7 +290,7 @@ class LlamaCppLM(Backend):
             for b, r in enumerate(rows)
             for i, t in enumerate(r)
         ]
-        logits, feats = self._decode(entries, need_logits or self.record_features, scatter, argmax, prompt)
+        logits, feats = self._decode(entries, need_logits or self.record_features, prompt, argmax)
         if feats is not None:
             at = 0
             for b, k in enumerate(n):
@@ -301,7 +299,7 @@ class LlamaCppLM(Backend):
         self.lengths = [length + k for length, k in zip(self.lengths, n)]
         if argmax or not need_logits:
             return logits if argmax else None
-        return ragged_rows(logits, n) if scatter else torch.from_numpy(logits)
+        return torch.from_numpy(logits) if prompt else ragged_rows(logits, n)
 
     def extend_tree(self, tokens: list[list[int]], parents: list[list[int]]) -> torch.Tensor:
         """Append draft-tree nodes to every row in ONE pass (see the module docstring) -> logits [B, n_max, V]."""

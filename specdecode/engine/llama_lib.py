@@ -147,18 +147,18 @@ def restore_sequence(ctx, blob: np.ndarray, seq: int) -> bool:
 FA_TILE = 64
 
 
-def plan_ubatches(rows: list, n_batch: int, prompt: bool) -> list[tuple[int, int]]:
-    """rows: the row of each entry of a pass in batch order (a row's entries consecutive) -> (start, end) of each
-    ``llama_decode`` call, in order, so that every row's tokens take the attention path they take when the row is
-    alone. A step (``prompt`` False: one-token decoding, drafts, tree nodes): calls of fewer than ``FA_TILE`` tokens,
-    the per-query path of a row decoding alone, whatever the batch. A prompt: each row's tokens in pieces of
-    ``n_batch`` from its start (as llama-cpp-python prefills them alone); pieces of ``FA_TILE`` tokens or more
-    share calls (the tiled path, as alone), shorter ones share calls of fewer than ``FA_TILE`` tokens."""
+def plan_ubatches(count: int, n_batch: int, prompt_rows: list | None = None) -> list[tuple[int, int]]:
+    """A pass of ``count`` entries -> (start, end) of each ``llama_decode`` call, in order, so that every row's
+    tokens take the attention path they take when the row is alone. A step (no ``prompt_rows``: one-token decoding,
+    drafts, tree nodes): calls of fewer than ``FA_TILE`` tokens, the per-query path of a row decoding alone, whatever
+    the batch. A prompt (``prompt_rows``: the row of each entry, a row's entries consecutive): each row's tokens in
+    pieces of ``n_batch`` from its start (as llama-cpp-python prefills them alone); pieces of ``FA_TILE`` tokens or
+    more share calls (the tiled path, as alone), shorter ones share calls of fewer than ``FA_TILE`` tokens."""
     small = FA_TILE - 1
-    if not prompt:
-        return [(s, min(s + small, len(rows))) for s in range(0, len(rows), small)]
+    if prompt_rows is None:
+        return [(s, min(s + small, count)) for s in range(0, count, small)]
     calls: list[list] = []  # [start, end, tiled]
-    for a, b in _prompt_pieces(rows, n_batch):
+    for a, b in _prompt_pieces(prompt_rows, n_batch):
         if b - a >= FA_TILE:
             if calls and calls[-1][2] and b - calls[-1][0] <= n_batch:
                 calls[-1][1] = b

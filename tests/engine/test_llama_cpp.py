@@ -341,7 +341,7 @@ def test_ubatch_plan_keeps_each_rows_attention_path():
     from specdecode.engine.llama_lib import FA_TILE, plan_ubatches
 
     def check(rows, n_batch, prompt):
-        calls = plan_ubatches(rows, n_batch, prompt)
+        calls = plan_ubatches(len(rows), n_batch, rows if prompt else None)
         assert [a for a, _ in calls][1:] == [b for _, b in calls][:-1] and calls[0][0] == 0
         assert calls[-1][1] == len(rows) and all(0 < b - a <= n_batch for a, b in calls)
         return [b - a for a, b in calls]
